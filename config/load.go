@@ -1,0 +1,346 @@
+package config
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// LoadServer reads, decodes and validates a server config file.
+func LoadServer(path string) (*Server, []string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ParseServer(path, data)
+}
+
+// LoadClient reads, decodes and validates a client config file.
+func LoadClient(path string) (*Client, []string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ParseClient(path, data)
+}
+
+// ParseServer decodes and validates a server config; name is used in error messages. It returns
+// warnings for frp keys that xp2p accepts but ignores.
+func ParseServer(name string, data []byte) (*Server, []string, error) {
+	var c Server
+	pos, warnings, unknown, err := decode(name, data, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := merge(unknown, c.complete(name, pos)); err != nil {
+		return nil, nil, err
+	}
+	return &c, warnings, nil
+}
+
+// ParseClient decodes and validates a client config; name is used in error messages.
+func ParseClient(name string, data []byte) (*Client, []string, error) {
+	var c Client
+	pos, warnings, unknown, err := decode(name, data, &c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := merge(unknown, c.complete(name, pos)); err != nil {
+		return nil, nil, err
+	}
+	return &c, warnings, nil
+}
+
+// decode renders environment templates, checks syntax, decodes strictly into v and lists
+// ignored frp keys. Unknown keys do not stop decoding: they come back as errors to report
+// together with the validation errors, so that one run shows every problem.
+func decode(name string, data []byte, v any) (pos positions, warnings []string, unknown Errors, err error) {
+	data, err = renderTemplate(name, data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pos, perr := indexPositions(data)
+	if perr != nil {
+		return nil, nil, nil, syntaxError(name, data, perr)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	t := reflect.TypeOf(v).Elem()
+	if err := dec.Decode(v); err != nil {
+		var sm *toml.StrictMissingError
+		if !errors.As(err, &sm) {
+			return nil, nil, nil, decodeError(name, data, err)
+		}
+		unknown = unknownKeys(name, t, sm)
+	}
+	return pos, ignoredKeys(name, pos, t), unknown, nil
+}
+
+// merge joins unknown-key errors and validation errors, in file order.
+func merge(unknown Errors, validation error) error {
+	all := unknown
+	var ve Errors
+	if errors.As(validation, &ve) {
+		all = append(all, ve...)
+	} else if validation != nil {
+		return validation
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(all, func(a, b *Error) int {
+		if a.Line != b.Line {
+			return cmp.Compare(a.Line, b.Line)
+		}
+		return cmp.Compare(a.Column, b.Column)
+	})
+	return all
+}
+
+// Values is what templates in a config can use: {{ .Envs.NAME }}, as in frp.
+type Values struct {
+	Envs map[string]string
+}
+
+func renderTemplate(name string, data []byte) ([]byte, error) {
+	if !bytes.Contains(data, []byte("{{")) {
+		return data, nil
+	}
+	envs := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			envs[k] = v
+		}
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(data))
+	if err != nil {
+		return nil, &Error{File: name, Msg: "template: " + strings.TrimPrefix(err.Error(), "template: ")}
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, Values{Envs: envs}); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "template: ")
+		if strings.Contains(msg, "map has no entry for key") {
+			msg += " (the environment variable is not set)"
+		}
+		return nil, &Error{File: name, Msg: "template: " + msg}
+	}
+	return out.Bytes(), nil
+}
+
+func syntaxError(name string, data []byte, err error) error {
+	var pe *unstable.ParserError
+	if !errors.As(err, &pe) {
+		return &Error{File: name, Msg: err.Error()}
+	}
+	line, col := 0, 0
+	if len(pe.Highlight) > 0 {
+		off := offsetIn(data, pe.Highlight)
+		if off >= 0 {
+			line, col = lineCol(data, off)
+		}
+	}
+	msg := "syntax error: " + pe.Message
+	if hint := commentHint(data, line, col); hint != "" {
+		msg += "; " + hint
+	}
+	return Errors{{File: name, Line: line, Column: col, Msg: msg}}
+}
+
+// commentHint recognises the most common mistake in configs copied from blog posts: a "//"
+// comment after a value.
+func commentHint(data []byte, line, col int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	l := lines[line-1]
+	from := max(col-1, 0)
+	if from <= len(l) && bytes.Contains(l[from:], []byte("//")) {
+		return `TOML comments start with "#", not "//"`
+	}
+	return ""
+}
+
+func unknownKeys(name string, t reflect.Type, sm *toml.StrictMissingError) Errors {
+	var es Errors
+	for i := range sm.Errors {
+		de := &sm.Errors[i]
+		line, col := de.Position()
+		msg := "unknown key"
+		if s := suggest(t, de.Key()); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		es = append(es, &Error{File: name, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Msg: msg})
+	}
+	return es
+}
+
+// typeMismatch matches go-toml's wording, which names Go types; users need TOML words.
+var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)`)
+
+func decodeError(name string, data []byte, err error) error {
+	var de *toml.DecodeError
+	if !errors.As(err, &de) {
+		return &Error{File: name, Msg: err.Error()}
+	}
+	line, col := de.Position()
+	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	if m := typeMismatch.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("expected %s, got a %s", tomlKind(m[2]), m[1])
+	}
+	if hint := commentHint(data, line, col); hint != "" {
+		msg += "; " + hint
+	}
+	return Errors{{File: name, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Msg: msg}}
+}
+
+// tomlKind names a Go type as the TOML value a user should write.
+func tomlKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	case goType == "string":
+		return "a string"
+	case goType == "bool", goType == "*bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map"), strings.Contains(goType, "."):
+		return "a table"
+	}
+	return goType
+}
+
+// suggest proposes the known key closest to an unknown one: same letters ignoring case and
+// underscores (frp's old INI names such as local_ip), or at most two edits away.
+func suggest(t reflect.Type, key []string) string {
+	if len(key) == 0 {
+		return ""
+	}
+	st := typeAt(t, key[:len(key)-1])
+	if st == nil {
+		return ""
+	}
+	unknown := key[len(key)-1]
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "")) }
+	best, bestDist := "", 3
+	for i := 0; i < st.NumField(); i++ {
+		name := tomlName(st.Field(i))
+		if name == "" {
+			continue
+		}
+		if norm(name) == norm(unknown) {
+			return name
+		}
+		if d := editDistance(strings.ToLower(name), strings.ToLower(unknown)); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	return best
+}
+
+// typeAt walks struct fields by TOML key names, through slices, to the struct at path.
+func typeAt(t reflect.Type, path []string) reflect.Type {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if len(path) == 0 {
+		if t.Kind() == reflect.Struct {
+			return t
+		}
+		return nil
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if tomlName(t.Field(i)) == path[0] {
+			return typeAt(t.Field(i).Type, path[1:])
+		}
+	}
+	return nil
+}
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	return name
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// ignoredKeys lists the frp keys present in the document that xp2p does not implement.
+func ignoredKeys(name string, pos positions, t reflect.Type) []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			key := join(prefix, tomlName(f))
+			ft := f.Type
+			if f.Tag.Get("xp2p") == "ignored" {
+				if pos.has(key) {
+					line, col := pos.find(key)
+					out = append(out, fmt.Sprintf("%s:%d:%d: %s is an frp option that xp2p does not implement; ignored", name, line, col, key))
+				}
+				continue
+			}
+			switch {
+			case ft.Kind() == reflect.Struct:
+				walk(ft, key)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				for j := 0; pos.has(key + "[" + strconv.Itoa(j) + "]"); j++ {
+					walk(ft.Elem(), key+"["+strconv.Itoa(j)+"]")
+				}
+			}
+		}
+	}
+	walk(t, "")
+	return out
+}
+
+func offsetIn(data, sub []byte) int {
+	if len(sub) == 0 || len(data) == 0 {
+		return -1
+	}
+	start := reflect.ValueOf(data).Pointer()
+	p := reflect.ValueOf(sub).Pointer()
+	if p < start || p > start+uintptr(len(data)) {
+		return -1
+	}
+	return int(p - start)
+}
+
+func lineCol(data []byte, off int) (int, int) {
+	line := 1 + bytes.Count(data[:off], []byte("\n"))
+	col := off - bytes.LastIndexByte(data[:off], '\n')
+	return line, col
+}

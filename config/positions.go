@@ -1,0 +1,151 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// positions maps every key path of a document ("auth.token", "proxies[0].localPort",
+// "allowPorts[1].start") to where it is written, so that validation errors, which are found on
+// the decoded structs, can still name a line and a column.
+type positions map[string][2]int
+
+// indexPositions walks the document's expressions. It returns the parser's error, if any, so
+// that a syntax error is reported once, with its own position.
+func indexPositions(data []byte) (positions, error) {
+	pos := positions{}
+	var p unstable.Parser
+	p.Reset(data)
+	prefix := ""
+	arrayCounts := map[string]int{}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table:
+			prefix = keyPath(e.Key())
+			pos.set(&p, prefix, firstKey(e))
+		case unstable.ArrayTable:
+			base := keyPath(e.Key())
+			idx := arrayCounts[base]
+			arrayCounts[base] = idx + 1
+			prefix = base + "[" + strconv.Itoa(idx) + "]"
+			pos.set(&p, prefix, firstKey(e))
+		case unstable.KeyValue:
+			pos.keyValue(&p, prefix, e)
+		}
+	}
+	return pos, p.Error()
+}
+
+func (pos positions) keyValue(p *unstable.Parser, prefix string, kv *unstable.Node) {
+	it := kv.Key()
+	path := prefix
+	var first *unstable.Node
+	for it.Next() {
+		n := it.Node()
+		if first == nil {
+			first = n
+		}
+		path = join(path, string(n.Data))
+		// Dotted keys (auth.token = ...) also define their parents.
+		if _, ok := pos[path]; !ok {
+			pos.set(p, path, n)
+		}
+	}
+	if first != nil {
+		pos.set(p, path, first)
+	}
+	pos.value(p, path, kv.Value())
+}
+
+func (pos positions) value(p *unstable.Parser, path string, v *unstable.Node) {
+	if v == nil {
+		return
+	}
+	switch v.Kind {
+	case unstable.Array:
+		i := 0
+		it := v.Children()
+		for it.Next() {
+			child := it.Node()
+			elem := path + "[" + strconv.Itoa(i) + "]"
+			pos.set(p, elem, child)
+			pos.value(p, elem, child)
+			i++
+		}
+	case unstable.InlineTable:
+		it := v.Children()
+		for it.Next() {
+			if child := it.Node(); child.Kind == unstable.KeyValue {
+				pos.keyValue(p, path, child)
+			}
+		}
+	}
+}
+
+func (pos positions) set(p *unstable.Parser, path string, n *unstable.Node) {
+	r := n.Raw
+	if r.Length == 0 && r.Offset == 0 {
+		if _, ok := pos[path]; !ok {
+			pos[path] = [2]int{0, 0}
+		}
+		return
+	}
+	s := p.Shape(r)
+	pos[path] = [2]int{s.Start.Line, s.Start.Column}
+}
+
+// find returns the position of key, or of its closest written ancestor, or 0,0.
+func (pos positions) find(key string) (line, col int) {
+	for k := key; k != ""; k = parent(k) {
+		if lc, ok := pos[k]; ok && lc[0] > 0 {
+			return lc[0], lc[1]
+		}
+	}
+	return 0, 0
+}
+
+// has reports whether key is written in the document.
+func (pos positions) has(key string) bool {
+	_, ok := pos[key]
+	return ok
+}
+
+// firstKey returns the first key node of a table header (the header node itself has no range).
+func firstKey(e *unstable.Node) *unstable.Node {
+	it := e.Key()
+	if it.Next() {
+		return it.Node()
+	}
+	return e
+}
+
+func keyPath(it unstable.Iterator) string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return strings.Join(parts, ".")
+}
+
+func join(prefix, k string) string {
+	if prefix == "" {
+		return k
+	}
+	return prefix + "." + k
+}
+
+// parent strips the last element of a key path: "a.b[2].c" → "a.b[2]" → "a.b" → "a" → "".
+func parent(k string) string {
+	if strings.HasSuffix(k, "]") {
+		if i := strings.LastIndexByte(k, '['); i >= 0 {
+			return k[:i]
+		}
+	}
+	if i := strings.LastIndexByte(k, '.'); i >= 0 {
+		return k[:i]
+	}
+	return ""
+}

@@ -1,0 +1,263 @@
+// Package config owns xp2p's configuration files: the TOML schema of the server and the client
+// (frp v1 key names wherever the features overlap), defaults, environment templating, and
+// strict validation whose every error names the file, line, column and key.
+package config
+
+import "time"
+
+// Server is the server's configuration (frps.toml).
+type Server struct {
+	BindAddr      string `toml:"bindAddr"`
+	BindPort      int    `toml:"bindPort"`
+	ProxyBindAddr string `toml:"proxyBindAddr"`
+
+	Auth      Auth            `toml:"auth"`
+	WebServer WebServer       `toml:"webServer"`
+	Log       Log             `toml:"log"`
+	Transport ServerTransport `toml:"transport"`
+
+	// AllowPorts restricts the remote ports clients may take; empty allows all.
+	AllowPorts        []PortRange `toml:"allowPorts"`
+	MaxPortsPerClient int         `toml:"maxPortsPerClient"`
+	EnablePrometheus  bool        `toml:"enablePrometheus"`
+
+	// Accepted for frp compatibility and ignored (with a warning): features xp2p does not have.
+	KCPBindPort                     int    `toml:"kcpBindPort" xp2p:"ignored"`
+	QUICBindPort                    int    `toml:"quicBindPort" xp2p:"ignored"`
+	VhostHTTPPort                   int    `toml:"vhostHTTPPort" xp2p:"ignored"`
+	VhostHTTPSPort                  int    `toml:"vhostHTTPSPort" xp2p:"ignored"`
+	SubDomainHost                   string `toml:"subDomainHost" xp2p:"ignored"`
+	DetailedErrorsToClient          *bool  `toml:"detailedErrorsToClient" xp2p:"ignored"`
+	UDPPacketSize                   int    `toml:"udpPacketSize" xp2p:"ignored"`
+	NatholeAnalysisDataReserveHours int    `toml:"natholeAnalysisDataReserveHours" xp2p:"ignored"`
+}
+
+// Auth is the shared-secret authentication of clients.
+type Auth struct {
+	Method           string   `toml:"method"`
+	Token            string   `toml:"token"`
+	AdditionalScopes []string `toml:"additionalScopes" xp2p:"ignored"`
+}
+
+// WebServer is the dashboard (server) or admin endpoint (client).
+type WebServer struct {
+	Addr        string `toml:"addr"`
+	Port        int    `toml:"port"`
+	User        string `toml:"user"`
+	Password    string `toml:"password"`
+	TLS         WebTLS `toml:"tls"`
+	PprofEnable bool   `toml:"pprofEnable"`
+	AssetsDir   string `toml:"assetsDir" xp2p:"ignored"`
+}
+
+// WebTLS serves the web server over HTTPS when both files are set.
+type WebTLS struct {
+	CertFile string `toml:"certFile"`
+	KeyFile  string `toml:"keyFile"`
+}
+
+// Log configures logging (to stderr via log/slog).
+type Log struct {
+	To                string `toml:"to"`
+	Level             string `toml:"level"`
+	MaxDays           int    `toml:"maxDays" xp2p:"ignored"`
+	DisablePrintColor bool   `toml:"disablePrintColor" xp2p:"ignored"`
+}
+
+// PortRange is one entry of allowPorts: {start, end} or {single}.
+type PortRange struct {
+	Start  int `toml:"start"`
+	End    int `toml:"end"`
+	Single int `toml:"single"`
+}
+
+// ServerTransport tunes the server's sessions.
+type ServerTransport struct {
+	// HeartbeatTimeout (seconds) drops a client that has been silent this long.
+	HeartbeatTimeout int       `toml:"heartbeatTimeout"`
+	TLS              ServerTLS `toml:"tls"`
+	// RelayBandwidthLimit caps relayed P2P traffic per session, e.g. "10MB" (per second); "" is unlimited.
+	RelayBandwidthLimit string `toml:"relayBandwidthLimit"`
+	// MaxRelaySessions caps concurrent relayed P2P sessions per client.
+	MaxRelaySessions int `toml:"maxRelaySessions"`
+
+	MaxPoolCount            int   `toml:"maxPoolCount" xp2p:"ignored"`
+	TCPMux                  *bool `toml:"tcpMux" xp2p:"ignored"`
+	TCPMuxKeepaliveInterval int   `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
+	TCPKeepAlive            int   `toml:"tcpKeepalive" xp2p:"ignored"`
+}
+
+// ServerTLS is the server's certificate; without one it generates its own.
+type ServerTLS struct {
+	Force         bool   `toml:"force" xp2p:"ignored"`
+	CertFile      string `toml:"certFile"`
+	KeyFile       string `toml:"keyFile"`
+	TrustedCaFile string `toml:"trustedCaFile" xp2p:"ignored"`
+}
+
+// Client is a client's configuration (frpc.toml).
+type Client struct {
+	ServerAddr string `toml:"serverAddr"`
+	ServerPort int    `toml:"serverPort"`
+	User       string `toml:"user"`
+	// LoginFailExit makes a refused login (wrong token) end the process instead of retrying.
+	LoginFailExit *bool `toml:"loginFailExit"`
+
+	Auth      Auth            `toml:"auth"`
+	Transport ClientTransport `toml:"transport"`
+	Log       Log             `toml:"log"`
+	WebServer WebServer       `toml:"webServer"`
+
+	Proxies  []Proxy   `toml:"proxies"`
+	Visitors []Visitor `toml:"visitors"`
+
+	// Start limits which proxies and visitors run (frp's start); empty runs all.
+	Start []string `toml:"start"`
+
+	Includes          []string          `toml:"includes" xp2p:"ignored"`
+	NatHoleStunServer string            `toml:"natHoleStunServer" xp2p:"ignored"`
+	UDPPacketSize     int               `toml:"udpPacketSize" xp2p:"ignored"`
+	Metadatas         map[string]string `toml:"metadatas"`
+}
+
+// ClientTransport tunes the client's session to the server and its P2P paths.
+type ClientTransport struct {
+	// Protocol is "auto" (QUIC, falling back to TCP), "quic" or "tcp".
+	Protocol string `toml:"protocol"`
+	// HeartbeatInterval (seconds) paces keepalives on the server session.
+	HeartbeatInterval int `toml:"heartbeatInterval"`
+	// HeartbeatTimeout (seconds) declares the server session dead after this much silence.
+	HeartbeatTimeout int `toml:"heartbeatTimeout"`
+	// DialServerTimeout (seconds) bounds one connection attempt.
+	DialServerTimeout int       `toml:"dialServerTimeout"`
+	TLS               ClientTLS `toml:"tls"`
+	// P2PKeepalive (seconds) paces keepalives on a direct P2P path; keep it under the NATs' UDP timeout.
+	P2PKeepalive int `toml:"p2pKeepalive"`
+	// DisableP2P makes every xp2p session relay through the server (frp's stcp).
+	DisableP2P bool `toml:"disableP2P"`
+	// UDPPort fixes the local port of the client's UDP socket (0 picks one).
+	UDPPort int `toml:"udpPort"`
+
+	PoolCount            int    `toml:"poolCount" xp2p:"ignored"`
+	TCPMux               *bool  `toml:"tcpMux" xp2p:"ignored"`
+	TCPMuxKeepalive      int    `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
+	ConnectServerLocalIP string `toml:"connectServerLocalIP" xp2p:"ignored"`
+	ProxyURL             string `toml:"proxyURL" xp2p:"ignored"`
+	DialServerKeepAlive  int    `toml:"dialServerKeepalive" xp2p:"ignored"`
+}
+
+// ClientTLS: the control session is always TLS 1.3; these keys pin the server's certificate.
+type ClientTLS struct {
+	Enable                    *bool  `toml:"enable" xp2p:"ignored"`
+	TrustedCaFile             string `toml:"trustedCaFile"`
+	ServerName                string `toml:"serverName"`
+	CertFile                  string `toml:"certFile" xp2p:"ignored"`
+	KeyFile                   string `toml:"keyFile" xp2p:"ignored"`
+	DisableCustomTLSFirstByte *bool  `toml:"disableCustomTLSFirstByte" xp2p:"ignored"`
+}
+
+// Proxy is one [[proxies]] entry: a local service to publish.
+type Proxy struct {
+	Name       string `toml:"name"`
+	Type       string `toml:"type"`
+	LocalIP    string `toml:"localIP"`
+	LocalPort  int    `toml:"localPort"`
+	RemotePort int    `toml:"remotePort"`
+	// SecretKey authenticates visitors of an xp2p service.
+	SecretKey string `toml:"secretKey"`
+	// Protocol of an xp2p service: "tcp" (default) or "udp".
+	Protocol   string   `toml:"protocol"`
+	AllowUsers []string `toml:"allowUsers"`
+
+	Transport    ProxyTransport    `toml:"transport"`
+	LoadBalancer LoadBalancer      `toml:"loadBalancer"`
+	HealthCheck  HealthCheck       `toml:"healthCheck" xp2p:"ignored"`
+	Annotations  map[string]string `toml:"annotations"`
+	Metadatas    map[string]string `toml:"metadatas"`
+}
+
+// ProxyTransport: xp2p always encrypts; compression and bandwidth limits are not implemented.
+type ProxyTransport struct {
+	UseEncryption        bool   `toml:"useEncryption" xp2p:"ignored"`
+	UseCompression       bool   `toml:"useCompression" xp2p:"ignored"`
+	BandwidthLimit       string `toml:"bandwidthLimit" xp2p:"ignored"`
+	BandwidthLimitMode   string `toml:"bandwidthLimitMode" xp2p:"ignored"`
+	ProxyProtocolVersion string `toml:"proxyProtocolVersion" xp2p:"ignored"`
+}
+
+// LoadBalancer puts proxies of several clients behind one remote port (frp groups).
+type LoadBalancer struct {
+	Group    string `toml:"group"`
+	GroupKey string `toml:"groupKey"`
+}
+
+// HealthCheck is frp's; accepted and ignored.
+type HealthCheck struct {
+	Type            string `toml:"type"`
+	TimeoutSeconds  int    `toml:"timeoutSeconds"`
+	MaxFailed       int    `toml:"maxFailed"`
+	IntervalSeconds int    `toml:"intervalSeconds"`
+	Path            string `toml:"path"`
+}
+
+// Visitor is one [[visitors]] entry: a local port that leads to a provider's xp2p service.
+type Visitor struct {
+	Name       string `toml:"name"`
+	Type       string `toml:"type"`
+	ServerName string `toml:"serverName"`
+	ServerUser string `toml:"serverUser"`
+	SecretKey  string `toml:"secretKey"`
+	BindAddr   string `toml:"bindAddr"`
+	BindPort   int    `toml:"bindPort"`
+	// Protocol of the service behind: "tcp" (default) or "udp".
+	Protocol string `toml:"protocol"`
+
+	KeepTunnelOpen    bool           `toml:"keepTunnelOpen"`
+	MaxRetriesAnHour  int            `toml:"maxRetriesAnHour" xp2p:"ignored"`
+	MinRetryInterval  int            `toml:"minRetryInterval" xp2p:"ignored"`
+	FallbackTo        string         `toml:"fallbackTo" xp2p:"ignored"`
+	FallbackTimeoutMs int            `toml:"fallbackTimeoutMs" xp2p:"ignored"`
+	Transport         ProxyTransport `toml:"transport"`
+}
+
+// Proxy and visitor types as written in configs.
+const (
+	TypeTCP  = "tcp"
+	TypeUDP  = "udp"
+	TypeXP2P = "xp2p"
+	TypeXTCP = "xtcp" // frp's P2P type: an alias of xp2p
+	TypeSTCP = "stcp" // frp's secret relay: xp2p with P2P off
+	TypeSUDP = "sudp" // frp's secret udp relay: xp2p udp with P2P off
+)
+
+// Defaults.
+const (
+	DefaultBindPort          = 7000
+	DefaultHeartbeatInterval = 10
+	DefaultHeartbeatTimeout  = 30
+	DefaultDialTimeout       = 10
+	DefaultP2PKeepalive      = 10
+	DefaultClientAdminPort   = 7400
+)
+
+// HeartbeatInterval returns the keepalive period of the server session.
+func (c *Client) HeartbeatInterval() time.Duration {
+	return time.Duration(c.Transport.HeartbeatInterval) * time.Second
+}
+
+// HeartbeatTimeout returns the idle timeout of the server session.
+func (c *Client) HeartbeatTimeout() time.Duration {
+	return time.Duration(c.Transport.HeartbeatTimeout) * time.Second
+}
+
+// IsP2P reports whether a proxy/visitor type is an xp2p service (including frp aliases).
+func IsP2P(t string) bool {
+	switch t {
+	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
+		return true
+	}
+	return false
+}
+
+// RelayOnly reports whether a service type asks for relaying only (frp's stcp/sudp).
+func RelayOnly(t string) bool { return t == TypeSTCP || t == TypeSUDP }

@@ -1,0 +1,326 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+var logLevels = map[string]bool{"": true, "trace": true, "debug": true, "info": true, "warn": true, "error": true}
+
+// complete applies defaults and validates a server config.
+func (c *Server) complete(file string, pos positions) error {
+	l := &errorList{file: file, pos: pos}
+	if c.BindAddr == "" {
+		c.BindAddr = "0.0.0.0"
+	}
+	checkIP(l, "bindAddr", c.BindAddr)
+	if c.BindPort == 0 && !pos.has("bindPort") {
+		c.BindPort = DefaultBindPort
+	}
+	checkPort(l, "bindPort", c.BindPort, false)
+	if c.ProxyBindAddr == "" {
+		c.ProxyBindAddr = c.BindAddr
+	}
+	checkIP(l, "proxyBindAddr", c.ProxyBindAddr)
+	checkAuth(l, &c.Auth)
+	checkWebServer(l, &c.WebServer)
+	checkLog(l, &c.Log)
+	for i, r := range c.AllowPorts {
+		key := "allowPorts[" + strconv.Itoa(i) + "]"
+		switch {
+		case r.Single != 0 && (r.Start != 0 || r.End != 0):
+			l.at(key, "set either single or start/end, not both")
+		case r.Single != 0:
+			checkPort(l, key+".single", r.Single, false)
+		case r.Start == 0 && r.End == 0:
+			l.at(key, "empty range: set single, or start and end")
+		default:
+			checkPort(l, key+".start", r.Start, false)
+			checkPort(l, key+".end", r.End, false)
+			if r.End < r.Start {
+				l.at(key+".end", "end %d is below start %d", r.End, r.Start)
+			}
+		}
+	}
+	if c.MaxPortsPerClient < 0 {
+		l.at("maxPortsPerClient", "must not be negative")
+	}
+	if c.Transport.HeartbeatTimeout < 0 {
+		l.at("transport.heartbeatTimeout", "must not be negative")
+	}
+	if c.Transport.HeartbeatTimeout == 0 {
+		c.Transport.HeartbeatTimeout = 40
+	}
+	if c.Transport.MaxRelaySessions < 0 {
+		l.at("transport.maxRelaySessions", "must not be negative")
+	}
+	if c.Transport.MaxRelaySessions == 0 {
+		c.Transport.MaxRelaySessions = 64
+	}
+	if c.Transport.RelayBandwidthLimit != "" {
+		if _, err := ParseBandwidth(c.Transport.RelayBandwidthLimit); err != nil {
+			l.at("transport.relayBandwidthLimit", "%v", err)
+		}
+	}
+	if (c.Transport.TLS.CertFile == "") != (c.Transport.TLS.KeyFile == "") {
+		l.at("transport.tls", "certFile and keyFile must be set together")
+	}
+	return l.err()
+}
+
+// PortAllowed reports whether the server's allowPorts admit port (0 asks for any free port).
+func (c *Server) PortAllowed(port int) bool {
+	if len(c.AllowPorts) == 0 || port == 0 {
+		return true
+	}
+	for _, r := range c.AllowPorts {
+		if port == r.Single || (r.Single == 0 && port >= r.Start && port <= r.End) {
+			return true
+		}
+	}
+	return false
+}
+
+// complete applies defaults and validates a client config.
+func (c *Client) complete(file string, pos positions) error {
+	l := &errorList{file: file, pos: pos}
+	if c.ServerAddr == "" {
+		l.at("serverAddr", "required: the address of the xp2p server")
+	} else if strings.ContainsAny(c.ServerAddr, " /") {
+		l.at("serverAddr", "%q is not a host name or IP address", c.ServerAddr)
+	}
+	if c.ServerPort == 0 && !pos.has("serverPort") {
+		c.ServerPort = DefaultBindPort
+	}
+	checkPort(l, "serverPort", c.ServerPort, false)
+	checkAuth(l, &c.Auth)
+	checkLog(l, &c.Log)
+	if c.WebServer.Port != 0 && c.WebServer.Addr == "" {
+		c.WebServer.Addr = "127.0.0.1"
+	}
+	checkWebServer(l, &c.WebServer)
+
+	t := &c.Transport
+	switch t.Protocol {
+	case "":
+		t.Protocol = "auto"
+	case "auto", "quic", "tcp":
+	case "kcp", "websocket", "wss":
+		l.at("transport.protocol", "%q is an frp transport that xp2p does not have; use \"auto\" (QUIC with TCP fallback), \"quic\" or \"tcp\"", t.Protocol)
+	default:
+		l.at("transport.protocol", "unknown protocol %q; use \"auto\", \"quic\" or \"tcp\"", t.Protocol)
+	}
+	defaultSeconds(l, "transport.heartbeatInterval", &t.HeartbeatInterval, DefaultHeartbeatInterval)
+	defaultSeconds(l, "transport.heartbeatTimeout", &t.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	defaultSeconds(l, "transport.dialServerTimeout", &t.DialServerTimeout, DefaultDialTimeout)
+	defaultSeconds(l, "transport.p2pKeepalive", &t.P2PKeepalive, DefaultP2PKeepalive)
+	if t.HeartbeatInterval >= t.HeartbeatTimeout {
+		l.at("transport.heartbeatInterval", "%d s must be below transport.heartbeatTimeout (%d s)", t.HeartbeatInterval, t.HeartbeatTimeout)
+	}
+	if t.UDPPort != 0 {
+		checkPort(l, "transport.udpPort", t.UDPPort, false)
+	}
+	if (t.TLS.TrustedCaFile != "") && t.TLS.ServerName == "" {
+		t.TLS.ServerName = c.ServerAddr
+	}
+
+	names := map[string]string{}
+	for i := range c.Proxies {
+		c.Proxies[i].complete(l, "proxies["+strconv.Itoa(i)+"]", names)
+	}
+	binds := map[string]string{}
+	for i := range c.Visitors {
+		c.Visitors[i].complete(l, "visitors["+strconv.Itoa(i)+"]", names, binds)
+	}
+	for i, s := range c.Start {
+		if _, ok := names[s]; !ok {
+			l.at("start["+strconv.Itoa(i)+"]", "no proxy or visitor is named %q", s)
+		}
+	}
+	return l.err()
+}
+
+func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
+	if p.Name == "" {
+		l.at(key+".name", "required")
+	} else if prev, dup := names[p.Name]; dup {
+		l.at(key+".name", "%q is already the name of %s", p.Name, prev)
+	} else {
+		names[p.Name] = key
+	}
+	switch p.Type {
+	case TypeTCP, TypeUDP:
+		checkPort(l, key+".remotePort", p.RemotePort, true)
+		if p.SecretKey != "" {
+			l.at(key+".secretKey", "only xp2p services have a secretKey; a %s proxy is public on its remotePort", p.Type)
+		}
+	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
+		if p.SecretKey == "" {
+			l.at(key+".secretKey", "required for %s services: visitors must know it", p.Type)
+		}
+		if p.RemotePort != 0 {
+			l.at(key+".remotePort", "a %s service has no remote port: visitors reach it by name", p.Type)
+		}
+		checkProtocol(l, key+".protocol", &p.Protocol, p.Type)
+	case "":
+		l.at(key+".type", "required: tcp, udp or xp2p")
+	case "http", "https", "tcpmux":
+		l.at(key+".type", "%q proxies are not supported by xp2p; use tcp, udp or xp2p", p.Type)
+	default:
+		l.at(key+".type", "unknown type %q; use tcp, udp or xp2p", p.Type)
+	}
+	if p.LocalIP == "" {
+		p.LocalIP = "127.0.0.1"
+	}
+	if strings.ContainsAny(p.LocalIP, " /:") && net.ParseIP(p.LocalIP) == nil {
+		l.at(key+".localIP", "%q is not a host name or IP address", p.LocalIP)
+	}
+	if p.LocalPort == 0 && !l.pos.has(key+".localPort") {
+		l.at(key+".localPort", "required: the port of the local service")
+	} else {
+		checkPort(l, key+".localPort", p.LocalPort, false)
+	}
+	if p.LoadBalancer.Group != "" && p.Type != TypeTCP {
+		l.at(key+".loadBalancer.group", "load balancing groups are for tcp proxies")
+	}
+	if p.LoadBalancer.GroupKey != "" && p.LoadBalancer.Group == "" {
+		l.at(key+".loadBalancer.groupKey", "set loadBalancer.group too")
+	}
+}
+
+func (v *Visitor) complete(l *errorList, key string, names, binds map[string]string) {
+	if v.Name == "" {
+		l.at(key+".name", "required")
+	} else if prev, dup := names[v.Name]; dup {
+		l.at(key+".name", "%q is already the name of %s", v.Name, prev)
+	} else {
+		names[v.Name] = key
+	}
+	switch v.Type {
+	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
+	case "":
+		l.at(key+".type", "required: xp2p")
+	default:
+		l.at(key+".type", "unknown visitor type %q; use xp2p (or frp's xtcp, stcp, sudp)", v.Type)
+	}
+	checkProtocol(l, key+".protocol", &v.Protocol, v.Type)
+	if v.ServerName == "" {
+		l.at(key+".serverName", "required: the name of the provider's service")
+	}
+	if v.SecretKey == "" {
+		l.at(key+".secretKey", "required: the provider's secretKey for %q", v.ServerName)
+	}
+	if v.BindAddr == "" {
+		v.BindAddr = "127.0.0.1"
+	}
+	checkIP(l, key+".bindAddr", v.BindAddr)
+	checkPort(l, key+".bindPort", v.BindPort, false)
+	bind := v.Protocol + " " + net.JoinHostPort(v.BindAddr, strconv.Itoa(v.BindPort))
+	if prev, dup := binds[bind]; dup && v.BindPort != 0 {
+		l.at(key+".bindPort", "%s is already bound by %s", bind, prev)
+	}
+	binds[bind] = key
+}
+
+func checkProtocol(l *errorList, key string, proto *string, typ string) {
+	switch *proto {
+	case "":
+		*proto = "tcp"
+		if typ == TypeSUDP {
+			*proto = "udp"
+		}
+	case "tcp", "udp":
+		if typ == TypeSUDP && *proto != "udp" {
+			l.at(key, "a sudp service carries udp")
+		}
+	default:
+		l.at(key, "unknown protocol %q; use tcp or udp", *proto)
+	}
+}
+
+func checkAuth(l *errorList, a *Auth) {
+	switch a.Method {
+	case "", "token":
+		a.Method = "token"
+	case "oidc":
+		l.at("auth.method", "oidc is not supported by xp2p; use token")
+	default:
+		l.at("auth.method", "unknown method %q; use token", a.Method)
+	}
+}
+
+func checkWebServer(l *errorList, w *WebServer) {
+	if w.Port == 0 {
+		return
+	}
+	checkPort(l, "webServer.port", w.Port, false)
+	if w.Addr == "" {
+		w.Addr = "127.0.0.1"
+	}
+	checkIP(l, "webServer.addr", w.Addr)
+	if (w.TLS.CertFile == "") != (w.TLS.KeyFile == "") {
+		l.at("webServer.tls", "certFile and keyFile must be set together")
+	}
+}
+
+func checkLog(l *errorList, lg *Log) {
+	if !logLevels[strings.ToLower(lg.Level)] {
+		l.at("log.level", "unknown level %q; use trace, debug, info, warn or error", lg.Level)
+	}
+	switch lg.To {
+	case "", "console", "stderr", "stdout":
+	default:
+		// frp writes to a file; xp2p logs to stderr and leaves files to systemd/journald.
+	}
+}
+
+func checkIP(l *errorList, key, v string) {
+	if _, err := netip.ParseAddr(v); err != nil {
+		l.at(key, "%q is not an IP address", v)
+	}
+}
+
+// checkPort checks a port number; zeroOK allows 0 (meaning "any free port").
+func checkPort(l *errorList, key string, p int, zeroOK bool) {
+	low := 1
+	if zeroOK {
+		low = 0
+	}
+	if p < low || p > 65535 {
+		l.at(key, "port %d is out of range %d-65535", p, low)
+	}
+}
+
+func defaultSeconds(l *errorList, key string, v *int, def int) {
+	switch {
+	case *v < 0:
+		// frp uses -1 for "off"; xp2p always keeps its sessions alive, so this means the default.
+		*v = def
+	case *v == 0:
+		*v = def
+	case *v > 24*3600:
+		l.at(key, "%d seconds is more than a day", *v)
+	}
+}
+
+// ParseBandwidth parses "10MB", "512KB" (bytes per second) into bytes per second.
+func ParseBandwidth(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "MB"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "MB")
+	case strings.HasSuffix(s, "KB"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "KB")
+	default:
+		return 0, fmt.Errorf("%q: use a number with KB or MB, e.g. \"10MB\"", s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: not a positive number", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,94 @@
+package auth
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// FailureLimiter slows down guessing: each address may fail Burst times at once and then once
+// per Interval. It remembers at most MaxEntries addresses (the least recently seen are forgotten
+// first), so a flood from many addresses costs bounded memory.
+type FailureLimiter struct {
+	Burst      int
+	Interval   time.Duration
+	MaxEntries int
+
+	mu      sync.Mutex
+	entries map[netip.Addr]*limiterEntry
+}
+
+type limiterEntry struct {
+	lim      *rate.Limiter
+	lastSeen time.Time
+}
+
+// NewFailureLimiter returns a limiter with xp2p's defaults: 5 failures at once, then one per
+// 10 seconds per address, 10000 addresses.
+func NewFailureLimiter() *FailureLimiter {
+	return &FailureLimiter{Burst: 5, Interval: 10 * time.Second, MaxEntries: 10000}
+}
+
+// Check reports whether addr may try now, and if not, how long until it may.
+func (l *FailureLimiter) Check(addr netip.Addr) (ok bool, retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, found := l.entries[addr.Unmap()]
+	if !found {
+		return true, 0
+	}
+	now := time.Now()
+	if tokens := e.lim.TokensAt(now); tokens < 1 {
+		wait := time.Duration((1 - tokens) * float64(l.Interval))
+		return false, wait
+	}
+	return true, 0
+}
+
+// Fail records a failed attempt from addr.
+func (l *FailureLimiter) Fail(addr netip.Addr) {
+	addr = addr.Unmap()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.entries == nil {
+		l.entries = make(map[netip.Addr]*limiterEntry)
+	}
+	now := time.Now()
+	e, ok := l.entries[addr]
+	if !ok {
+		if len(l.entries) >= l.MaxEntries {
+			l.evictLocked()
+		}
+		e = &limiterEntry{lim: rate.NewLimiter(rate.Every(l.Interval), l.Burst)}
+		l.entries[addr] = e
+	}
+	e.lastSeen = now
+	e.lim.AllowN(now, 1)
+}
+
+// Tracked returns how many addresses are currently tracked (for tests and metrics).
+func (l *FailureLimiter) Tracked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// evictLocked forgets addresses whose bucket has refilled and, if that is not enough, random
+// others (map order) down to three quarters of the limit. A flood of addresses thus pushes out
+// old entries instead of growing memory; an attacker gains at most a fresh burst by it.
+func (l *FailureLimiter) evictLocked() {
+	now := time.Now()
+	for a, e := range l.entries {
+		if e.lim.TokensAt(now) >= float64(l.Burst) {
+			delete(l.entries, a)
+		}
+	}
+	for a := range l.entries {
+		if len(l.entries) <= l.MaxEntries*3/4 {
+			break
+		}
+		delete(l.entries, a)
+	}
+}

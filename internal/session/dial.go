@@ -1,0 +1,286 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/quic-go/quic-go"
+)
+
+// Protocols a client may ask for.
+const (
+	ProtocolAuto = "auto"
+	ProtocolQUIC = "quic"
+	ProtocolTCP  = "tcp"
+)
+
+// Dialer opens control sessions to a server: QUIC over the client's own UDP transport, TLS+yamux
+// over TCP on the same port number, or both raced with QUIC given a head start.
+type Dialer struct {
+	// Transport is the client's UDP transport. QUIC sessions run on it so that the server sees the
+	// NAT mapping that P2P peers will use.
+	Transport *quic.Transport
+	TLS       *tls.Config
+	QUIC      *quic.Config
+	Yamux     *yamux.Config
+	Protocol  string
+	// TCPDelay is QUIC's head start in auto mode before TCP is tried as well.
+	TCPDelay time.Duration
+}
+
+// Dial connects to the server at addr (host:port) and returns the first session that completes.
+func (d *Dialer) Dial(ctx context.Context, addr string) (Session, error) {
+	switch d.Protocol {
+	case ProtocolQUIC:
+		return d.dialQUIC(ctx, addr)
+	case ProtocolTCP:
+		return d.dialTCP(ctx, addr)
+	case ProtocolAuto, "":
+	default:
+		return nil, fmt.Errorf("unknown transport protocol %q", d.Protocol)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		s   Session
+		err error
+	}
+	results := make(chan result, 2)
+	go func() {
+		s, err := d.dialQUIC(ctx, addr)
+		results <- result{s, err}
+	}()
+	delay := time.NewTimer(d.TCPDelay)
+	defer delay.Stop()
+	startTCP := func() {
+		go func() {
+			s, err := d.dialTCP(ctx, addr)
+			results <- result{s, err}
+		}()
+	}
+	pending, tcpStarted := 1, false
+	var errs []error
+	for pending > 0 {
+		select {
+		case <-delay.C:
+			if !tcpStarted {
+				tcpStarted = true
+				pending++
+				startTCP()
+			}
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				cancel()
+				// Close whichever other attempt completes late.
+				go func(left int) {
+					for ; left > 0; left-- {
+						if late := <-results; late.s != nil {
+							late.s.Close("superseded")
+						}
+					}
+				}(pending)
+				return r.s, nil
+			}
+			errs = append(errs, r.err)
+			if !tcpStarted {
+				tcpStarted = true
+				pending++
+				startTCP()
+			}
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (d *Dialer) dialQUIC(ctx context.Context, addr string) (Session, error) {
+	if d.Transport == nil {
+		return nil, errors.New("quic: no UDP transport")
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("quic: resolve %s: %w", addr, err)
+	}
+	c, err := d.Transport.Dial(ctx, ua, d.TLS, d.QUIC)
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	return QUIC(c), nil
+}
+
+func (d *Dialer) dialTCP(ctx context.Context, addr string) (Session, error) {
+	var nd net.Dialer
+	raw, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: %w", err)
+	}
+	tc := tls.Client(raw, d.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("tcp: tls handshake with %s: %w", addr, err)
+	}
+	m, err := yamux.Client(tc, d.Yamux)
+	if err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("tcp: yamux: %w", err)
+	}
+	return Yamux(tc, m), nil
+}
+
+// Listener accepts control sessions on a QUIC listener and a TCP listener at once.
+type Listener struct {
+	sessions chan Session
+	closing  chan struct{}
+	done     chan struct{}
+	qln      *quic.Listener
+	tln      net.Listener
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // TCP connections still in their TLS handshake
+	wg      sync.WaitGroup        // handshake goroutines
+}
+
+// ListenConfig bounds the TCP side: a TLS handshake must finish within HandshakeTimeout and at
+// most MaxPending handshakes run at once, so idle connections that never speak cost little.
+type ListenConfig struct {
+	TLS              *tls.Config
+	Yamux            *yamux.Config
+	HandshakeTimeout time.Duration
+	MaxPending       int
+}
+
+// Listen starts accepting on qln and tln (either may be nil). Close stops both.
+func Listen(qln *quic.Listener, tln net.Listener, cfg ListenConfig) *Listener {
+	l := &Listener{
+		sessions: make(chan Session),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		qln:      qln,
+		tln:      tln,
+		pending:  make(map[net.Conn]struct{}),
+	}
+	loops := 0
+	finished := make(chan struct{}, 2)
+	if qln != nil {
+		loops++
+		go func() { defer func() { finished <- struct{}{} }(); l.acceptQUIC() }()
+	}
+	if tln != nil {
+		loops++
+		go func() { defer func() { finished <- struct{}{} }(); l.acceptTCP(cfg) }()
+	}
+	go func() {
+		for range loops {
+			<-finished
+		}
+		close(l.done)
+	}()
+	return l
+}
+
+func (l *Listener) deliver(s Session) {
+	select {
+	case l.sessions <- s:
+	case <-l.closing:
+		s.Close("server shutting down")
+	}
+}
+
+func (l *Listener) acceptQUIC() {
+	for {
+		c, err := l.qln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		l.deliver(QUIC(c))
+	}
+}
+
+func (l *Listener) acceptTCP(cfg ListenConfig) {
+	pending := make(chan struct{}, cfg.MaxPending)
+	for {
+		raw, err := l.tln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		select {
+		case pending <- struct{}{}:
+		default:
+			// Too many handshakes in flight: shed this one at once instead of queueing it.
+			raw.Close()
+			continue
+		}
+		l.mu.Lock()
+		l.pending[raw] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer func() {
+				l.mu.Lock()
+				delete(l.pending, raw)
+				l.mu.Unlock()
+				<-pending
+				l.wg.Done()
+			}()
+			raw.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+			tc := tls.Server(raw, cfg.TLS)
+			if err := tc.Handshake(); err != nil {
+				raw.Close()
+				return
+			}
+			raw.SetDeadline(time.Time{})
+			m, err := yamux.Server(tc, cfg.Yamux)
+			if err != nil {
+				raw.Close()
+				return
+			}
+			l.deliver(Yamux(tc, m))
+		}()
+	}
+}
+
+// Accept returns the next session.
+func (l *Listener) Accept(ctx context.Context) (Session, error) {
+	select {
+	case s := <-l.sessions:
+		return s, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops accepting. Sessions already delivered stay open.
+func (l *Listener) Close() error {
+	select {
+	case <-l.closing:
+		return nil
+	default:
+	}
+	close(l.closing)
+	if l.qln != nil {
+		l.qln.Close()
+	}
+	if l.tln != nil {
+		l.tln.Close()
+	}
+	<-l.done
+	l.mu.Lock()
+	for c := range l.pending {
+		c.Close()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package tlsconf builds the TLS configurations xp2p uses: the server's certificate (loaded from
+// files or generated in memory), the client's view of the server, and the ephemeral certificates
+// of P2P sessions, whose peers authenticate each other by a secret bound to the TLS session
+// instead of by a certificate authority.
+package tlsconf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"time"
+)
+
+// ALPN protocol names: one per kind of session, so that a session of one kind can never be
+// mistaken for another.
+const (
+	ALPNControl = "xp2p-control/1"
+	ALPNPeer    = "xp2p-peer/1"
+)
+
+// SelfSigned returns a fresh in-memory certificate for the given names.
+func SelfSigned(names ...string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generate serial: %w", err)
+	}
+	if len(names) == 0 {
+		names = []string{"xp2p"}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("create certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// ServerFiles describes an optional certificate on disk.
+type ServerFiles struct {
+	CertFile, KeyFile string
+}
+
+// Server returns the server's TLS config for control sessions. With no files it uses a
+// generated certificate: the token proof (package auth), not the certificate, authenticates
+// the server then.
+func Server(files ServerFiles) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case files.CertFile != "" && files.KeyFile != "":
+		cert, err = tls.LoadX509KeyPair(files.CertFile, files.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load server certificate %s / %s: %w", files.CertFile, files.KeyFile, err)
+		}
+	case files.CertFile != "" || files.KeyFile != "":
+		return nil, errors.New("transport.tls.certFile and transport.tls.keyFile must be set together")
+	default:
+		cert, err = SelfSigned("xp2p-server")
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{ALPNControl},
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}
+
+// Client returns the client's TLS config for its control session. With trustedCAFile the
+// server's certificate must chain to it and name serverName; without, any certificate is
+// accepted and the mutual token proof authenticates the server.
+func Client(serverName, trustedCAFile string) (*tls.Config, error) {
+	conf := &tls.Config{
+		ServerName: serverName,
+		NextProtos: []string{ALPNControl},
+		MinVersion: tls.VersionTLS13,
+	}
+	if trustedCAFile == "" {
+		conf.InsecureSkipVerify = true
+		return conf, nil
+	}
+	pem, err := os.ReadFile(trustedCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read transport.tls.trustedCaFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("transport.tls.trustedCaFile %s: no PEM certificate in it", trustedCAFile)
+	}
+	conf.RootCAs = pool
+	return conf, nil
+}
+
+// Peer returns the TLS configs of a P2P session: the provider listens with a fresh certificate,
+// the visitor accepts any certificate because both ends prove the service's secretKey over the
+// TLS exporter of this very session (see package auth).
+func Peer() (provider, visitor *tls.Config, err error) {
+	cert, err := SelfSigned("xp2p-peer")
+	if err != nil {
+		return nil, nil, err
+	}
+	provider = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{ALPNPeer},
+		MinVersion:   tls.VersionTLS13,
+	}
+	visitor = &tls.Config{
+		InsecureSkipVerify: true,
+		ServerName:         "xp2p-peer",
+		NextProtos:         []string{ALPNPeer},
+		MinVersion:         tls.VersionTLS13,
+	}
+	return provider, visitor, nil
+}

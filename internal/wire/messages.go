@@ -1,0 +1,326 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Limits on list fields, so that a decoded message never carries unbounded work.
+const (
+	MaxCandidates = 16
+	MaxNameLen    = 128
+	proofLen      = 32
+	// RelayTokenLen is the size of the per-session, per-side token that prefixes relayed packets.
+	RelayTokenLen = 8
+	// SessionIDLen is the size of a P2P session id.
+	SessionIDLen = 16
+)
+
+// Proxy types on the wire.
+const (
+	ProxyTCP  = "tcp"
+	ProxyUDP  = "udp"
+	ProxyXP2P = "xp2p"
+)
+
+func init() {
+	register(func() Message { return new(Login) })
+	register(func() Message { return new(LoginResult) })
+	register(func() Message { return new(NewProxy) })
+	register(func() Message { return new(NewProxyResult) })
+	register(func() Message { return new(CloseProxy) })
+	register(func() Message { return new(WorkStream) })
+	register(func() Message { return new(Connect) })
+	register(func() Message { return new(ConnectResult) })
+	register(func() Message { return new(PeerSession) })
+	register(func() Message { return new(PeerHello) })
+	register(func() Message { return new(PeerHelloResult) })
+	register(func() Message { return new(PeerStream) })
+	register(func() Message { return new(Traffic) })
+}
+
+// Login is the first message a client sends on its control stream.
+type Login struct {
+	Version string `json:"version"`
+	// RunID identifies one client process; a reconnect with the same RunID replaces the old session.
+	RunID    string `json:"runId"`
+	Hostname string `json:"hostname,omitempty"`
+	User     string `json:"user,omitempty"`
+	// Proof is HMAC-SHA256(token, TLS exporter), see package auth.
+	Proof []byte `json:"proof"`
+	// PrivateAddrs are the client's LAN addresses with its UDP socket's port: P2P candidates.
+	PrivateAddrs []string `json:"privateAddrs,omitempty"`
+	// NAT is the client's own view of its NAT behaviour, if it measured it ("" if not).
+	NAT string `json:"nat,omitempty"`
+}
+
+func (*Login) MessageType() string { return "login" }
+func (m *Login) Validate() error {
+	if len(m.RunID) == 0 || len(m.RunID) > MaxNameLen {
+		return errors.New("runId must have 1 to 128 characters")
+	}
+	if len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return validateAddrs("privateAddrs", m.PrivateAddrs)
+}
+
+// LoginResult answers Login. Error is set when the login was refused.
+type LoginResult struct {
+	Error string `json:"error,omitempty"`
+	// Proof is the server's own proof of the token, sent only after the client's checked out.
+	Proof         []byte `json:"proof,omitempty"`
+	ObservedAddr  string `json:"observedAddr,omitempty"`
+	ServerVersion string `json:"serverVersion,omitempty"`
+	ClientID      string `json:"clientId,omitempty"`
+}
+
+func (*LoginResult) MessageType() string { return "loginResult" }
+func (m *LoginResult) Validate() error {
+	if m.Error == "" && len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return nil
+}
+
+// NewProxy asks the server to publish a proxy of the client.
+type NewProxy struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	RemotePort int    `json:"remotePort,omitempty"`
+	Group      string `json:"group,omitempty"`
+	GroupKey   string `json:"groupKey,omitempty"`
+}
+
+func (*NewProxy) MessageType() string { return "newProxy" }
+func (m *NewProxy) Validate() error {
+	if err := validateName("name", m.Name); err != nil {
+		return err
+	}
+	switch m.Type {
+	case ProxyTCP, ProxyUDP:
+		if m.RemotePort < 0 || m.RemotePort > 65535 {
+			return fmt.Errorf("remotePort %d out of range 0-65535", m.RemotePort)
+		}
+	case ProxyXP2P:
+	default:
+		return fmt.Errorf("unknown proxy type %q", m.Type)
+	}
+	if len(m.Group) > MaxNameLen || len(m.GroupKey) > MaxNameLen {
+		return errors.New("group and groupKey must have at most 128 characters")
+	}
+	return nil
+}
+
+// NewProxyResult answers NewProxy.
+type NewProxyResult struct {
+	Name string `json:"name"`
+	// RemoteAddr is where the proxy is reachable on the server (tcp/udp).
+	RemoteAddr string `json:"remoteAddr,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+func (*NewProxyResult) MessageType() string { return "newProxyResult" }
+func (m *NewProxyResult) Validate() error   { return validateName("name", m.Name) }
+
+// CloseProxy withdraws a proxy.
+type CloseProxy struct {
+	Name string `json:"name"`
+}
+
+func (*CloseProxy) MessageType() string { return "closeProxy" }
+func (m *CloseProxy) Validate() error   { return validateName("name", m.Name) }
+
+// WorkStream opens every stream the server starts towards a client: which proxy it serves and
+// whom. For tcp proxies the stream then carries the connection's bytes; for udp proxies it
+// carries length-prefixed datagrams of one remote source.
+type WorkStream struct {
+	Proxy string `json:"proxy"`
+	// Src is the remote address of the user the stream serves.
+	Src string `json:"src,omitempty"`
+}
+
+func (*WorkStream) MessageType() string { return "work" }
+func (m *WorkStream) Validate() error   { return validateName("proxy", m.Proxy) }
+
+// Connect is a visitor's request for a P2P session to a provider's xp2p service.
+type Connect struct {
+	ReqID   uint64 `json:"reqId"`
+	Service string `json:"service"`
+	// User is the provider's frp "user" prefix, if the service was published with one.
+	User string `json:"user,omitempty"`
+}
+
+func (*Connect) MessageType() string { return "connect" }
+func (m *Connect) Validate() error   { return validateName("service", m.Service) }
+
+// ConnectResult answers Connect; on success Session describes the provider side.
+type ConnectResult struct {
+	ReqID   uint64       `json:"reqId"`
+	Error   string       `json:"error,omitempty"`
+	Session *PeerSession `json:"session,omitempty"`
+}
+
+func (*ConnectResult) MessageType() string { return "connectResult" }
+func (m *ConnectResult) Validate() error {
+	if m.Error == "" {
+		if m.Session == nil {
+			return errors.New("session missing")
+		}
+		return m.Session.Validate()
+	}
+	return nil
+}
+
+// PeerSession tells one side of a P2P session about the other: it is pushed to the provider and
+// returned to the visitor in ConnectResult.
+type PeerSession struct {
+	SessionID []byte `json:"sessionId"`
+	Service   string `json:"service"`
+	// Role of the receiver: "visitor" or "provider".
+	Role string `json:"role"`
+	// PeerPublic is the peer's address as the server observed it on the peer's UDP socket
+	// ("" when the peer reaches the server over TCP only).
+	PeerPublic string `json:"peerPublic,omitempty"`
+	// PeerPrivate are the peer's reported LAN candidates.
+	PeerPrivate []string `json:"peerPrivate,omitempty"`
+	// PeerNAT is the peer's NAT behaviour as it reported it.
+	PeerNAT string `json:"peerNat,omitempty"`
+	// RelayToken prefixes the receiver's relayed packets in both directions.
+	RelayToken []byte `json:"relayToken"`
+	// RelayAddr is the server's UDP relay address ("" when the receiver must relay over TCP).
+	RelayAddr string `json:"relayAddr,omitempty"`
+}
+
+// Roles in a P2P session.
+const (
+	RoleVisitor  = "visitor"
+	RoleProvider = "provider"
+)
+
+func (*PeerSession) MessageType() string { return "peerSession" }
+func (m *PeerSession) Validate() error {
+	if len(m.SessionID) != SessionIDLen {
+		return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
+	}
+	if err := validateName("service", m.Service); err != nil {
+		return err
+	}
+	if m.Role != RoleVisitor && m.Role != RoleProvider {
+		return fmt.Errorf("unknown role %q", m.Role)
+	}
+	if len(m.RelayToken) != RelayTokenLen {
+		return fmt.Errorf("relayToken must be %d bytes", RelayTokenLen)
+	}
+	if m.PeerPublic != "" {
+		if _, err := netip.ParseAddrPort(m.PeerPublic); err != nil {
+			return fmt.Errorf("peerPublic: %w", err)
+		}
+	}
+	if m.RelayAddr != "" {
+		if _, err := netip.ParseAddrPort(m.RelayAddr); err != nil {
+			return fmt.Errorf("relayAddr: %w", err)
+		}
+	}
+	return validateAddrs("peerPrivate", m.PeerPrivate)
+}
+
+// PeerHello opens the first stream of a visitor↔provider QUIC session: the visitor proves it
+// knows the service's secretKey, bound to this TLS session.
+type PeerHello struct {
+	Service   string `json:"service"`
+	SessionID []byte `json:"sessionId"`
+	Proof     []byte `json:"proof"`
+}
+
+func (*PeerHello) MessageType() string { return "peerHello" }
+func (m *PeerHello) Validate() error {
+	if err := validateName("service", m.Service); err != nil {
+		return err
+	}
+	if len(m.SessionID) != SessionIDLen {
+		return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
+	}
+	if len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return nil
+}
+
+// PeerHelloResult is the provider's answer: its own proof, or why it refused.
+type PeerHelloResult struct {
+	Error string `json:"error,omitempty"`
+	Proof []byte `json:"proof,omitempty"`
+	// Kind is the provider service's kind: "tcp" streams or "udp" datagrams.
+	Kind string `json:"kind,omitempty"`
+}
+
+func (*PeerHelloResult) MessageType() string { return "peerHelloResult" }
+func (m *PeerHelloResult) Validate() error {
+	if m.Error == "" && len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return nil
+}
+
+// PeerStream opens every further stream of a visitor↔provider session.
+type PeerStream struct {
+	// Src is the address of the visitor's local user, for the provider's logs.
+	Src string `json:"src,omitempty"`
+}
+
+func (*PeerStream) MessageType() string { return "peerStream" }
+func (*PeerStream) Validate() error     { return nil }
+
+// Traffic is a client's periodic report of its P2P sessions' byte counts, which the server
+// cannot see on direct paths.
+type Traffic struct {
+	Sessions []SessionTraffic `json:"sessions"`
+}
+
+// SessionTraffic is one P2P session's figures as one side sees them.
+type SessionTraffic struct {
+	SessionID []byte `json:"sessionId"`
+	Path      string `json:"path"`
+	Local     string `json:"local,omitempty"`
+	Remote    string `json:"remote,omitempty"`
+	RTTMicros int64  `json:"rttUs,omitempty"`
+	BytesIn   int64  `json:"in"`
+	BytesOut  int64  `json:"out"`
+}
+
+func (*Traffic) MessageType() string { return "traffic" }
+func (m *Traffic) Validate() error {
+	if len(m.Sessions) > 1024 {
+		return errors.New("too many sessions")
+	}
+	for _, s := range m.Sessions {
+		if len(s.SessionID) != SessionIDLen {
+			return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
+		}
+	}
+	return nil
+}
+
+func validateName(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	if len(v) > MaxNameLen {
+		return fmt.Errorf("%s is longer than %d characters", field, MaxNameLen)
+	}
+	return nil
+}
+
+func validateAddrs(field string, addrs []string) error {
+	if len(addrs) > MaxCandidates {
+		return fmt.Errorf("%s: more than %d addresses", field, MaxCandidates)
+	}
+	for _, a := range addrs {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	return nil
+}
