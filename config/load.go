@@ -344,3 +344,20 @@ func lineCol(data []byte, off int) (int, int) {
 	col := off - bytes.LastIndexByte(data[:off], '\n')
 	return line, col
 }
+
+// Kind tells a client config from a server config by its keys: a client config names its
+// server (serverAddr) or has proxies or visitors. It returns "client" or "server".
+func Kind(data []byte) string {
+	var probe struct {
+		ServerAddr string `toml:"serverAddr"`
+		Proxies    []any  `toml:"proxies"`
+		Visitors   []any  `toml:"visitors"`
+	}
+	if err := toml.Unmarshal(data, &probe); err == nil && (probe.ServerAddr != "" || len(probe.Proxies) > 0 || len(probe.Visitors) > 0) {
+		return "client"
+	}
+	if bytes.Contains(data, []byte("serverAddr")) || bytes.Contains(data, []byte("[[proxies]]")) || bytes.Contains(data, []byte("[[visitors]]")) {
+		return "client"
+	}
+	return "server"
+}

@@ -202,3 +202,6 @@ func IsClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, yamux.ErrSessionShutdown) ||
 		errors.Is(err, context.Canceled) || errors.As(err, &appErr) || errors.As(err, &idleErr)
 }
+
+// QUICStream adapts a raw QUIC stream (of a P2P connection) to Stream.
+func QUICStream(s *quic.Stream) Stream { return quicStream{s} }

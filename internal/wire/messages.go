@@ -38,6 +38,9 @@ func init() {
 	register(func() Message { return new(PeerHelloResult) })
 	register(func() Message { return new(PeerStream) })
 	register(func() Message { return new(Traffic) })
+	register(func() Message { return new(EndSession) })
+	register(func() Message { return new(Repunch) })
+	register(func() Message { return new(RelayStream) })
 }
 
 // Login is the first message a client sends on its control stream.
@@ -324,3 +327,39 @@ func validateAddrs(field string, addrs []string) error {
 	}
 	return nil
 }
+
+// EndSession ends a P2P session: sent by a client that closed it, and by the server to the
+// other side (also when a side's client disconnected).
+type EndSession struct {
+	SessionID []byte `json:"sessionId"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func (*EndSession) MessageType() string { return "endSession" }
+func (m *EndSession) Validate() error {
+	if len(m.SessionID) != SessionIDLen {
+		return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
+	}
+	return nil
+}
+
+// Repunch asks the server to send both sides of a session fresh candidates (as PeerSession
+// messages with the same session id), after a direct path died.
+type Repunch struct {
+	SessionID []byte `json:"sessionId"`
+}
+
+func (*Repunch) MessageType() string { return "repunch" }
+func (m *Repunch) Validate() error {
+	if len(m.SessionID) != SessionIDLen {
+		return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
+	}
+	return nil
+}
+
+// RelayStream opens the stream on which a client without UDP exchanges relayed packets with the
+// server: each packet framed as a datagram (see WriteDatagram), relay header included.
+type RelayStream struct{}
+
+func (*RelayStream) MessageType() string { return "relayStream" }
+func (*RelayStream) Validate() error     { return nil }

@@ -1,0 +1,237 @@
+// Command xp2p is the xp2p server, client and tools in one binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/demo"
+	"github.com/xp2p/xp2p/peer"
+	"github.com/xp2p/xp2p/rendezvous"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usage = `xp2p: reach services behind NAT, peer to peer first.
+
+Usage:
+  xp2p server -c server.toml   run the server (rendezvous, relay, public ports)
+  xp2p client -c client.toml   run a client (publish proxies, bind visitors)
+  xp2p verify -c FILE          check a server or client config and print every error
+  xp2p demo                    run a server, a provider and a visitor on this machine
+  xp2p version                 print the version
+
+Run "xp2p COMMAND --help" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	rendezvous.Version = version
+	peer.Version = version
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "server":
+		return runServer(rest, stderr)
+	case "client":
+		return runClient(rest, stderr)
+	case "verify":
+		return runVerify(rest, stdout, stderr)
+	case "demo":
+		return runDemo(rest, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "xp2p", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "xp2p: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// flags parses a subcommand's flags; it returns ok=false with the exit code when done already.
+func flags(name, summary string, args []string, stderr io.Writer, define func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
+	fs = flag.NewFlagSet("xp2p "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: xp2p %s\n\n%s\n\nFlags:\n", name, summary)
+		fs.PrintDefaults()
+	}
+	define(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fs, 0, false
+		}
+		return fs, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "xp2p %s: unexpected argument %q\n", name, fs.Arg(0))
+		return fs, 2, false
+	}
+	return fs, 0, true
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "trace", "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+func logWarnings(log *slog.Logger, warnings []string) {
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+}
+
+func runServer(args []string, stderr io.Writer) int {
+	var path string
+	_, code, ok := flags("server -c server.toml", "Runs the xp2p server: clients log in on bindPort (UDP and TCP).", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "c", "", "server config file (frps.toml keys)")
+	})
+	if !ok {
+		return code
+	}
+	if path == "" {
+		fmt.Fprintln(stderr, "xp2p server: -c server.toml is required")
+		return 2
+	}
+	cfg, warnings, err := config.LoadServer(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	logWarnings(log, warnings)
+	srv, err := rendezvous.New(cfg, log)
+	if err != nil {
+		log.Error("server", "err", err)
+		return 1
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		log.Error("server", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runClient(args []string, stderr io.Writer) int {
+	var path string
+	_, code, ok := flags("client -c client.toml", "Runs an xp2p client: publishes [[proxies]], binds [[visitors]].", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "c", "", "client config file (frpc.toml keys)")
+	})
+	if !ok {
+		return code
+	}
+	if path == "" {
+		fmt.Fprintln(stderr, "xp2p client: -c client.toml is required")
+		return 2
+	}
+	cfg, warnings, err := config.LoadClient(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	logWarnings(log, warnings)
+	c, err := peer.New(cfg, log)
+	if err != nil {
+		log.Error("client", "err", err)
+		return 1
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := c.Run(ctx); err != nil {
+		log.Error("client", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runVerify checks a config file. It tells server from client configs by their keys: a client
+// config names its server (serverAddr), proxies or visitors.
+func runVerify(args []string, stdout, stderr io.Writer) int {
+	var path string
+	_, code, ok := flags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "c", "", "config file to check")
+	})
+	if !ok {
+		return code
+	}
+	if path == "" {
+		fmt.Fprintln(stderr, "xp2p verify: -c FILE is required")
+		return 2
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var warnings []string
+	kind := config.Kind(data)
+	if kind == "client" {
+		_, warnings, err = config.ParseClient(path, data)
+	} else {
+		_, warnings, err = config.ParseServer(path, data)
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: valid %s config\n", path, kind)
+	return 0
+}
+
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	var opts demo.Options
+	_, code, ok := flags("demo", "Starts a server, a provider and a visitor on this machine, makes real requests through\nthe classic tcp proxy and through a P2P session, and prints what happened and how fast.", args, stderr, func(fs *flag.FlagSet) {
+		fs.IntVar(&opts.Requests, "n", 200, "requests per path")
+		fs.IntVar(&opts.BulkMB, "mb", 64, "megabytes of bulk transfer per path")
+		fs.BoolVar(&opts.Verbose, "v", false, "show the components' logs")
+	})
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := demo.Run(ctx, opts, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,101 @@
+// Package netx joins two byte streams: it copies both directions at once, carries each
+// direction's end over as a half close, counts bytes, and aborts both sides when one fails.
+package netx
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// HalfConn is a byte stream that can end its sending direction alone: *net.TCPConn,
+// session.Stream and the like.
+type HalfConn interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+	Close() error
+}
+
+// Resetter is a HalfConn that can abort instead of closing cleanly, so the far end sees an error
+// rather than a clean end of stream.
+type Resetter interface {
+	Reset()
+}
+
+// BufferSize is the copy buffer of each direction: large enough that QUIC streams move data in
+// big writes, small enough for thousands of idle connections to cost little (buffers are
+// pooled and held only while data moves).
+const BufferSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+
+// Pipe copies a→b and b→a until both directions have ended, then closes both. A clean end of
+// one direction is passed on as CloseWrite; an error in either direction resets both sides.
+// The counters (which may be nil) receive the bytes moved a→b and b→a as they move.
+func Pipe(a, b HalfConn, aToB, bToA *atomic.Int64) error {
+	var once sync.Once
+	// Whichever direction fails first aborts both, so that the other direction's blocked read
+	// returns at once.
+	fail := func(err error) error {
+		if err != nil {
+			once.Do(func() { abort(a, b) })
+		}
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- fail(copyHalf(b, a, aToB)) }()
+	err1 := fail(copyHalf(a, b, bToA))
+	err2 := <-errc
+	a.Close()
+	b.Close()
+	return errors.Join(err1, err2)
+}
+
+func abort(cs ...HalfConn) {
+	for _, c := range cs {
+		if r, ok := c.(Resetter); ok {
+			r.Reset()
+		} else {
+			c.Close()
+		}
+	}
+}
+
+// copyHalf copies src to dst, then half-closes dst. It returns nil on a clean end of src.
+func copyHalf(dst, src HalfConn, n *atomic.Int64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			if n != nil {
+				n.Add(int64(nw))
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				dst.CloseWrite()
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// TCP adapts a *net.TCPConn so that Reset sends an RST (SO_LINGER 0), which is what a remote
+// user should see when the service behind the tunnel refused or failed.
+type TCP struct{ *net.TCPConn }
+
+// Reset aborts the connection with an RST.
+func (c TCP) Reset() {
+	c.TCPConn.SetLinger(0)
+	c.TCPConn.Close()
+}

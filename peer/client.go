@@ -1,0 +1,335 @@
+// Package peer is the xp2p client: it owns the client's one UDP socket, its session to the
+// server (with reconnects), the proxies it publishes, the visitors it binds, and its P2P
+// sessions: probing, path selection, keepalives and the QUIC connections to peers.
+package peer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/quicsock"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/tlsconf"
+	"github.com/xp2p/xp2p/nat"
+)
+
+// Version is the client's version string, reported to the server (set by cmd).
+var Version = "dev"
+
+// Client is a running xp2p client.
+type Client struct {
+	cfg   *config.Client
+	log   *slog.Logger
+	runID string
+	token []byte
+
+	udp      *net.UDPConn
+	sock     *quicsock.Conn
+	paths    *paths
+	tr       *quic.Transport
+	injector *net.UDPConn
+
+	peerServerTLS, peerClientTLS *tls.Config
+	peerLn                       *quic.Listener
+
+	ctl       atomic.Pointer[control]
+	ctlChange chan struct{} // closed and replaced whenever ctl changes
+
+	proxies  map[string]*localProxy
+	visitors []*visitor
+	p2p      *p2pSessions
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	fatal  chan error
+
+	mu sync.Mutex // guards ctlChange
+}
+
+// localProxy is a [[proxies]] entry and its state as the server last reported it.
+type localProxy struct {
+	cfg    config.Proxy
+	status atomic.Pointer[string]
+	// remoteAddr is where the server published it.
+	remoteAddr atomic.Pointer[string]
+	bytesIn    atomic.Int64
+	bytesOut   atomic.Int64
+	conns      atomic.Int64
+}
+
+// LoginError is a login the server refused (wrong token, too many failures).
+type LoginError struct{ Reason string }
+
+func (e *LoginError) Error() string { return "login refused by server: " + e.Reason }
+
+// New prepares a client; Start opens its socket and begins connecting.
+func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	rid := make([]byte, 8)
+	rand.Read(rid)
+	c := &Client{
+		cfg:       cfg,
+		log:       log,
+		runID:     hex.EncodeToString(rid),
+		token:     []byte(cfg.Auth.Token),
+		paths:     newPaths(),
+		proxies:   map[string]*localProxy{},
+		ctlChange: make(chan struct{}),
+		fatal:     make(chan error, 1),
+	}
+	c.p2p = newP2PSessions(c)
+	c.paths.onSTUN = c.p2p.handleSTUN
+	run := map[string]bool{}
+	for _, s := range cfg.Start {
+		run[s] = true
+	}
+	for _, p := range cfg.Proxies {
+		if len(run) > 0 && !run[p.Name] {
+			continue
+		}
+		lp := &localProxy{cfg: p}
+		st := "pending"
+		lp.status.Store(&st)
+		c.proxies[p.Name] = lp
+	}
+	for _, v := range cfg.Visitors {
+		if len(run) > 0 && !run[v.Name] {
+			continue
+		}
+		c.visitors = append(c.visitors, newVisitor(c, v))
+	}
+	return c, nil
+}
+
+// Start opens the client's UDP socket and visitor ports, then connects in the background.
+func (c *Client) Start() error {
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	network := "udp4"
+	if ips, err := net.LookupIP(c.cfg.ServerAddr); err == nil && len(ips) > 0 && ips[0].To4() == nil {
+		network = "udp6"
+	}
+	var err error
+	c.udp, err = net.ListenUDP(network, &net.UDPAddr{Port: c.cfg.Transport.UDPPort})
+	if err != nil {
+		return fmt.Errorf("open UDP socket: %w", err)
+	}
+	loop := "127.0.0.1:0"
+	if network == "udp6" {
+		loop = "[::1]:0"
+	}
+	c.injector, err = net.ListenUDP(network, mustUDPAddr(loop))
+	if err != nil {
+		c.udp.Close()
+		return fmt.Errorf("open loopback socket: %w", err)
+	}
+	c.paths.injector.Store(c.injector.LocalAddr().(*net.UDPAddr))
+	c.sock = quicsock.New(c.udp, c.paths)
+	c.tr = &quic.Transport{Conn: c.sock}
+	c.peerServerTLS, c.peerClientTLS, err = tlsconf.Peer()
+	if err != nil {
+		c.closeSockets()
+		return err
+	}
+	c.peerLn, err = c.tr.Listen(c.peerServerTLS, c.peerQUICConfig())
+	if err != nil {
+		c.closeSockets()
+		return fmt.Errorf("listen for peers: %w", err)
+	}
+	for _, v := range c.visitors {
+		if err := v.listen(); err != nil {
+			for _, w := range c.visitors {
+				w.close()
+			}
+			c.closeSockets()
+			return err
+		}
+	}
+	c.log.Info("xp2p client started", "udp", c.udp.LocalAddr().String(), "server", c.serverAddr(), "proxies", len(c.proxies), "visitors", len(c.visitors))
+	c.wg.Add(2)
+	go func() { defer c.wg.Done(); c.connectLoop() }()
+	go func() { defer c.wg.Done(); c.p2p.acceptLoop() }()
+	for _, v := range c.visitors {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); v.serve() }()
+	}
+	return nil
+}
+
+func mustUDPAddr(s string) *net.UDPAddr {
+	a, _ := net.ResolveUDPAddr("udp", s)
+	return a
+}
+
+func (c *Client) closeSockets() {
+	if c.tr != nil {
+		c.tr.Close()
+	}
+	c.udp.Close()
+	c.injector.Close()
+}
+
+// Run starts the client and runs it until ctx ends or it cannot go on (a refused login with
+// loginFailExit set).
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return c.Close()
+	case err := <-c.fatal:
+		c.Close()
+		return err
+	}
+}
+
+// Close disconnects, closes every socket and waits for every goroutine of the client.
+func (c *Client) Close() error {
+	if c.cancel == nil {
+		return nil
+	}
+	c.cancel()
+	for _, v := range c.visitors {
+		v.close()
+	}
+	c.p2p.closeAll()
+	if ctl := c.ctl.Load(); ctl != nil {
+		ctl.sess.Close("client shutting down")
+	}
+	c.peerLn.Close()
+	c.wg.Wait()
+	c.closeSockets()
+	c.log.Info("xp2p client stopped")
+	return nil
+}
+
+// Done is closed when the client is closing.
+func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+
+func (c *Client) serverAddr() string {
+	return net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
+}
+
+// UDPAddr is the client's socket address.
+func (c *Client) UDPAddr() *net.UDPAddr { return c.udp.LocalAddr().(*net.UDPAddr) }
+
+// privateAddrs are the client's LAN candidates.
+func (c *Client) privateAddrs() []string {
+	port := uint16(c.UDPAddr().Port)
+	var out []string
+	for _, a := range nat.LocalAddrs(port, c.UDPAddr().IP.To4() != nil || c.udp.LocalAddr().(*net.UDPAddr).IP.IsUnspecified(), 8) {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func (c *Client) controlQUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:       time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second,
+		MaxIdleTimeout:             c.cfg.HeartbeatTimeout(),
+		KeepAlivePeriod:            c.cfg.HeartbeatInterval(),
+		MaxIncomingStreams:         1 << 16,
+		MaxIncomingUniStreams:      -1,
+		InitialStreamReceiveWindow: 1 << 20,
+		MaxStreamReceiveWindow:     16 << 20,
+		MaxConnectionReceiveWindow: 64 << 20,
+	}
+}
+
+// p2pPacketSize is the fixed QUIC packet size of P2P sessions. Path MTU discovery is off there:
+// the session moves between the direct path and the relay, which adds a 9-byte header, and
+// quic-go neither learns of the move nor shrinks a discovered size; packets that fit both paths
+// avoid a black hole. 1400+9 also stays under quic-go's 1452-byte receive buffers.
+const p2pPacketSize = 1400
+
+func (c *Client) peerQUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:       10 * time.Second,
+		MaxIdleTimeout:             30 * time.Second,
+		KeepAlivePeriod:            time.Duration(c.cfg.Transport.P2PKeepalive) * time.Second,
+		InitialPacketSize:          p2pPacketSize,
+		DisablePathMTUDiscovery:    true,
+		MaxIncomingStreams:         1 << 14,
+		MaxIncomingUniStreams:      -1,
+		InitialStreamReceiveWindow: 1 << 20,
+		MaxStreamReceiveWindow:     32 << 20,
+		MaxConnectionReceiveWindow: 64 << 20,
+		EnableDatagrams:            true,
+	}
+}
+
+// waitControl returns the current server session, waiting for one until ctx ends.
+func (c *Client) waitControl(ctx context.Context) (*control, error) {
+	for {
+		c.mu.Lock()
+		ch := c.ctlChange
+		c.mu.Unlock()
+		if ctl := c.ctl.Load(); ctl != nil {
+			return ctl, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("not connected to the server: %w", context.Cause(ctx))
+		case <-c.ctx.Done():
+			return nil, errors.New("client closing")
+		}
+	}
+}
+
+func (c *Client) setControl(ctl *control) {
+	c.mu.Lock()
+	c.ctl.Store(ctl)
+	close(c.ctlChange)
+	c.ctlChange = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// inject feeds a relay-framed packet into the client's own socket, as if the server had sent it.
+func (c *Client) inject(pkt []byte) {
+	c.injector.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port)))
+}
+
+func loopbackOf(a *net.UDPAddr) netip.Addr {
+	if a.IP.To4() == nil && !a.IP.IsUnspecified() {
+		return netip.IPv6Loopback()
+	}
+	if a.IP.IsUnspecified() && a.IP.To4() == nil {
+		return netip.IPv6Loopback()
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+
+// hostname for the server's logs and dashboard.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// Transport returns the transport of the current server session ("" when disconnected).
+func (c *Client) Transport() string {
+	if ctl := c.ctl.Load(); ctl != nil {
+		return ctl.sess.Transport()
+	}
+	return ""
+}
+
+var _ session.Session // the control type holds one

@@ -1,0 +1,398 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/tlsconf"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
+)
+
+// control is one logged-in session to the server.
+type control struct {
+	c        *Client
+	sess     session.Session
+	ctrl     session.Stream
+	observed string
+	since    time.Time
+
+	writeMu sync.Mutex
+
+	reqID   atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan *wire.ConnectResult
+
+	// relayOut queues relay frames for the TCP relay stream (clients without UDP).
+	relayOut chan []byte
+}
+
+// send writes one control message.
+func (ctl *control) send(m wire.Message) error {
+	ctl.writeMu.Lock()
+	defer ctl.writeMu.Unlock()
+	ctl.ctrl.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	err := wire.Write(ctl.ctrl, m)
+	ctl.ctrl.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// connect asks the server for a P2P session to a service.
+func (ctl *control) connect(ctx context.Context, service, user string) (*wire.PeerSession, error) {
+	id := ctl.reqID.Add(1)
+	ch := make(chan *wire.ConnectResult, 1)
+	ctl.mu.Lock()
+	ctl.pending[id] = ch
+	ctl.mu.Unlock()
+	defer func() {
+		ctl.mu.Lock()
+		delete(ctl.pending, id)
+		ctl.mu.Unlock()
+	}()
+	if err := ctl.send(&wire.Connect{ReqID: id, Service: service, User: user}); err != nil {
+		return nil, fmt.Errorf("ask server for %q: %w", service, err)
+	}
+	select {
+	case r := <-ch:
+		if r.Error != "" {
+			return nil, errors.New(r.Error)
+		}
+		return r.Session, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	case <-ctl.sess.Done():
+		return nil, errors.New("server session ended")
+	}
+}
+
+// backoff yields growing, jittered delays.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	// ±20% jitter so that many clients of a restarted server do not come back in lockstep.
+	j := time.Duration(rand.Int64N(int64(b.cur)/5*2+1)) - b.cur/5
+	return b.cur + j
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// connectLoop keeps a session to the server, reconnecting with backoff.
+func (c *Client) connectLoop() {
+	netBackoff := backoff{min: time.Second, max: 30 * time.Second}
+	authBackoff := backoff{min: 10 * time.Second, max: 5 * time.Minute}
+	for {
+		start := time.Now()
+		err := c.connectOnce()
+		if c.ctx.Err() != nil {
+			return
+		}
+		var le *LoginError
+		var wait time.Duration
+		if errors.As(err, &le) {
+			netBackoff.reset()
+			if c.cfg.LoginFailExit != nil && *c.cfg.LoginFailExit {
+				c.log.Error("login refused; exiting (loginFailExit = true)", "reason", le.Reason)
+				select {
+				case c.fatal <- err:
+				default:
+				}
+				return
+			}
+			wait = authBackoff.next()
+			c.log.Error("login refused by server; check auth.token", "reason", le.Reason, "retry_in", wait.Round(time.Second))
+		} else {
+			authBackoff.reset()
+			if time.Since(start) > time.Minute {
+				netBackoff.reset()
+			}
+			wait = netBackoff.next()
+			c.log.Warn("server session ended", "server", c.serverAddr(), "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+		}
+		select {
+		case <-time.After(wait):
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+// connectOnce dials, logs in, registers everything and serves the session until it ends.
+func (c *Client) connectOnce() error {
+	tlsConf, err := tlsconf.Client(c.cfg.Transport.TLS.ServerName, c.cfg.Transport.TLS.TrustedCaFile)
+	if err != nil {
+		return err
+	}
+	d := &session.Dialer{
+		Transport: c.tr,
+		TLS:       tlsConf,
+		QUIC:      c.controlQUICConfig(),
+		Yamux:     session.YamuxConfig(c.cfg.HeartbeatInterval()),
+		Protocol:  c.cfg.Transport.Protocol,
+		TCPDelay:  time.Second,
+	}
+	dialTimeout := time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second
+	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
+	defer cancel()
+	if ua, err := net.ResolveUDPAddr("udp", c.serverAddr()); err == nil {
+		// Relayed packets and the server's answers come from this address.
+		c.paths.server.Store(ua)
+	}
+	sess, err := d.Dial(ctx, c.serverAddr())
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.serverAddr(), err)
+	}
+	ctl, err := c.login(ctx, sess)
+	if err != nil {
+		sess.Close("login failed")
+		return err
+	}
+	cancel()
+	return c.serve(ctl)
+}
+
+func (c *Client) login(ctx context.Context, sess session.Session) (*control, error) {
+	ctrl, err := sess.OpenStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open control stream: %w", err)
+	}
+	exporter, err := auth.Exporter(sess.TLS(), "control")
+	if err != nil {
+		return nil, err
+	}
+	login := &wire.Login{
+		Version:      Version,
+		RunID:        c.runID,
+		Hostname:     hostname(),
+		User:         c.cfg.User,
+		Proof:        auth.Proof(c.token, exporter, auth.RoleClient),
+		PrivateAddrs: c.privateAddrs(),
+	}
+	if err := wire.Write(ctrl, login); err != nil {
+		return nil, fmt.Errorf("send login: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		ctrl.SetReadDeadline(dl)
+	}
+	res, err := wire.ReadAs[*wire.LoginResult](ctrl)
+	if err != nil {
+		return nil, fmt.Errorf("read login result: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	if res.Error != "" {
+		return nil, &LoginError{Reason: res.Error}
+	}
+	if !auth.Verify(c.token, exporter, auth.RoleServer, res.Proof) {
+		return nil, errors.New("the server could not prove it knows auth.token: wrong server address, or someone in the middle")
+	}
+	return &control{
+		c:        c,
+		sess:     sess,
+		ctrl:     ctrl,
+		observed: res.ObservedAddr,
+		since:    time.Now(),
+		pending:  map[uint64]chan *wire.ConnectResult{},
+		relayOut: make(chan []byte, 1024),
+	}, nil
+}
+
+// serve runs a logged-in session: registers proxies, handles control messages and work streams.
+func (c *Client) serve(ctl *control) error {
+	sess := ctl.sess
+	c.log.Info("logged in to server", "server", c.serverAddr(), "transport", sess.Transport(), "public_addr", ctl.observed)
+	if sess.Transport() == session.TransportTCP {
+		// No UDP to the server: relayed P2P packets go over this session.
+		c.paths.server.Store(nil)
+		fn := func(frame []byte) bool {
+			select {
+			case ctl.relayOut <- frame:
+				return true
+			default:
+				return false
+			}
+		}
+		c.paths.tcpRelay.Store(&fn)
+	} else {
+		c.paths.tcpRelay.Store(nil)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(2)
+	go func() { defer wg.Done(); c.acceptWork(ctx, ctl) }()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-sess.Done():
+		case <-ctx.Done():
+		}
+		ctl.ctrl.Reset()
+		sess.Close("bye")
+	}()
+	if sess.Transport() == session.TransportTCP {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
+	}
+
+	for _, lp := range c.proxies {
+		if err := ctl.send(newProxyMsg(lp.cfg)); err != nil {
+			return err
+		}
+	}
+	c.setControl(ctl)
+	defer c.setControl(nil)
+	c.p2p.serverReconnected(ctl)
+
+	for {
+		msg, err := wire.Read(ctl.ctrl)
+		if err != nil {
+			if session.IsClosed(err) {
+				return errors.New("server closed the session")
+			}
+			return fmt.Errorf("control stream: %w", err)
+		}
+		switch m := msg.(type) {
+		case *wire.NewProxyResult:
+			c.proxyResult(m)
+		case *wire.ConnectResult:
+			ctl.mu.Lock()
+			ch := ctl.pending[m.ReqID]
+			ctl.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		case *wire.PeerSession:
+			c.p2p.offer(ctl, m)
+		case *wire.EndSession:
+			c.p2p.end(m.SessionID, "server: "+m.Reason, false)
+		default:
+			c.log.Warn("unexpected control message from server", "type", msg.MessageType())
+		}
+	}
+}
+
+func newProxyMsg(p config.Proxy) *wire.NewProxy {
+	m := &wire.NewProxy{Name: p.Name, Type: p.Type, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group, GroupKey: p.LoadBalancer.GroupKey}
+	if config.IsP2P(p.Type) {
+		m.Type = wire.ProxyXP2P
+	}
+	return m
+}
+
+func (c *Client) proxyResult(m *wire.NewProxyResult) {
+	lp := c.proxies[m.Name]
+	if lp == nil {
+		return
+	}
+	if m.Error != "" {
+		st := "error: " + m.Error
+		lp.status.Store(&st)
+		c.log.Error("server refused proxy", "proxy", m.Name, "err", m.Error)
+		return
+	}
+	st := "running"
+	lp.status.Store(&st)
+	lp.remoteAddr.Store(&m.RemoteAddr)
+	if m.RemoteAddr != "" {
+		c.log.Info("proxy published", "proxy", m.Name, "type", lp.cfg.Type, "remote", m.RemoteAddr, "local", net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)))
+	} else {
+		c.log.Info("xp2p service published", "service", m.Name, "local", net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)))
+	}
+}
+
+// acceptWork serves the streams the server opens: one per user connection or udp source.
+func (c *Client) acceptWork(ctx context.Context, ctl *control) {
+	for {
+		st, err := ctl.sess.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go c.serveWork(st)
+	}
+}
+
+func (c *Client) serveWork(st session.Stream) {
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr, err := wire.ReadAs[*wire.WorkStream](st)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	name := hdr.Proxy
+	if u := c.cfg.User; u != "" {
+		name = strings.TrimPrefix(name, u+".")
+	}
+	lp := c.proxies[name]
+	if lp == nil || config.IsP2P(lp.cfg.Type) {
+		st.Reset()
+		return
+	}
+	lp.conns.Add(1)
+	defer lp.conns.Add(-1)
+	local := relay.Local{Network: lp.cfg.Type, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
+	if err := relay.ServeStream(st, local, relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
+		c.log.Warn("local service unreachable", "proxy", name, "src", hdr.Src, "err", err)
+	}
+}
+
+// runTCPRelay carries relayed P2P packets over the TCP session: frames out from relayOut,
+// frames in are fed back into the UDP socket so that QUIC sees them like any relayed packet.
+func (c *Client) runTCPRelay(ctx context.Context, ctl *control) {
+	st, err := ctl.sess.OpenStream(ctx)
+	if err != nil {
+		return
+	}
+	if err := wire.Write(st, &wire.RelayStream{}); err != nil {
+		st.Reset()
+		return
+	}
+	go func() {
+		<-ctx.Done()
+		st.Close()
+	}()
+	go func() {
+		buf := make([]byte, wire.MaxDatagram)
+		for {
+			n, err := wire.ReadDatagram(st, buf)
+			if err != nil {
+				return
+			}
+			c.inject(buf[:n])
+		}
+	}()
+	for {
+		select {
+		case f := <-ctl.relayOut:
+			if err := wire.WriteDatagram(st, f); err != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,410 @@
+package peer
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
+)
+
+// Path names as logged and reported.
+const (
+	PathRelay  = "relay"
+	PathDirect = "direct"
+)
+
+// p2pSessions are the client's P2P sessions, as provider and as visitor.
+type p2pSessions struct {
+	c *Client
+
+	mu        sync.Mutex
+	byID      map[string]*p2pSession
+	byVirtual map[netip.AddrPort]*p2pSession
+}
+
+// p2pSession is one visitor↔provider session: its path, its prober and its QUIC connection.
+type p2pSession struct {
+	m       *p2pSessions
+	id      []byte
+	idHex   string
+	role    string
+	service string
+	secret  []byte
+	path    *path
+	created time.Time
+	// requested is when the visitor asked the server for the session (zero on the provider).
+	requested time.Time
+	log       *slog.Logger
+
+	// Provider side: the service behind the session.
+	local relay.Local
+
+	punch *puncher
+
+	conn     atomic.Pointer[quic.Conn]
+	ready    chan struct{} // closed once both ends proved the secret
+	done     chan struct{}
+	endOnce  sync.Once
+	wg       sync.WaitGroup
+	readyAt  atomic.Int64 // nanoseconds from created to ready
+	directAt atomic.Int64 // nanoseconds from created to the first direct lock
+	streams  atomic.Int64
+}
+
+func newP2PSessions(c *Client) *p2pSessions {
+	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{}}
+}
+
+// newSession registers a session from the server's description of it.
+func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string) *p2pSession {
+	var tok wire.RelayToken
+	copy(tok[:], ps.RelayToken)
+	s := &p2pSession{
+		m:       m,
+		id:      ps.SessionID,
+		idHex:   hex.EncodeToString(ps.SessionID),
+		role:    ps.Role,
+		service: ps.Service,
+		secret:  []byte(secret),
+		created: time.Now(),
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
+	s.path = m.c.paths.add(tok)
+	s.punch = newPuncher(s, ps)
+	m.mu.Lock()
+	m.byID[string(s.id)] = s
+	m.byVirtual[s.path.vkey] = s
+	m.mu.Unlock()
+	// Relayed packets that arrived before this registration are fed back now.
+	for _, pkt := range m.c.paths.held.take(tok) {
+		m.c.inject(pkt)
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.punch.run() }()
+	return s
+}
+
+func (m *p2pSessions) get(id []byte) *p2pSession {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.byID[string(id)]
+}
+
+func (m *p2pSessions) byHex(idHex string) *p2pSession {
+	id, err := hex.DecodeString(idHex)
+	if err != nil {
+		return nil
+	}
+	return m.get(id)
+}
+
+// offer handles a PeerSession from the server: a new session for a provider, or fresh
+// candidates for a session of either side (after a repunch).
+func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
+	if s := m.get(ps.SessionID); s != nil {
+		s.punch.update(ps)
+		return
+	}
+	if ps.Role != wire.RoleProvider {
+		return
+	}
+	name := ps.Service
+	if u := m.c.cfg.User; u != "" {
+		name = strings.TrimPrefix(name, u+".")
+	}
+	lp := m.c.proxies[name]
+	if lp == nil || !config.IsP2P(lp.cfg.Type) {
+		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
+		return
+	}
+	s := m.newSession(ps, lp.cfg.SecretKey)
+	s.local = relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
+	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
+	// A visitor that never completes its handshake must not hold the session forever.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.ready:
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			s.end("visitor never completed the handshake", true)
+		}
+	}()
+}
+
+// end closes a session; tellServer reports it so the server frees its relay and tells the peer.
+func (m *p2pSessions) end(id []byte, reason string, tellServer bool) {
+	if s := m.get(id); s != nil {
+		s.end(reason, tellServer)
+	}
+}
+
+func (s *p2pSession) end(reason string, tellServer bool) {
+	s.endOnce.Do(func() {
+		m := s.m
+		m.mu.Lock()
+		delete(m.byID, string(s.id))
+		delete(m.byVirtual, s.path.vkey)
+		m.mu.Unlock()
+		close(s.done)
+		if c := s.conn.Load(); c != nil {
+			c.CloseWithError(0, reason)
+		}
+		m.c.paths.remove(s.path)
+		if tellServer {
+			if ctl := m.c.ctl.Load(); ctl != nil {
+				ctl.send(&wire.EndSession{SessionID: s.id, Reason: reason})
+			}
+		}
+		s.log.Info("p2p session ended", "reason", reason, "streams", s.streams.Load(),
+			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load())
+	})
+}
+
+// wait waits for the session's goroutines after end.
+func (s *p2pSession) wait() { s.wg.Wait() }
+
+// Path returns the session's current path name and the direct peer address, if any.
+func (s *p2pSession) Path() (string, *net.UDPAddr) {
+	if d := s.path.direct.Load(); d != nil {
+		return PathDirect, d
+	}
+	return PathRelay, nil
+}
+
+func (m *p2pSessions) closeAll() {
+	m.mu.Lock()
+	all := make([]*p2pSession, 0, len(m.byID))
+	for _, s := range m.byID {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	for _, s := range all {
+		s.end("client closing", true)
+		s.wait()
+	}
+}
+
+// serverReconnected is called when a new server session is up. Sessions whose relay the old
+// server held keep their direct paths; those without one cannot relay any more and end, so that
+// visitors build fresh ones through the new session.
+func (m *p2pSessions) serverReconnected(ctl *control) {
+	m.mu.Lock()
+	var stale []*p2pSession
+	for _, s := range m.byID {
+		if s.path.direct.Load() == nil {
+			stale = append(stale, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range stale {
+		s.end("server session was replaced", false)
+	}
+}
+
+// acceptLoop accepts the QUIC connections of visitors (provider side).
+func (m *p2pSessions) acceptLoop() {
+	for {
+		conn, err := m.c.peerLn.Accept(m.c.ctx)
+		if err != nil {
+			return
+		}
+		m.mu.Lock()
+		s := m.byVirtual[key(conn.RemoteAddr().(*net.UDPAddr))]
+		m.mu.Unlock()
+		if s == nil || s.role != wire.RoleProvider || !s.conn.CompareAndSwap(nil, conn) {
+			conn.CloseWithError(1, "no such session")
+			continue
+		}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.serveVisitor(conn) }()
+	}
+}
+
+// serveVisitor runs the provider's end of a session: check the visitor's proof, answer with its
+// own, then serve every stream the visitor opens.
+func (s *p2pSession) serveVisitor(conn *quic.Conn) {
+	defer s.end("connection closed", true)
+	ctx, cancel := context.WithTimeout(s.m.c.ctx, 10*time.Second)
+	st, err := conn.AcceptStream(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hello, err := wire.ReadAs[*wire.PeerHello](st)
+	if err != nil {
+		s.log.Warn("bad hello from visitor", "err", err)
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	exporter, err := auth.Exporter(conn.ConnectionState().TLS, "peer")
+	if err != nil {
+		return
+	}
+	if string(hello.SessionID) != string(s.id) || !auth.Verify(s.secret, exporter, auth.RoleVisitor, hello.Proof) {
+		s.log.Warn("visitor refused: wrong secretKey", "service", s.service)
+		wire.Write(st, &wire.PeerHelloResult{Error: fmt.Sprintf("wrong secretKey for service %q", s.service)})
+		st.Close()
+		time.Sleep(100 * time.Millisecond) // let the refusal reach the visitor
+		return
+	}
+	kind := s.local.Network
+	if err := wire.Write(st, &wire.PeerHelloResult{Proof: auth.Proof(s.secret, exporter, auth.RoleProvider), Kind: kind}); err != nil {
+		return
+	}
+	st.Close()
+	s.markReady()
+	for {
+		st, err := conn.AcceptStream(s.m.c.ctx)
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.servePeerStream(session.QUICStream(st))
+		}()
+	}
+}
+
+func (s *p2pSession) servePeerStream(st session.Stream) {
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr, err := wire.ReadAs[*wire.PeerStream](st)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	s.streams.Add(1)
+	lp := s.m.c.proxies[s.localName()]
+	var ctr relay.Counters
+	if lp != nil {
+		ctr = relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}
+		lp.conns.Add(1)
+		defer lp.conns.Add(-1)
+	}
+	if err := relay.ServeStream(st, s.local, ctr); err != nil {
+		s.log.Warn("local service unreachable", "src", hdr.Src, "err", err)
+	}
+}
+
+func (s *p2pSession) localName() string {
+	if u := s.m.c.cfg.User; u != "" {
+		return strings.TrimPrefix(s.service, u+".")
+	}
+	return s.service
+}
+
+func (s *p2pSession) markReady() {
+	start := s.created
+	if !s.requested.IsZero() {
+		start = s.requested
+	}
+	s.readyAt.Store(int64(time.Since(start)))
+	close(s.ready)
+	p, d := s.Path()
+	args := []any{"path", p, "time_to_ready", time.Duration(s.readyAt.Load()).Round(time.Microsecond)}
+	if d != nil {
+		args = append(args, "remote", d.String())
+	}
+	s.log.Info("p2p session ready", args...)
+}
+
+// dialProvider runs the visitor's end of the handshake: QUIC to the session's virtual address
+// (relayed at first), then the mutual secret proof.
+func (s *p2pSession) dialProvider(ctx context.Context) error {
+	c := s.m.c
+	conn, err := c.tr.Dial(ctx, s.path.virtual, c.peerClientTLS, c.peerQUICConfig())
+	if err != nil {
+		return fmt.Errorf("quic handshake with provider of %q: %w", s.service, err)
+	}
+	s.conn.Store(conn)
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return fmt.Errorf("open hello stream: %w", err)
+	}
+	exporter, err := auth.Exporter(conn.ConnectionState().TLS, "peer")
+	if err != nil {
+		return err
+	}
+	if err := wire.Write(st, &wire.PeerHello{Service: s.service, SessionID: s.id, Proof: auth.Proof(s.secret, exporter, auth.RoleVisitor)}); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	st.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		st.SetReadDeadline(dl)
+	}
+	res, err := wire.ReadAs[*wire.PeerHelloResult](st)
+	if err != nil {
+		return fmt.Errorf("read hello result: %w", err)
+	}
+	if res.Error != "" {
+		return &SecretError{Reason: res.Error}
+	}
+	if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
+		return errors.New("the provider could not prove the secretKey")
+	}
+	s.markReady()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-conn.Context().Done():
+			s.end("connection to provider closed", true)
+		case <-s.done:
+		}
+	}()
+	return nil
+}
+
+// SecretError is a provider's refusal of the visitor's secretKey.
+type SecretError struct{ Reason string }
+
+func (e *SecretError) Error() string { return "provider refused: " + e.Reason }
+
+// openStream opens a stream to the provider for one local user.
+func (s *p2pSession) openStream(ctx context.Context, src string) (session.Stream, error) {
+	conn := s.conn.Load()
+	if conn == nil {
+		return nil, errors.New("session not connected")
+	}
+	qs, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := session.QUICStream(qs)
+	if err := wire.Write(st, &wire.PeerStream{Src: src}); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	s.streams.Add(1)
+	return st, nil
+}
+
+func (s *p2pSession) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return s.conn.Load() != nil
+	}
+}

@@ -1,0 +1,316 @@
+package peer
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/quicsock"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// paths is the filter on the client's one UDP socket (see package quicsock). It gives every P2P
+// session a virtual peer address and carries the session's QUIC packets to whichever real path
+// is current: the locked direct address, or the server relay (UDP, or the TCP session when the
+// client has no UDP). QUIC only ever sees the virtual address, so switching paths never touches
+// the QUIC connection: streams survive, and the direct path keeps quic-go's GSO and batching.
+//
+// Why by hand: this is xp2p's own idea (magicsock-like), no library offers it for quic-go.
+type paths struct {
+	// server is where relayed packets go: the server's UDP address, nil while there is none.
+	server atomic.Pointer[net.UDPAddr]
+	// injector is the loopback source of packets fed back into the socket (TCP relay, held packets).
+	injector atomic.Pointer[net.UDPAddr]
+	// tcpRelay sends a relay frame over the TCP session when the client has no UDP path.
+	tcpRelay atomic.Pointer[func([]byte) bool]
+	// onSTUN handles probes and their answers (package-level punching).
+	onSTUN func(data []byte, from *net.UDPAddr)
+
+	mu    sync.Mutex // serialises table writers
+	table atomic.Pointer[pathTable]
+	next  uint32 // last virtual address index handed out
+
+	held heldPackets
+
+	bufs sync.Pool
+}
+
+type pathTable struct {
+	byVirtual map[netip.AddrPort]*path
+	byToken   map[wire.RelayToken]*path
+	byDirect  map[netip.AddrPort]*path
+}
+
+// path is the routing state of one P2P session.
+type path struct {
+	virtual *net.UDPAddr
+	vkey    netip.AddrPort
+	token   wire.RelayToken
+
+	direct     atomic.Pointer[net.UDPAddr] // nil: relayed
+	lastRecv   atomic.Int64                // unix nanos of the last packet from the direct address
+	lastSend   atomic.Int64                // unix nanos of the last QUIC packet sent direct
+	relayBytes atomic.Int64                // bytes sent and received over the relay
+	directByte atomic.Int64                // bytes sent and received on the direct path
+}
+
+func newPaths() *paths {
+	p := &paths{}
+	p.table.Store(&pathTable{byVirtual: map[netip.AddrPort]*path{}, byToken: map[wire.RelayToken]*path{}, byDirect: map[netip.AddrPort]*path{}})
+	p.bufs.New = func() any { b := make([]byte, 0, 32<<10); return &b }
+	return p
+}
+
+// virtualNet is the first octet of virtual peer addresses: 240.0.0.0/8 is reserved and never
+// routed, so a virtual address that escaped translation could not reach anybody.
+const virtualNet = 240
+
+func isVirtual(a *net.UDPAddr) bool {
+	ip4 := a.IP.To4()
+	return ip4 != nil && ip4[0] == virtualNet
+}
+
+func key(a *net.UDPAddr) netip.AddrPort {
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// add registers a session's path (relayed until a direct address is locked).
+func (t *paths) add(token wire.RelayToken) *path {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.next++
+	n := t.next
+	v := &net.UDPAddr{IP: net.IPv4(virtualNet, byte(n>>16), byte(n>>8), byte(n)).To4(), Port: 1}
+	p := &path{virtual: v, vkey: key(v), token: token}
+	t.update(func(nt *pathTable) {
+		nt.byVirtual[p.vkey] = p
+		nt.byToken[token] = p
+	})
+	return p
+}
+
+// remove forgets a session's path.
+func (t *paths) remove(p *path) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.update(func(nt *pathTable) {
+		delete(nt.byVirtual, p.vkey)
+		delete(nt.byToken, p.token)
+		for k, v := range nt.byDirect {
+			if v == p {
+				delete(nt.byDirect, k)
+			}
+		}
+	})
+}
+
+// addKnown maps an authenticated peer address to the session, so that QUIC packets from it are
+// delivered as coming from the session's virtual address.
+func (t *paths) addKnown(p *path, addr *net.UDPAddr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+}
+
+// setDirect makes addr the session's path (nil goes back to the relay). Known addresses stay
+// known: packets from them still reach the session.
+func (t *paths) setDirect(p *path, addr *net.UDPAddr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if addr != nil {
+		t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+		p.lastRecv.Store(time.Now().UnixNano())
+	}
+	p.direct.Store(addr)
+}
+
+// update applies fn to a copy of the table and publishes it (t.mu held).
+func (t *paths) update(fn func(*pathTable)) {
+	old := t.table.Load()
+	nt := &pathTable{
+		byVirtual: make(map[netip.AddrPort]*path, len(old.byVirtual)+1),
+		byToken:   make(map[wire.RelayToken]*path, len(old.byToken)+1),
+		byDirect:  make(map[netip.AddrPort]*path, len(old.byDirect)+1),
+	}
+	for k, v := range old.byVirtual {
+		nt.byVirtual[k] = v
+	}
+	for k, v := range old.byToken {
+		nt.byToken[k] = v
+	}
+	for k, v := range old.byDirect {
+		nt.byDirect[k] = v
+	}
+	fn(nt)
+	t.table.Store(nt)
+}
+
+func (t *paths) lookupVirtual(a *net.UDPAddr) *path { return t.table.Load().byVirtual[key(a)] }
+
+func (t *paths) isServer(a *net.UDPAddr) bool {
+	s := t.server.Load()
+	return s != nil && s.Port == a.Port && s.IP.Equal(a.IP)
+}
+
+func (t *paths) isInjector(a *net.UDPAddr) bool {
+	s := t.injector.Load()
+	return s != nil && s.Port == a.Port && a.IP.IsLoopback()
+}
+
+// Receive implements quicsock.Filter.
+func (t *paths) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr, bool) {
+	if len(data) == 0 || from == nil {
+		return nil, nil, true
+	}
+	b0 := data[0]
+	if b0&0xC0 != 0 { // QUIC
+		tab := t.table.Load()
+		if len(tab.byDirect) > 0 {
+			if p := tab.byDirect[key(from)]; p != nil {
+				p.lastRecv.Store(time.Now().UnixNano())
+				p.directByte.Add(int64(len(data)))
+				return data, p.virtual, false
+			}
+		}
+		if !t.isServer(from) {
+			// Only the server and authenticated peers talk QUIC to this socket: a stranger's
+			// handshake is dropped, and so is a peer's packet from an address it has not proved
+			// (QUIC would otherwise migrate the connection off its virtual address).
+			return nil, nil, true
+		}
+		return data, nil, false
+	}
+	if b0 == wire.RelayMagic {
+		if !t.isServer(from) && !t.isInjector(from) {
+			return nil, nil, true
+		}
+		tok, payload, ok := wire.ParseRelay(data)
+		if !ok {
+			return nil, nil, true
+		}
+		p := t.table.Load().byToken[tok]
+		if p == nil {
+			// The session may be a moment from being registered (its offer is still on the
+			// control stream): hold the packet and feed it back then.
+			t.held.hold(tok, data)
+			return nil, nil, true
+		}
+		p.relayBytes.Add(int64(len(payload)))
+		return payload, p.virtual, false
+	}
+	if t.onSTUN != nil {
+		t.onSTUN(data, from)
+	}
+	return nil, nil, true
+}
+
+// Send implements quicsock.Filter.
+func (t *paths) Send(c *quicsock.Conn, b, oob []byte, segSize int, to *net.UDPAddr) (*net.UDPAddr, bool, error) {
+	if !isVirtual(to) {
+		return to, false, nil
+	}
+	p := t.lookupVirtual(to)
+	if p == nil {
+		return nil, true, nil // the session is gone: drop
+	}
+	if d := p.direct.Load(); d != nil {
+		p.lastSend.Store(time.Now().UnixNano())
+		p.directByte.Add(int64(len(b)))
+		return d, false, nil
+	}
+	p.relayBytes.Add(int64(len(b)))
+	return nil, true, t.sendRelay(c, p, b, oob, segSize)
+}
+
+// sendRelay prefixes every packet (every GSO segment) with the session's relay header and
+// sends it to the server: still as one GSO write on UDP, or frame by frame over TCP.
+func (t *paths) sendRelay(c *quicsock.Conn, p *path, b, oob []byte, segSize int) error {
+	if segSize <= 0 || segSize >= len(b) {
+		segSize = len(b)
+	}
+	if fn := t.tcpRelay.Load(); fn != nil && t.server.Load() == nil {
+		for off := 0; off < len(b); off += segSize {
+			seg := b[off:min(off+segSize, len(b))]
+			frame := make([]byte, wire.RelayHeaderLen+len(seg))
+			wire.PutRelayHeader(frame, p.token)
+			copy(frame[wire.RelayHeaderLen:], seg)
+			(*fn)(frame)
+		}
+		return nil
+	}
+	srv := t.server.Load()
+	if srv == nil {
+		return nil // no relay right now: QUIC will retransmit
+	}
+	bp := t.bufs.Get().(*[]byte)
+	defer t.bufs.Put(bp)
+	out := (*bp)[:0]
+	for off := 0; off < len(b); off += segSize {
+		seg := b[off:min(off+segSize, len(b))]
+		var hdr [wire.RelayHeaderLen]byte
+		wire.PutRelayHeader(hdr[:], p.token)
+		out = append(out, hdr[:]...)
+		out = append(out, seg...)
+	}
+	*bp = out
+	if segSize < len(b) {
+		oob = quicsock.WithSegmentSize(oob, segSize+wire.RelayHeaderLen)
+	}
+	// A send error on the relay is like a lost packet: QUIC recovers; reporting it would make
+	// quic-go treat the socket as broken.
+	c.WriteRaw(out, oob, srv)
+	return nil
+}
+
+// heldPackets keeps a few relayed packets whose session is not registered yet, for a short time.
+type heldPackets struct {
+	mu   sync.Mutex
+	pkts []heldPacket
+}
+
+type heldPacket struct {
+	tok  wire.RelayToken
+	data []byte
+	at   time.Time
+}
+
+const (
+	maxHeld    = 32
+	holdWindow = 2 * time.Second
+)
+
+func (h *heldPackets) hold(tok wire.RelayToken, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	kept := h.pkts[:0]
+	for _, p := range h.pkts {
+		if now.Sub(p.at) < holdWindow {
+			kept = append(kept, p)
+		}
+	}
+	h.pkts = kept
+	if len(h.pkts) < maxHeld {
+		h.pkts = append(h.pkts, heldPacket{tok: tok, data: append([]byte(nil), data...), at: now})
+	}
+}
+
+// take removes and returns the held packets of tok.
+func (h *heldPackets) take(tok wire.RelayToken) [][]byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out [][]byte
+	kept := h.pkts[:0]
+	for _, p := range h.pkts {
+		if p.tok == tok {
+			out = append(out, p.data)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	h.pkts = kept
+	return out
+}

@@ -1,0 +1,332 @@
+package peer
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v3"
+
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/nat"
+)
+
+// Punching schedule: all candidates at once, fast at first, then slower, then give up and stay
+// relayed until the next attempt (which both sides start together, through the server).
+const (
+	punchTimeout    = 10 * time.Second
+	retryFirst      = 30 * time.Second
+	retryMax        = 5 * time.Minute
+	maxCandidates   = 32
+	maxKnownAddrs   = 16
+	maxOpenTxs      = 512
+	monitorInterval = 500 * time.Millisecond
+)
+
+// puncher finds and keeps a direct path for one session: it probes every candidate with
+// authenticated STUN binding requests, answers the peer's probes, locks onto the first address
+// that answers, keeps the NAT mapping alive and notices when the path dies.
+type puncher struct {
+	s         *p2pSession
+	key       string // MESSAGE-INTEGRITY key, derived from the secretKey and the session id
+	username  string // "<session id>:<our role>"
+	keepalive time.Duration
+	disabled  bool
+
+	wake chan struct{}
+
+	mu         sync.Mutex
+	cands      map[netip.AddrPort]nat.Kind
+	known      map[netip.AddrPort]bool
+	txs        map[[stun.TransactionIDSize]byte]time.Time
+	locked     *net.UDPAddr
+	lockedKind nat.Kind
+	punching   bool
+	punchStart time.Time
+	retryAt    time.Time
+	retryWait  time.Duration
+	lastProbe  time.Time
+}
+
+func newPuncher(s *p2pSession, ps *wire.PeerSession) *puncher {
+	c := s.m.c
+	p := &puncher{
+		s:         s,
+		key:       string(auth.Derive(s.secret, "xp2p probe", s.id)),
+		username:  s.idHex + ":" + s.role,
+		keepalive: time.Duration(c.cfg.Transport.P2PKeepalive) * time.Second,
+		wake:      make(chan struct{}, 1),
+		cands:     map[netip.AddrPort]nat.Kind{},
+		known:     map[netip.AddrPort]bool{},
+		txs:       map[[stun.TransactionIDSize]byte]time.Time{},
+		retryWait: retryFirst,
+	}
+	p.disabled = c.cfg.Transport.DisableP2P || s.relayOnly()
+	p.addCandidates(ps)
+	return p
+}
+
+// relayOnly reports whether this side's config asks for relaying only (frp's stcp/sudp).
+func (s *p2pSession) relayOnly() bool {
+	c := s.m.c
+	if s.role == wire.RoleProvider {
+		if lp := c.proxies[s.localName()]; lp != nil {
+			return lp.cfg.Type == "stcp" || lp.cfg.Type == "sudp"
+		}
+		return false
+	}
+	for _, v := range c.visitors {
+		if v.cfg.ServerName == s.service || strings.HasSuffix(s.service, "."+v.cfg.ServerName) {
+			return v.cfg.Type == "stcp" || v.cfg.Type == "sudp"
+		}
+	}
+	return false
+}
+
+func (p *puncher) addCandidates(ps *wire.PeerSession) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	add := func(s string, k nat.Kind) {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || len(p.cands) >= maxCandidates {
+			return
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if _, ok := p.cands[ap]; !ok {
+			p.cands[ap] = k
+		}
+	}
+	for _, a := range ps.PeerPrivate {
+		add(a, nat.KindPrivate)
+	}
+	if ps.PeerPublic != "" {
+		add(ps.PeerPublic, nat.KindPublic)
+	}
+}
+
+// update takes fresh candidates from the server and punches again if there is no direct path.
+func (p *puncher) update(ps *wire.PeerSession) {
+	p.addCandidates(ps)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *puncher) run() {
+	if p.disabled {
+		return
+	}
+	p.mu.Lock()
+	p.startLocked(time.Now())
+	p.mu.Unlock()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.s.done:
+			return
+		case <-p.wake:
+			p.mu.Lock()
+			if p.locked == nil {
+				p.startLocked(time.Now())
+			}
+			p.mu.Unlock()
+		case <-t.C:
+		}
+		t.Reset(p.step(time.Now()))
+	}
+}
+
+func (p *puncher) startLocked(now time.Time) {
+	if !p.punching {
+		p.punching = true
+		p.punchStart = now
+	}
+}
+
+// step does what is due now and returns when to come back.
+func (p *puncher) step(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.locked != nil {
+		return p.monitorLocked(now)
+	}
+	if !p.punching {
+		if now.Before(p.retryAt) {
+			return p.retryAt.Sub(now)
+		}
+		// Both sides should probe at the same time: ask the server to send both fresh candidates.
+		if ctl := p.s.m.c.ctl.Load(); ctl != nil {
+			go ctl.send(&wire.Repunch{SessionID: p.s.id})
+		}
+		p.retryWait = min(p.retryWait*2, retryMax)
+		p.retryAt = now.Add(p.retryWait)
+		p.startLocked(now)
+	}
+	elapsed := now.Sub(p.punchStart)
+	if elapsed > punchTimeout {
+		p.punching = false
+		p.retryAt = now.Add(p.retryWait)
+		p.s.log.Info("no direct path found; staying on relay", "tried", len(p.cands), "next_try_in", p.retryWait)
+		return p.retryWait
+	}
+	for ap := range p.cands {
+		p.probeLocked(ap, now)
+	}
+	switch {
+	case elapsed < time.Second:
+		return 100 * time.Millisecond
+	case elapsed < 5*time.Second:
+		return 250 * time.Millisecond
+	default:
+		return time.Second
+	}
+}
+
+// monitorLocked keeps the locked path alive and declares it dead when the peer falls silent.
+func (p *puncher) monitorLocked(now time.Time) time.Duration {
+	path := p.s.path
+	lastRecv := time.Unix(0, path.lastRecv.Load())
+	lastSend := time.Unix(0, path.lastSend.Load())
+	silence := now.Sub(lastRecv)
+	// We are sending but hear nothing back: the path may have died under us.
+	suspect := lastSend.After(lastRecv) && silence > time.Second
+	dead := silence > 2*p.keepalive+2*time.Second || (suspect && silence > 3*time.Second)
+	if dead {
+		dst := p.locked
+		p.locked = nil
+		p.s.m.c.paths.setDirect(path, nil)
+		p.s.log.Warn("direct path lost; back to relay", "remote", dst.String(), "silence", silence.Round(time.Millisecond))
+		p.retryWait = retryFirst
+		p.retryAt = now
+		p.punching = false
+		return 0
+	}
+	if now.Sub(p.lastProbe) >= p.keepalive || (suspect && now.Sub(p.lastProbe) >= monitorInterval) {
+		p.probeLocked(key(p.locked), now)
+	}
+	return monitorInterval
+}
+
+// probeLocked sends one binding request to ap.
+func (p *puncher) probeLocked(ap netip.AddrPort, now time.Time) {
+	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest,
+		stun.NewUsername(p.username), stun.NewShortTermIntegrity(p.key), stun.Fingerprint)
+	if err != nil {
+		return
+	}
+	if len(p.txs) >= maxOpenTxs {
+		for id, t := range p.txs {
+			if now.Sub(t) > punchTimeout {
+				delete(p.txs, id)
+			}
+		}
+	}
+	if len(p.txs) < maxOpenTxs {
+		p.txs[msg.TransactionID] = now
+	}
+	p.lastProbe = now
+	p.s.m.c.sock.WriteRaw(msg.Raw, nil, net.UDPAddrFromAddrPort(ap))
+}
+
+// handleSTUN is the socket's STUN handler: it finds the session a probe or answer belongs to.
+func (m *p2pSessions) handleSTUN(data []byte, from *net.UDPAddr) {
+	if !stun.IsMessage(data) {
+		return
+	}
+	msg := &stun.Message{Raw: append([]byte(nil), data...)}
+	if err := msg.Decode(); err != nil {
+		return
+	}
+	var user stun.Username
+	if err := user.GetFrom(msg); err != nil {
+		return
+	}
+	idHex, role, ok := strings.Cut(user.String(), ":")
+	if !ok {
+		return
+	}
+	s := m.byHex(idHex)
+	if s == nil || role == s.role {
+		// Unknown session, or our own probe reflected back at us.
+		return
+	}
+	s.punch.handle(msg, from)
+}
+
+func (p *puncher) handle(msg *stun.Message, from *net.UDPAddr) {
+	if p.disabled {
+		return
+	}
+	if stun.NewShortTermIntegrity(p.key).Check(msg) != nil || stun.Fingerprint.Check(msg) != nil {
+		return
+	}
+	ap := key(from)
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch msg.Type {
+	case stun.BindingRequest:
+		resp, err := stun.Build(stun.NewTransactionIDSetter(msg.TransactionID), stun.BindingSuccess,
+			&stun.XORMappedAddress{IP: from.IP, Port: from.Port},
+			stun.NewUsername(p.username), stun.NewShortTermIntegrity(p.key), stun.Fingerprint)
+		if err != nil {
+			return
+		}
+		p.s.m.c.sock.WriteRaw(resp.Raw, nil, from)
+		p.learnLocked(ap, from)
+		if _, ok := p.cands[ap]; !ok && len(p.cands) < maxCandidates {
+			// Peer-reflexive: the peer's NAT gave it an address the server never saw (it is
+			// symmetric, or behind a second NAT).
+			p.cands[ap] = nat.KindPeer
+		}
+		if p.locked == nil {
+			// A triggered check (as in ICE): the path towards us works, so probe it back at once
+			// instead of waiting for our schedule; our NAT now has a mapping for it too.
+			p.probeLocked(ap, now)
+		}
+	case stun.BindingSuccess:
+		if _, ok := p.txs[msg.TransactionID]; !ok {
+			return
+		}
+		delete(p.txs, msg.TransactionID)
+		p.learnLocked(ap, from)
+		if p.locked == nil {
+			p.lockLocked(from, now)
+		}
+	default:
+		return
+	}
+	if p.locked != nil && key(p.locked) == ap {
+		p.s.path.lastRecv.Store(now.UnixNano())
+	}
+}
+
+// learnLocked records an address that proved to be the peer: QUIC packets from it now reach
+// the session even before (or without) it being the locked one.
+func (p *puncher) learnLocked(ap netip.AddrPort, from *net.UDPAddr) {
+	if p.known[ap] || len(p.known) >= maxKnownAddrs {
+		return
+	}
+	p.known[ap] = true
+	p.s.m.c.paths.addKnown(p.s.path, from)
+}
+
+func (p *puncher) lockLocked(addr *net.UDPAddr, now time.Time) {
+	ap := key(addr)
+	p.locked = &net.UDPAddr{IP: addr.IP, Port: addr.Port}
+	p.lockedKind = p.cands[ap]
+	p.punching = false
+	p.retryWait = retryFirst
+	p.s.m.c.paths.setDirect(p.s.path, p.locked)
+	first := p.s.directAt.CompareAndSwap(0, int64(now.Sub(p.s.created)))
+	args := []any{"remote", ap.String(), "candidate", string(p.lockedKind), "local", p.s.m.c.UDPAddr().String()}
+	if first {
+		args = append(args, "time_to_direct", time.Duration(p.s.directAt.Load()).Round(time.Microsecond))
+	}
+	p.s.log.Info("direct path locked", args...)
+}

@@ -1,0 +1,96 @@
+package peer
+
+import (
+	"sort"
+	"strconv"
+	"time"
+)
+
+// SessionInfo describes one P2P session for status pages and the demo.
+type SessionInfo struct {
+	ID           string        `json:"id"`
+	Service      string        `json:"service"`
+	Role         string        `json:"role"`
+	Path         string        `json:"path"`
+	Local        string        `json:"local"`
+	Remote       string        `json:"remote,omitempty"`
+	RTT          time.Duration `json:"rtt"`
+	TimeToReady  time.Duration `json:"timeToReady"`
+	TimeToDirect time.Duration `json:"timeToDirect,omitempty"`
+	RelayBytes   int64         `json:"relayBytes"`
+	DirectBytes  int64         `json:"directBytes"`
+	Streams      int64         `json:"streams"`
+	Age          time.Duration `json:"age"`
+}
+
+// Sessions lists the client's P2P sessions.
+func (c *Client) Sessions() []SessionInfo {
+	c.p2p.mu.Lock()
+	all := make([]*p2pSession, 0, len(c.p2p.byID))
+	for _, s := range c.p2p.byID {
+		all = append(all, s)
+	}
+	c.p2p.mu.Unlock()
+	out := make([]SessionInfo, 0, len(all))
+	for _, s := range all {
+		path, remote := s.Path()
+		info := SessionInfo{
+			ID:           s.idHex[:8],
+			Service:      s.service,
+			Role:         s.role,
+			Path:         path,
+			Local:        c.UDPAddr().String(),
+			TimeToReady:  time.Duration(s.readyAt.Load()),
+			TimeToDirect: time.Duration(s.directAt.Load()),
+			RelayBytes:   s.path.relayBytes.Load(),
+			DirectBytes:  s.path.directByte.Load(),
+			Streams:      s.streams.Load(),
+			Age:          time.Since(s.created),
+		}
+		if remote != nil {
+			info.Remote = remote.String()
+		}
+		if conn := s.conn.Load(); conn != nil {
+			info.RTT = conn.ConnectionStats().SmoothedRTT
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Service < out[j].Service || (out[i].Service == out[j].Service && out[i].ID < out[j].ID)
+	})
+	return out
+}
+
+// ProxyInfo describes one published proxy.
+type ProxyInfo struct {
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Local    string `json:"local"`
+	Remote   string `json:"remote,omitempty"`
+	Status   string `json:"status"`
+	BytesIn  int64  `json:"bytesIn"`
+	BytesOut int64  `json:"bytesOut"`
+	Conns    int64  `json:"conns"`
+}
+
+// Proxies lists the client's proxies with the server's last word on each.
+func (c *Client) Proxies() []ProxyInfo {
+	out := make([]ProxyInfo, 0, len(c.proxies))
+	for _, lp := range c.proxies {
+		pi := ProxyInfo{
+			Name:     lp.cfg.Name,
+			Type:     lp.cfg.Type,
+			Local:    lp.cfg.LocalIP + ":" + strconv.Itoa(lp.cfg.LocalPort),
+			Status:   *lp.status.Load(),
+			BytesIn:  lp.bytesIn.Load(),
+			BytesOut: lp.bytesOut.Load(),
+			Conns:    lp.conns.Load(),
+		}
+		if r := lp.remoteAddr.Load(); r != nil {
+			pi.Remote = *r
+		}
+		out = append(out, pi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

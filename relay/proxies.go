@@ -1,0 +1,373 @@
+// Package relay owns everything that carries user traffic through the server: the public ports of
+// classic tcp/udp proxies with their load-balancing groups (server side), the handling of the
+// work streams those ports open towards a client (client side), and the forwarding of P2P
+// packets between two clients when no direct path exists.
+package relay
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/netx"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// Owner is the client a proxy belongs to: the server opens work streams on its session.
+type Owner interface {
+	OpenStream(ctx context.Context) (session.Stream, error)
+	// ID names the client in logs and errors.
+	ID() string
+}
+
+// Errors the server sends back to a client that asked for a port.
+var (
+	ErrPortNotAllowed = errors.New("port not allowed by the server's allowPorts")
+	ErrPortInUse      = errors.New("port already in use")
+	ErrGroupKey       = errors.New("wrong loadBalancer.groupKey for this group")
+	ErrTooManyPorts   = errors.New("too many ports for this client (maxPortsPerClient)")
+)
+
+// ProxiesConfig is what the server's config says about public ports.
+type ProxiesConfig struct {
+	BindAddr          string
+	PortAllowed       func(int) bool
+	MaxPortsPerClient int
+	// UDPIdleTimeout expires a udp proxy's per-source session.
+	UDPIdleTimeout time.Duration
+	Log            *slog.Logger
+}
+
+// Proxies is the server's set of public tcp/udp ports.
+type Proxies struct {
+	cfg   ProxiesConfig
+	stats *StatsBook
+
+	mu       sync.Mutex
+	tcpPorts map[int]*tcpPort
+	udpPorts map[int]*udpProxy
+	byKey    map[memberKey]*member
+	perOwner map[Owner]int
+	closed   bool
+}
+
+type memberKey struct {
+	owner Owner
+	name  string
+}
+
+// NewProxies returns an empty set.
+func NewProxies(cfg ProxiesConfig, stats *StatsBook) *Proxies {
+	if cfg.UDPIdleTimeout == 0 {
+		cfg.UDPIdleTimeout = 60 * time.Second
+	}
+	if cfg.PortAllowed == nil {
+		cfg.PortAllowed = func(int) bool { return true }
+	}
+	return &Proxies{
+		cfg:      cfg,
+		stats:    stats,
+		tcpPorts: map[int]*tcpPort{},
+		udpPorts: map[int]*udpProxy{},
+		byKey:    map[memberKey]*member{},
+		perOwner: map[Owner]int{},
+	}
+}
+
+// member is one proxy of one client on a tcp port.
+type member struct {
+	owner Owner
+	name  string
+	stats *Stats
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+	gone  bool
+}
+
+type trackedConn struct {
+	user net.Conn
+}
+
+// tcpPort is a public tcp port and the members (one, or a load-balancing group) behind it.
+type tcpPort struct {
+	port     int
+	group    string
+	groupKey string
+	ln       net.Listener
+	members  atomic.Pointer[[]*member]
+	next     atomic.Uint64
+	done     chan struct{}
+}
+
+// Add publishes a proxy and returns the address it is reachable on.
+func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return "", errors.New("server shutting down")
+	}
+	key := memberKey{owner, req.Name}
+	if _, dup := p.byKey[key]; dup {
+		return "", fmt.Errorf("proxy %q is already registered by this client", req.Name)
+	}
+	if req.RemotePort != 0 && !p.cfg.PortAllowed(req.RemotePort) {
+		return "", fmt.Errorf("remotePort %d: %w", req.RemotePort, ErrPortNotAllowed)
+	}
+	if max := p.cfg.MaxPortsPerClient; max > 0 && p.perOwner[owner] >= max {
+		return "", ErrTooManyPorts
+	}
+	m := &member{owner: owner, name: req.Name, stats: p.stats.Get(req.Name, req.Type), conns: map[*trackedConn]struct{}{}}
+	var port int
+	var err error
+	switch req.Type {
+	case wire.ProxyTCP:
+		port, err = p.addTCPLocked(m, req)
+	case wire.ProxyUDP:
+		port, err = p.addUDPLocked(m, req)
+	default:
+		err = fmt.Errorf("proxy type %q is not a public port", req.Type)
+	}
+	if err != nil {
+		return "", err
+	}
+	m.stats.setPort(port)
+	p.byKey[key] = m
+	p.perOwner[owner]++
+	return net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)), nil
+}
+
+func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
+	if req.Group != "" && req.RemotePort != 0 {
+		if tp, ok := p.tcpPorts[req.RemotePort]; ok {
+			if tp.group != req.Group {
+				return 0, fmt.Errorf("remotePort %d: %w (by another proxy, not in group %q)", req.RemotePort, ErrPortInUse, req.Group)
+			}
+			if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
+				return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
+			}
+			old := *tp.members.Load()
+			next := append(append([]*member(nil), old...), m)
+			tp.members.Store(&next)
+			return tp.port, nil
+		}
+	} else if req.Group != "" {
+		// A group on a random port: join an existing group of that name if there is one.
+		for _, tp := range p.tcpPorts {
+			if tp.group == req.Group {
+				if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
+					return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
+				}
+				old := *tp.members.Load()
+				next := append(append([]*member(nil), old...), m)
+				tp.members.Store(&next)
+				return tp.port, nil
+			}
+		}
+	}
+	if _, busy := p.tcpPorts[req.RemotePort]; busy && req.RemotePort != 0 {
+		return 0, fmt.Errorf("remotePort %d: %w", req.RemotePort, ErrPortInUse)
+	}
+	ln, err := p.listenTCP(req.RemotePort)
+	if err != nil {
+		return 0, err
+	}
+	tp := &tcpPort{
+		port:     ln.Addr().(*net.TCPAddr).Port,
+		group:    req.Group,
+		groupKey: req.GroupKey,
+		ln:       ln,
+		done:     make(chan struct{}),
+	}
+	members := []*member{m}
+	tp.members.Store(&members)
+	p.tcpPorts[tp.port] = tp
+	go p.acceptTCP(tp)
+	return tp.port, nil
+}
+
+// listenTCP listens on port, or on an allowed free port when port is 0.
+func (p *Proxies) listenTCP(port int) (net.Listener, error) {
+	if port != 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("remotePort %d: %w (%v)", port, ErrPortInUse, err)
+		}
+		return ln, nil
+	}
+	for range 64 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindAddr, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("listen on a free port: %w", err)
+		}
+		if p.cfg.PortAllowed(ln.Addr().(*net.TCPAddr).Port) {
+			return ln, nil
+		}
+		ln.Close()
+	}
+	return nil, fmt.Errorf("no free port within allowPorts: %w", ErrPortInUse)
+}
+
+func (p *Proxies) acceptTCP(tp *tcpPort) {
+	defer close(tp.done)
+	for {
+		c, err := tp.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		go p.serveTCP(tp, c.(*net.TCPConn))
+	}
+}
+
+// serveTCP hands one user connection to a member, trying the next one of a group if a member's
+// client cannot open a stream.
+func (p *Proxies) serveTCP(tp *tcpPort, user *net.TCPConn) {
+	members := *tp.members.Load()
+	start := int(tp.next.Add(1))
+	for i := range members {
+		m := members[(start+i)%len(members)]
+		if m.serve(user, p.cfg.Log) {
+			return
+		}
+	}
+	netx.TCP{TCPConn: user}.Reset()
+}
+
+// serve carries one user connection to the member's client. It returns false if no stream could
+// be opened (so another member may take it).
+func (m *member) serve(user *net.TCPConn, log *slog.Logger) bool {
+	tc := &trackedConn{user: user}
+	m.mu.Lock()
+	if m.gone {
+		m.mu.Unlock()
+		return false
+	}
+	m.conns[tc] = struct{}{}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.conns, tc)
+		m.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := m.owner.OpenStream(ctx)
+	cancel()
+	if err != nil {
+		log.Debug("open work stream", "proxy", m.name, "client", m.owner.ID(), "err", err)
+		return false
+	}
+	if err := wire.Write(st, &wire.WorkStream{Proxy: m.name, Src: user.RemoteAddr().String()}); err != nil {
+		st.Reset()
+		return false
+	}
+	m.stats.connOpened()
+	defer m.stats.connClosed()
+	netx.Pipe(netx.TCP{TCPConn: user}, st, &m.stats.bytesIn, &m.stats.bytesOut)
+	return true
+}
+
+// Remove withdraws one proxy of owner; its open connections are closed.
+func (p *Proxies) Remove(owner Owner, name string) {
+	p.mu.Lock()
+	m, ok := p.byKey[memberKey{owner, name}]
+	if !ok {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.byKey, memberKey{owner, name})
+	if p.perOwner[owner]--; p.perOwner[owner] <= 0 {
+		delete(p.perOwner, owner)
+	}
+	var closers []func()
+	for port, tp := range p.tcpPorts {
+		old := *tp.members.Load()
+		var next []*member
+		for _, x := range old {
+			if x != m {
+				next = append(next, x)
+			}
+		}
+		if len(next) == len(old) {
+			continue
+		}
+		if len(next) == 0 {
+			delete(p.tcpPorts, port)
+			closers = append(closers, func() { tp.ln.Close(); <-tp.done })
+		} else {
+			tp.members.Store(&next)
+		}
+	}
+	for port, up := range p.udpPorts {
+		if up.member == m {
+			delete(p.udpPorts, port)
+			closers = append(closers, up.close)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range closers {
+		c()
+	}
+	m.closeConns()
+}
+
+func (m *member) closeConns() {
+	m.mu.Lock()
+	m.gone = true
+	conns := make([]*trackedConn, 0, len(m.conns))
+	for c := range m.conns {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+	for _, c := range conns {
+		c.user.Close()
+	}
+}
+
+// RemoveOwner withdraws every proxy of owner (its session ended).
+func (p *Proxies) RemoveOwner(owner Owner) {
+	p.mu.Lock()
+	var names []string
+	for k := range p.byKey {
+		if k.owner == owner {
+			names = append(names, k.name)
+		}
+	}
+	p.mu.Unlock()
+	for _, n := range names {
+		p.Remove(owner, n)
+	}
+}
+
+// Close withdraws every proxy and stops all listeners.
+func (p *Proxies) Close() {
+	p.mu.Lock()
+	p.closed = true
+	keys := make([]memberKey, 0, len(p.byKey))
+	for k := range p.byKey {
+		keys = append(keys, k)
+	}
+	p.mu.Unlock()
+	for _, k := range keys {
+		p.Remove(k.owner, k.name)
+	}
+}
+
+// Count returns the number of registered proxies.
+func (p *Proxies) Count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byKey)
+}

@@ -1,0 +1,280 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// MaxUDPFlows bounds the per-source flows of one UDP socket; datagrams from further sources are
+// dropped until old flows expire.
+const MaxUDPFlows = 1024
+
+// udpFlowQueue bounds the datagrams waiting for one flow's stream; UDP allows dropping.
+const udpFlowQueue = 256
+
+// UDPFanout serves a UDP socket whose every remote source gets its own stream (a flow): the
+// public side of a udp proxy on the server, and the local side of a udp visitor.
+type UDPFanout struct {
+	Conn *net.UDPConn
+	// Open opens the stream of a new flow, header written.
+	Open func(ctx context.Context, src netip.AddrPort) (session.Stream, error)
+	// Idle expires a flow after this much silence in both directions.
+	Idle time.Duration
+	// In counts bytes from sources into streams, Out the way back (either may be nil).
+	In, Out *atomic.Int64
+	// OnFlow, if set, is called when a flow starts (+1) and ends (-1).
+	OnFlow func(delta int)
+
+	mu    sync.Mutex
+	flows map[netip.AddrPort]*udpFlow
+	wg    sync.WaitGroup
+	stop  chan struct{}
+	once  sync.Once
+}
+
+type udpFlow struct {
+	src      netip.AddrPort
+	queue    chan []byte
+	lastSeen atomic.Int64
+	done     chan struct{}
+}
+
+// Start begins serving; Close stops.
+func (u *UDPFanout) Start() {
+	if u.Idle == 0 {
+		u.Idle = 60 * time.Second
+	}
+	u.flows = map[netip.AddrPort]*udpFlow{}
+	u.stop = make(chan struct{})
+	u.wg.Add(2)
+	go u.readLoop()
+	go u.expireLoop()
+}
+
+// Close closes the socket, ends every flow and waits for them.
+func (u *UDPFanout) Close() {
+	u.once.Do(func() {
+		close(u.stop)
+		u.Conn.Close()
+		u.mu.Lock()
+		for src, f := range u.flows {
+			close(f.done)
+			delete(u.flows, src)
+		}
+		u.mu.Unlock()
+		u.wg.Wait()
+	})
+}
+
+func (u *UDPFanout) readLoop() {
+	defer u.wg.Done()
+	buf := make([]byte, wire.MaxDatagram)
+	for {
+		n, src, err := u.Conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		f := u.flow(src)
+		if f == nil {
+			continue
+		}
+		f.lastSeen.Store(time.Now().UnixNano())
+		select {
+		case f.queue <- append([]byte(nil), buf[:n]...):
+		default: // the far side is slower than the source: drop, as a router would
+		}
+	}
+}
+
+// flow returns the source's flow, starting one if there is room.
+func (u *UDPFanout) flow(src netip.AddrPort) *udpFlow {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.flows[src]; ok {
+		return f
+	}
+	if len(u.flows) >= MaxUDPFlows {
+		return nil
+	}
+	select {
+	case <-u.stop:
+		return nil
+	default:
+	}
+	f := &udpFlow{src: src, queue: make(chan []byte, udpFlowQueue), done: make(chan struct{})}
+	f.lastSeen.Store(time.Now().UnixNano())
+	u.flows[src] = f
+	u.wg.Add(1)
+	go u.runFlow(f)
+	return f
+}
+
+// runFlow opens the flow's stream and pumps datagrams both ways until the flow expires or the
+// stream ends.
+func (u *UDPFanout) runFlow(f *udpFlow) {
+	defer u.wg.Done()
+	defer func() {
+		u.mu.Lock()
+		if u.flows[f.src] == f {
+			delete(u.flows, f.src)
+		}
+		u.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	go func() {
+		select {
+		case <-f.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	st, err := u.Open(ctx, f.src)
+	cancel()
+	if err != nil {
+		return
+	}
+	if u.OnFlow != nil {
+		u.OnFlow(1)
+		defer u.OnFlow(-1)
+	}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		buf := make([]byte, wire.MaxDatagram)
+		for {
+			n, err := wire.ReadDatagram(st, buf)
+			if err != nil {
+				return
+			}
+			if u.Out != nil {
+				u.Out.Add(int64(n))
+			}
+			u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
+			f.lastSeen.Store(time.Now().UnixNano())
+		}
+	}()
+	for {
+		select {
+		case pkt := <-f.queue:
+			if err := wire.WriteDatagram(st, pkt); err != nil {
+				st.Reset()
+				<-readerDone
+				return
+			}
+			if u.In != nil {
+				u.In.Add(int64(len(pkt)))
+			}
+		case <-f.done:
+			st.Close()
+			<-readerDone
+			return
+		case <-readerDone:
+			st.Close()
+			return
+		}
+	}
+}
+
+func (u *UDPFanout) expireLoop() {
+	defer u.wg.Done()
+	t := time.NewTicker(max(u.Idle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case now := <-t.C:
+			u.mu.Lock()
+			for src, f := range u.flows {
+				if now.Sub(time.Unix(0, f.lastSeen.Load())) > u.Idle {
+					close(f.done)
+					delete(u.flows, src)
+				}
+			}
+			u.mu.Unlock()
+		}
+	}
+}
+
+// Flows returns the number of live flows.
+func (u *UDPFanout) Flows() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.flows)
+}
+
+// udpProxy is a public udp port of the server.
+type udpProxy struct {
+	member *member
+	fan    *UDPFanout
+}
+
+func (u *udpProxy) close() { u.fan.Close() }
+
+func (p *Proxies) addUDPLocked(m *member, req *wire.NewProxy) (int, error) {
+	if req.RemotePort != 0 {
+		if _, busy := p.udpPorts[req.RemotePort]; busy {
+			return 0, fmt.Errorf("remotePort %d/udp: %w", req.RemotePort, ErrPortInUse)
+		}
+	}
+	var conn *net.UDPConn
+	bind, err := netip.ParseAddr(p.cfg.BindAddr)
+	if err != nil {
+		bind = netip.IPv4Unspecified()
+	}
+	for range 64 {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(req.RemotePort))))
+		if err != nil {
+			return 0, fmt.Errorf("remotePort %d/udp: %w (%v)", req.RemotePort, ErrPortInUse, err)
+		}
+		if req.RemotePort != 0 || p.cfg.PortAllowed(c.LocalAddr().(*net.UDPAddr).Port) {
+			conn = c
+			break
+		}
+		c.Close()
+	}
+	if conn == nil {
+		return 0, fmt.Errorf("no free udp port within allowPorts: %w", ErrPortInUse)
+	}
+	stats := m.stats
+	up := &udpProxy{member: m, fan: &UDPFanout{
+		Conn: conn,
+		Idle: p.cfg.UDPIdleTimeout,
+		In:   &stats.bytesIn,
+		Out:  &stats.bytesOut,
+		Open: func(ctx context.Context, src netip.AddrPort) (session.Stream, error) {
+			st, err := m.owner.OpenStream(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := wire.Write(st, &wire.WorkStream{Proxy: m.name, Src: src.String()}); err != nil {
+				st.Reset()
+				return nil, err
+			}
+			return st, nil
+		},
+		OnFlow: func(d int) {
+			if d > 0 {
+				stats.connOpened()
+			} else {
+				stats.connClosed()
+			}
+		},
+	}}
+	up.fan.Start()
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	p.udpPorts[port] = up
+	return port, nil
+}

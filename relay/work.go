@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/netx"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// Local is the service behind a proxy, on the client's side.
+type Local struct {
+	// Network is "tcp" or "udp".
+	Network string
+	Addr    string
+	// DialTimeout bounds reaching the local service.
+	DialTimeout time.Duration
+	// UDPIdle ends a udp stream after this much silence in both directions.
+	UDPIdle time.Duration
+}
+
+// Counters receive the bytes a work stream moves; either may be nil.
+type Counters struct {
+	// ToLocal counts bytes from the remote user to the local service, FromLocal the way back.
+	ToLocal, FromLocal *atomic.Int64
+}
+
+// ServeStream connects one work stream to the local service: a tcp connection whose bytes it
+// pipes, or a udp socket it exchanges framed datagrams with. If the service cannot be reached
+// the stream is reset at once, so the remote user sees the refusal promptly.
+func ServeStream(st session.Stream, local Local, c Counters) error {
+	switch local.Network {
+	case "udp":
+		return serveUDP(st, local, c)
+	default:
+		return serveTCP(st, local, c)
+	}
+}
+
+func serveTCP(st session.Stream, local Local, c Counters) error {
+	timeout := local.DialTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	conn, err := net.DialTimeout("tcp", local.Addr, timeout)
+	if err != nil {
+		st.Reset()
+		return fmt.Errorf("dial local service %s: %w", local.Addr, err)
+	}
+	netx.Pipe(st, netx.TCP{TCPConn: conn.(*net.TCPConn)}, c.ToLocal, c.FromLocal)
+	return nil
+}
+
+func serveUDP(st session.Stream, local Local, c Counters) error {
+	conn, err := net.Dial("udp", local.Addr)
+	if err != nil {
+		st.Reset()
+		return fmt.Errorf("dial local udp service %s: %w", local.Addr, err)
+	}
+	defer conn.Close()
+	idle := local.UDPIdle
+	if idle == 0 {
+		idle = 60 * time.Second
+	}
+	var lastActive atomic.Int64
+	touch := func() { lastActive.Store(time.Now().UnixNano()) }
+	touch()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, wire.MaxDatagram)
+		for {
+			conn.SetReadDeadline(time.Now().Add(idle))
+			n, err := conn.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, lastActive.Load())) < idle {
+					continue
+				}
+				st.Close()
+				return
+			}
+			touch()
+			if c.FromLocal != nil {
+				c.FromLocal.Add(int64(n))
+			}
+			if err := wire.WriteDatagram(st, buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, wire.MaxDatagram)
+	for {
+		n, err := wire.ReadDatagram(st, buf)
+		if err != nil {
+			break
+		}
+		touch()
+		if c.ToLocal != nil {
+			c.ToLocal.Add(int64(n))
+		}
+		conn.Write(buf[:n])
+	}
+	conn.Close()
+	<-done
+	st.Close()
+	return nil
+}

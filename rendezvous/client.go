@@ -1,0 +1,449 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
+)
+
+// client is one logged-in client session on the server.
+type client struct {
+	s      *Server
+	sess   session.Session
+	ctrl   session.Stream
+	login  *wire.Login
+	id     string
+	remote netip.AddrPort
+	since  time.Time
+	log    *slog.Logger
+
+	writeMu sync.Mutex
+
+	// udpAddr caches the client's current UDP address for the packet relay (nil over TCP).
+	udpAddr atomic.Pointer[net.UDPAddr]
+	// relayFrames queues relayed packets for a client without UDP (its TCP relay stream).
+	relayFrames chan []byte
+
+	mu       sync.Mutex
+	proxies  map[string]string // name (without user prefix) → type
+	sessions map[string]*p2pSession
+}
+
+// service is a provider's xp2p service.
+type service struct {
+	name     string
+	provider *client
+}
+
+// p2pSession is a visitor↔provider session the server paired and may relay.
+type p2pSession struct {
+	id       []byte
+	service  string
+	visitor  *client
+	provider *client
+	relay    *relay.RelaySession
+	created  time.Time
+}
+
+func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire.Login, remote netip.AddrPort) *client {
+	idb := make([]byte, 6)
+	rand.Read(idb)
+	c := &client{
+		s:           s,
+		sess:        sess,
+		ctrl:        ctrl,
+		login:       login,
+		id:          hex.EncodeToString(idb),
+		remote:      remote,
+		since:       time.Now(),
+		relayFrames: make(chan []byte, 512),
+		proxies:     map[string]string{},
+		sessions:    map[string]*p2pSession{},
+	}
+	c.log = s.log.With("client", c.id, "remote", remote.String())
+	if sess.Transport() == session.TransportQUIC {
+		c.udpAddr.Store(net.UDPAddrFromAddrPort(remote))
+	}
+	return c
+}
+
+// ID names the client in logs.
+func (c *client) ID() string { return c.id }
+
+// OpenStream opens a work stream to the client (relay.Owner).
+func (c *client) OpenStream(ctx context.Context) (session.Stream, error) {
+	return c.sess.OpenStream(ctx)
+}
+
+// RelayUDPAddr is the client's current UDP address (relay.Endpoint). QUIC may have migrated the
+// session to a new address after a NAT rebinding, so it is read from the session each time.
+func (c *client) RelayUDPAddr() *net.UDPAddr {
+	if c.sess.Transport() != session.TransportQUIC {
+		return nil
+	}
+	cur := c.udpAddr.Load()
+	if ra, ok := c.sess.RemoteAddr().(*net.UDPAddr); ok && (cur == nil || !ra.IP.Equal(cur.IP) || ra.Port != cur.Port) {
+		c.udpAddr.Store(ra)
+		return ra
+	}
+	return cur
+}
+
+// SendRelayFrame queues a relayed packet for a client on TCP (relay.Endpoint).
+func (c *client) SendRelayFrame(pkt []byte) bool {
+	select {
+	case c.relayFrames <- pkt:
+		return true
+	default:
+		return false
+	}
+}
+
+// send writes one control message; writes from several goroutines are serialised.
+func (c *client) send(m wire.Message) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.ctrl.SetWriteDeadline(time.Now().Add(controlWriteLimit))
+	err := wire.Write(c.ctrl, m)
+	c.ctrl.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// publicAddr is the client's public UDP candidate as the server observes it ("" over TCP).
+func (c *client) publicAddr() string {
+	if a := c.RelayUDPAddr(); a != nil {
+		return addrPort(a).String()
+	}
+	return ""
+}
+
+func (c *client) run() {
+	s := c.s
+	s.mu.Lock()
+	old := s.clients[c.login.RunID]
+	s.clients[c.login.RunID] = c
+	s.mu.Unlock()
+	if old != nil {
+		// The same client process reconnected (its old session may not have timed out yet).
+		old.sess.Close("replaced by a new session of the same client")
+	}
+	c.log.Info("client logged in", "transport", c.sess.Transport(), "hostname", c.login.Hostname, "version", c.login.Version)
+	s.Events.clientOnline(c)
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.acceptStreams(ctx) }()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-c.sess.Done():
+		case <-ctx.Done():
+		}
+		c.ctrl.Reset()
+	}()
+	err := c.controlLoop()
+	cancel()
+	c.sess.Close("bye")
+	wg.Wait()
+	c.cleanup()
+	c.log.Info("client disconnected", "reason", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+func (c *client) cleanup() {
+	s := c.s
+	s.proxies.RemoveOwner(c)
+	s.mu.Lock()
+	if s.clients[c.login.RunID] == c {
+		delete(s.clients, c.login.RunID)
+	}
+	for name, owner := range s.names {
+		if owner == c {
+			delete(s.names, name)
+			delete(s.services, name)
+		}
+	}
+	var ended []*p2pSession
+	for _, ps := range c.sessions {
+		ended = append(ended, ps)
+	}
+	s.mu.Unlock()
+	for _, ps := range ended {
+		s.endSession(ps, c, "peer disconnected")
+	}
+	s.Events.clientOffline(c)
+}
+
+// controlLoop handles the client's control messages until the stream ends.
+func (c *client) controlLoop() error {
+	for {
+		msg, err := wire.Read(c.ctrl)
+		if err != nil {
+			if session.IsClosed(err) {
+				return nil
+			}
+			// A malformed message ends this client's session only.
+			return fmt.Errorf("control stream: %w", err)
+		}
+		switch m := msg.(type) {
+		case *wire.NewProxy:
+			c.newProxy(m)
+		case *wire.CloseProxy:
+			c.closeProxy(m.Name)
+		case *wire.Connect:
+			c.connect(m)
+		case *wire.EndSession:
+			c.s.mu.Lock()
+			ps := c.sessions[string(m.SessionID)]
+			c.s.mu.Unlock()
+			if ps != nil {
+				c.s.endSession(ps, c, m.Reason)
+			}
+		case *wire.Repunch:
+			c.repunch(m.SessionID)
+		case *wire.Traffic:
+			c.s.Events.traffic(c, m)
+		default:
+			return fmt.Errorf("unexpected %s on the control stream", msg.MessageType())
+		}
+	}
+}
+
+// fullName is a proxy name as registered on the server: frp prefixes the client's user.
+func fullName(user, name string) string {
+	if user == "" {
+		return name
+	}
+	return user + "." + name
+}
+
+func (c *client) newProxy(m *wire.NewProxy) {
+	s := c.s
+	name := fullName(c.login.User, m.Name)
+	reply := &wire.NewProxyResult{Name: m.Name}
+	s.mu.Lock()
+	owner, taken := s.names[name]
+	if taken && owner != c && m.Group == "" {
+		s.mu.Unlock()
+		reply.Error = fmt.Sprintf("proxy name %q is already in use by another client", name)
+		c.send(reply)
+		return
+	}
+	if taken && owner == c {
+		s.mu.Unlock()
+		reply.Error = fmt.Sprintf("proxy %q is already registered", name)
+		c.send(reply)
+		return
+	}
+	if m.Type == wire.ProxyXP2P {
+		s.names[name] = c
+		s.services[name] = &service{name: name, provider: c}
+		s.mu.Unlock()
+		c.mu.Lock()
+		c.proxies[m.Name] = m.Type
+		c.mu.Unlock()
+		s.Stats.Get(name, m.Type)
+		c.log.Info("xp2p service online", "service", name)
+		c.send(reply)
+		return
+	}
+	s.mu.Unlock()
+	// Group members share a port and may share a name across clients (frp allows it); the name
+	// registry then only keeps the first owner.
+	addr, err := s.proxies.Add(c, &wire.NewProxy{Name: name, Type: m.Type, RemotePort: m.RemotePort, Group: m.Group, GroupKey: m.GroupKey})
+	if err != nil {
+		reply.Error = err.Error()
+		c.log.Info("proxy refused", "proxy", name, "err", err)
+		c.send(reply)
+		return
+	}
+	s.mu.Lock()
+	if _, ok := s.names[name]; !ok {
+		s.names[name] = c
+	}
+	s.mu.Unlock()
+	c.mu.Lock()
+	c.proxies[m.Name] = m.Type
+	c.mu.Unlock()
+	reply.RemoteAddr = addr
+	c.log.Info("proxy online", "proxy", name, "type", m.Type, "addr", addr)
+	c.send(reply)
+}
+
+func (c *client) closeProxy(short string) {
+	s := c.s
+	name := fullName(c.login.User, short)
+	c.mu.Lock()
+	delete(c.proxies, short)
+	c.mu.Unlock()
+	s.proxies.Remove(c, name)
+	s.mu.Lock()
+	if s.names[name] == c {
+		delete(s.names, name)
+		delete(s.services, name)
+	}
+	s.mu.Unlock()
+	c.log.Info("proxy closed", "proxy", name)
+}
+
+// connect pairs this client (a visitor) with the provider of an xp2p service and tells both.
+func (c *client) connect(m *wire.Connect) {
+	s := c.s
+	user := m.User
+	if user == "" {
+		user = c.login.User
+	}
+	name := fullName(user, m.Service)
+	fail := func(format string, args ...any) {
+		c.send(&wire.ConnectResult{ReqID: m.ReqID, Error: fmt.Sprintf(format, args...)})
+	}
+	s.mu.Lock()
+	svc := s.services[name]
+	if svc == nil {
+		s.mu.Unlock()
+		fail("no xp2p service named %q is online", name)
+		return
+	}
+	prov := svc.provider
+	if len(c.sessions) >= s.cfg.Transport.MaxRelaySessions || len(prov.sessions) >= s.cfg.Transport.MaxRelaySessions*4 {
+		s.mu.Unlock()
+		fail("too many P2P sessions (transport.maxRelaySessions)")
+		return
+	}
+	id := make([]byte, wire.SessionIDLen)
+	rand.Read(id)
+	ps := &p2pSession{id: id, service: name, visitor: c, provider: prov, created: time.Now()}
+	ps.relay = s.packets.NewSession(c, prov)
+	s.sessions[string(id)] = ps
+	c.sessions[string(id)] = ps
+	prov.sessions[string(id)] = ps
+	s.mu.Unlock()
+
+	s.Events.p2pPaired(ps)
+	// The provider learns of the session first: the visitor's first relayed packet may follow
+	// its ConnectResult by one hop only.
+	if err := prov.send(ps.offer(wire.RoleProvider)); err != nil {
+		s.endSession(ps, nil, "provider unreachable")
+		fail("provider of %q unreachable: %v", name, err)
+		return
+	}
+	c.send(&wire.ConnectResult{ReqID: m.ReqID, Session: ps.offer(wire.RoleVisitor)})
+	c.log.Info("p2p session paired", "service", name, "session", hex.EncodeToString(id[:4]),
+		"visitor", c.publicAddr(), "provider", prov.publicAddr())
+}
+
+// offer describes the session to one side: the other side's candidates and this side's token.
+func (ps *p2pSession) offer(role string) *wire.PeerSession {
+	peer, leg := ps.provider, ps.relay.Visitor
+	if role == wire.RoleProvider {
+		peer, leg = ps.visitor, ps.relay.Provider
+	}
+	return &wire.PeerSession{
+		SessionID:   ps.id,
+		Service:     ps.service,
+		Role:        role,
+		PeerPublic:  peer.publicAddr(),
+		PeerPrivate: peer.login.PrivateAddrs,
+		PeerNAT:     peer.login.NAT,
+		RelayToken:  leg.Token[:],
+	}
+}
+
+func (c *client) repunch(id []byte) {
+	c.s.mu.Lock()
+	ps := c.sessions[string(id)]
+	c.s.mu.Unlock()
+	if ps == nil {
+		c.send(&wire.EndSession{SessionID: id, Reason: "unknown session"})
+		return
+	}
+	ps.provider.send(ps.offer(wire.RoleProvider))
+	ps.visitor.send(ps.offer(wire.RoleVisitor))
+}
+
+// endSession forgets a P2P session and tells the side that did not end it.
+func (s *Server) endSession(ps *p2pSession, by *client, reason string) {
+	s.mu.Lock()
+	if _, ok := s.sessions[string(ps.id)]; !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.sessions, string(ps.id))
+	delete(ps.visitor.sessions, string(ps.id))
+	delete(ps.provider.sessions, string(ps.id))
+	s.mu.Unlock()
+	s.packets.Remove(ps.relay)
+	s.Events.p2pEnded(ps)
+	for _, side := range []*client{ps.visitor, ps.provider} {
+		if side != by {
+			side.send(&wire.EndSession{SessionID: ps.id, Reason: reason})
+		}
+	}
+}
+
+// acceptStreams serves the streams a client opens: its TCP relay stream.
+func (c *client) acceptStreams(ctx context.Context) {
+	for {
+		st, err := c.sess.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go c.serveStream(ctx, st)
+	}
+}
+
+func (c *client) serveStream(ctx context.Context, st session.Stream) {
+	st.SetReadDeadline(time.Now().Add(loginTimeout))
+	hdr, err := wire.ReadAs[*wire.RelayStream](st)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	_ = hdr
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case pkt := <-c.relayFrames:
+				if err := wire.WriteDatagram(st, pkt); err != nil {
+					st.Reset()
+					return
+				}
+			case <-ctx.Done():
+				st.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, wire.MaxDatagram)
+	for {
+		n, err := wire.ReadDatagram(st, buf)
+		if err != nil {
+			break
+		}
+		c.s.packets.HandleFrame(buf[:n], c)
+	}
+	cancel()
+	<-done
+}

@@ -1,0 +1,324 @@
+// Package rendezvous is the xp2p server: it accepts clients on bindPort (QUIC on UDP, TLS+yamux
+// on TCP), authenticates them by token, keeps the registry of their proxies and xp2p services,
+// answers STUN binding requests, pairs visitors with providers and hands relaying to package
+// relay.
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/quicsock"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/tlsconf"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
+)
+
+// Version is the server's version string, reported to clients (set by cmd).
+var Version = "dev"
+
+// Limits on clients that connect but do not behave.
+const (
+	loginTimeout      = 10 * time.Second
+	maxPendingLogins  = 1024
+	controlWriteLimit = 10 * time.Second
+)
+
+// Server is a running xp2p server.
+type Server struct {
+	cfg   *config.Server
+	log   *slog.Logger
+	token []byte
+
+	udp      *net.UDPConn
+	sock     *quicsock.Conn
+	tr       *quic.Transport
+	tcp      net.Listener
+	listener *session.Listener
+
+	Stats   *relay.StatsBook
+	proxies *relay.Proxies
+	packets *relay.PacketRelay
+	limiter *auth.FailureLimiter
+	stun    *stunResponder
+	Events  *Events
+
+	mu       sync.Mutex
+	clients  map[string]*client // by run id
+	names    map[string]*client // every proxy and service name (with user prefix) → owner
+	services map[string]*service
+	sessions map[string]*p2pSession // by session id
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started time.Time
+}
+
+// New validates what it can and prepares a server; Start binds its sockets.
+func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      log,
+		token:    []byte(cfg.Auth.Token),
+		Stats:    relay.NewStatsBook(),
+		limiter:  auth.NewFailureLimiter(),
+		Events:   newEvents(),
+		clients:  map[string]*client{},
+		names:    map[string]*client{},
+		services: map[string]*service{},
+		sessions: map[string]*p2pSession{},
+	}
+	s.proxies = relay.NewProxies(relay.ProxiesConfig{
+		BindAddr:          cfg.ProxyBindAddr,
+		PortAllowed:       cfg.PortAllowed,
+		MaxPortsPerClient: cfg.MaxPortsPerClient,
+		Log:               log,
+	}, s.Stats)
+	s.packets = &relay.PacketRelay{}
+	if cfg.Transport.RelayBandwidthLimit != "" {
+		bw, err := config.ParseBandwidth(cfg.Transport.RelayBandwidthLimit)
+		if err != nil {
+			return nil, fmt.Errorf("transport.relayBandwidthLimit: %w", err)
+		}
+		s.packets.BytesPerSecond = bw
+	}
+	return s, nil
+}
+
+// Start binds bindPort on UDP and TCP and starts serving.
+func (s *Server) Start() error {
+	tlsConf, err := tlsconf.Server(tlsconf.ServerFiles{CertFile: s.cfg.Transport.TLS.CertFile, KeyFile: s.cfg.Transport.TLS.KeyFile})
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.BindPort))
+	s.udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		return fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	// The TCP side takes the same port number as the UDP side (which may have been chosen by the
+	// system when bindPort is 0, as in tests).
+	tcpAddr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.udp.LocalAddr().(*net.UDPAddr).Port))
+	s.tcp, err = net.Listen("tcp", tcpAddr)
+	if err != nil {
+		s.udp.Close()
+		return fmt.Errorf("listen tcp %s: %w", tcpAddr, err)
+	}
+	s.stun = &stunResponder{log: s.log}
+	s.sock = quicsock.New(s.udp, &serverFilter{s: s})
+	s.stun.sock = s.sock
+	s.packets.Send = func(pkt []byte, to *net.UDPAddr) error { return s.sock.WriteRaw(pkt, nil, to) }
+	s.tr = &quic.Transport{Conn: s.sock}
+	qln, err := s.tr.Listen(tlsConf, s.quicConfig())
+	if err != nil {
+		s.udp.Close()
+		s.tcp.Close()
+		return fmt.Errorf("listen quic: %w", err)
+	}
+	s.listener = session.Listen(qln, s.tcp, session.ListenConfig{
+		TLS:              tlsConf,
+		Yamux:            session.YamuxConfig(s.heartbeatTimeout() / 3),
+		HandshakeTimeout: loginTimeout,
+		MaxPending:       maxPendingLogins,
+	})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.started = time.Now()
+	s.wg.Add(1)
+	go s.acceptLoop()
+	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "version", Version)
+	if len(s.token) == 0 {
+		s.log.Warn("auth.token is empty: any client can use this server")
+	}
+	return nil
+}
+
+func (s *Server) heartbeatTimeout() time.Duration {
+	return time.Duration(s.cfg.Transport.HeartbeatTimeout) * time.Second
+}
+
+func (s *Server) quicConfig() *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:             s.heartbeatTimeout(),
+		HandshakeIdleTimeout:       loginTimeout,
+		MaxIncomingStreams:         1 << 12,
+		MaxIncomingUniStreams:      -1,
+		InitialStreamReceiveWindow: 1 << 20,
+		MaxStreamReceiveWindow:     16 << 20,
+		MaxConnectionReceiveWindow: 64 << 20,
+	}
+}
+
+// UDPAddr is the server's bound UDP address.
+func (s *Server) UDPAddr() *net.UDPAddr { return s.udp.LocalAddr().(*net.UDPAddr) }
+
+// Port is the server's bindPort as bound.
+func (s *Server) Port() int { return s.UDPAddr().Port }
+
+// Started is when the server started.
+func (s *Server) Started() time.Time { return s.started }
+
+// Run starts the server and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Close()
+}
+
+// Close stops accepting, disconnects every client, releases every port and waits for all of the
+// server's goroutines.
+func (s *Server) Close() error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	s.listener.Close()
+	s.mu.Lock()
+	clients := make([]*client, 0, len(s.clients))
+	for _, c := range s.clients {
+		clients = append(clients, c)
+	}
+	s.mu.Unlock()
+	for _, c := range clients {
+		c.sess.Close("server shutting down")
+	}
+	s.wg.Wait()
+	s.proxies.Close()
+	s.tr.Close()
+	s.udp.Close()
+	s.log.Info("xp2p server stopped")
+	return nil
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		sess, err := s.listener.Accept(s.ctx)
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveSession(sess)
+		}()
+	}
+}
+
+// serveSession authenticates a new session and runs it until it ends.
+func (s *Server) serveSession(sess session.Session) {
+	remote := addrPort(sess.RemoteAddr())
+	c, err := s.login(sess, remote)
+	if err != nil {
+		s.log.Info("login refused", "remote", remote.String(), "transport", sess.Transport(), "err", err)
+		// Give the refusal time to reach the client before tearing the session down.
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-s.ctx.Done():
+		}
+		sess.Close("login refused")
+		return
+	}
+	c.run()
+}
+
+// login reads the client's Login within loginTimeout and checks its proof.
+func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, loginTimeout)
+	defer cancel()
+	ctrl, err := sess.AcceptStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("no control stream: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Now().Add(loginTimeout))
+	msg, err := wire.ReadAs[*wire.Login](ctrl)
+	if err != nil {
+		ctrl.Reset()
+		return nil, fmt.Errorf("read login: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	refuse := func(why string) error {
+		ctrl.SetWriteDeadline(time.Now().Add(time.Second))
+		wire.Write(ctrl, &wire.LoginResult{Error: why})
+		ctrl.CloseWrite()
+		return errors.New(why)
+	}
+	if ok, wait := s.limiter.Check(remote.Addr()); !ok {
+		return nil, refuse(fmt.Sprintf("too many failed logins from %s; retry in %s", remote.Addr(), wait.Round(time.Second)))
+	}
+	exporter, err := auth.Exporter(sess.TLS(), "control")
+	if err != nil {
+		return nil, refuse("internal error: " + err.Error())
+	}
+	if !auth.Verify(s.token, exporter, auth.RoleClient, msg.Proof) {
+		s.limiter.Fail(remote.Addr())
+		s.Events.authFailure()
+		return nil, refuse("authentication failed: wrong auth.token")
+	}
+	c := newClient(s, sess, ctrl, msg, remote)
+	result := &wire.LoginResult{
+		Proof:         auth.Proof(s.token, exporter, auth.RoleServer),
+		ServerVersion: Version,
+		ClientID:      c.id,
+	}
+	if sess.Transport() == session.TransportQUIC {
+		result.ObservedAddr = remote.String()
+	}
+	ctrl.SetWriteDeadline(time.Now().Add(controlWriteLimit))
+	if err := wire.Write(ctrl, result); err != nil {
+		return nil, fmt.Errorf("write login result: %w", err)
+	}
+	ctrl.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// addrPort converts a net.Addr of a session into a netip.AddrPort.
+func addrPort(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.TCPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// serverFilter sorts the packets of the server's UDP socket: STUN to the responder, relayed P2P
+// packets to the packet relay, everything else to QUIC.
+type serverFilter struct{ s *Server }
+
+func (f *serverFilter) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr, bool) {
+	if len(data) == 0 || data[0]&0xC0 != 0 {
+		return data, nil, false // QUIC
+	}
+	if data[0] == wire.RelayMagic {
+		f.s.packets.HandleUDP(data, from)
+		return nil, nil, true
+	}
+	f.s.stun.handle(data, from)
+	return nil, nil, true
+}
+
+func (f *serverFilter) Send(_ *quicsock.Conn, _, _ []byte, _ int, to *net.UDPAddr) (*net.UDPAddr, bool, error) {
+	return to, false, nil
+}
