@@ -257,6 +257,8 @@ func (c *Client) serve(ctl *control) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
 
 	for _, lp := range c.proxies {
 		if err := ctl.send(newProxyMsg(lp.cfg)); err != nil {

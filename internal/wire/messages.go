@@ -285,12 +285,17 @@ type Traffic struct {
 // SessionTraffic is one P2P session's figures as one side sees them.
 type SessionTraffic struct {
 	SessionID []byte `json:"sessionId"`
+	Role      string `json:"role"`
 	Path      string `json:"path"`
 	Local     string `json:"local,omitempty"`
 	Remote    string `json:"remote,omitempty"`
 	RTTMicros int64  `json:"rttUs,omitempty"`
-	BytesIn   int64  `json:"in"`
-	BytesOut  int64  `json:"out"`
+	// ReadyMicros is the time from the request to the first usable byte; DirectMicros the time
+	// to the first direct path (0: none yet).
+	ReadyMicros  int64 `json:"readyUs,omitempty"`
+	DirectMicros int64 `json:"directUs,omitempty"`
+	RelayBytes   int64 `json:"relayBytes"`
+	DirectBytes  int64 `json:"directBytes"`
 }
 
 func (*Traffic) MessageType() string { return "traffic" }
