@@ -373,11 +373,9 @@ func (c *Client) runTCPRelay(ctx context.Context, ctl *control) {
 		st.Reset()
 		return
 	}
+	readerDone := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		st.Close()
-	}()
-	go func() {
+		defer close(readerDone)
 		buf := make([]byte, wire.MaxDatagram)
 		for {
 			n, err := wire.ReadDatagram(st, buf)
@@ -387,6 +385,10 @@ func (c *Client) runTCPRelay(ctx context.Context, ctl *control) {
 			c.inject(buf[:n])
 		}
 	}()
+	defer func() {
+		st.Close() // unblocks the reader
+		<-readerDone
+	}()
 	for {
 		select {
 		case f := <-ctl.relayOut:
@@ -394,6 +396,8 @@ func (c *Client) runTCPRelay(ctx context.Context, ctl *control) {
 				return
 			}
 		case <-ctx.Done():
+			return
+		case <-readerDone:
 			return
 		}
 	}
