@@ -50,8 +50,9 @@ type Client struct {
 	ctl       atomic.Pointer[control]
 	ctlChange chan struct{} // closed and replaced whenever ctl changes
 
-	proxies  map[string]*localProxy
-	visitors []*visitor
+	// set holds the running proxies and visitors; Reload swaps it.
+	set      atomic.Pointer[clientSet]
+	reloadMu sync.Mutex
 	p2p      *p2pSessions
 
 	ctx    context.Context
@@ -61,6 +62,18 @@ type Client struct {
 
 	mu sync.Mutex // guards ctlChange
 }
+
+// clientSet is an immutable snapshot of the client's proxies and visitors.
+type clientSet struct {
+	proxies  map[string]*localProxy
+	visitors []*visitor
+}
+
+// proxy returns the running proxy of that name (nil if none).
+func (c *Client) proxy(name string) *localProxy { return c.set.Load().proxies[name] }
+
+// visitorList returns the running visitors.
+func (c *Client) visitorList() []*visitor { return c.set.Load().visitors }
 
 // localProxy is a [[proxies]] entry and its state as the server last reported it.
 type localProxy struct {
@@ -91,32 +104,59 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 		runID:     hex.EncodeToString(rid),
 		token:     []byte(cfg.Auth.Token),
 		paths:     newPaths(),
-		proxies:   map[string]*localProxy{},
 		ctlChange: make(chan struct{}),
 		fatal:     make(chan error, 1),
 	}
 	c.p2p = newP2PSessions(c)
 	c.paths.onSTUN = c.p2p.handleSTUN
+	set := &clientSet{proxies: map[string]*localProxy{}}
+	for _, p := range selectedProxies(cfg) {
+		set.proxies[p.Name] = newLocalProxy(p)
+	}
+	for _, v := range selectedVisitors(cfg) {
+		set.visitors = append(set.visitors, newVisitor(c, v))
+	}
+	c.set.Store(set)
+	return c, nil
+}
+
+func newLocalProxy(p config.Proxy) *localProxy {
+	lp := &localProxy{cfg: p}
+	st := "pending"
+	lp.status.Store(&st)
+	return lp
+}
+
+// selectedProxies returns the proxies the config runs (all, or those named in start).
+func selectedProxies(cfg *config.Client) []config.Proxy {
+	run := startSet(cfg)
+	var out []config.Proxy
+	for _, p := range cfg.Proxies {
+		if len(run) == 0 || run[p.Name] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// selectedVisitors returns the visitors the config runs.
+func selectedVisitors(cfg *config.Client) []config.Visitor {
+	run := startSet(cfg)
+	var out []config.Visitor
+	for _, v := range cfg.Visitors {
+		if len(run) == 0 || run[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func startSet(cfg *config.Client) map[string]bool {
 	run := map[string]bool{}
 	for _, s := range cfg.Start {
 		run[s] = true
 	}
-	for _, p := range cfg.Proxies {
-		if len(run) > 0 && !run[p.Name] {
-			continue
-		}
-		lp := &localProxy{cfg: p}
-		st := "pending"
-		lp.status.Store(&st)
-		c.proxies[p.Name] = lp
-	}
-	for _, v := range cfg.Visitors {
-		if len(run) > 0 && !run[v.Name] {
-			continue
-		}
-		c.visitors = append(c.visitors, newVisitor(c, v))
-	}
-	return c, nil
+	return run
 }
 
 // Start opens the client's UDP socket and visitor ports, then connects in the background.
@@ -153,24 +193,37 @@ func (c *Client) Start() error {
 		c.closeSockets()
 		return fmt.Errorf("listen for peers: %w", err)
 	}
-	for _, v := range c.visitors {
-		if err := v.listen(); err != nil {
-			for _, w := range c.visitors {
-				w.close()
-			}
-			c.closeSockets()
-			return err
-		}
+	set := c.set.Load()
+	if err := listenAll(set.visitors); err != nil {
+		c.closeSockets()
+		return err
 	}
-	c.log.Info("xp2p client started", "udp", c.udp.LocalAddr().String(), "server", c.serverAddr(), "proxies", len(c.proxies), "visitors", len(c.visitors))
+	c.log.Info("xp2p client started", "udp", c.udp.LocalAddr().String(), "server", c.serverAddr(), "proxies", len(set.proxies), "visitors", len(set.visitors))
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.connectLoop() }()
 	go func() { defer c.wg.Done(); c.p2p.acceptLoop() }()
-	for _, v := range c.visitors {
+	c.startVisitors(set.visitors)
+	return nil
+}
+
+// listenAll binds every visitor's port, or none: on an error the ones bound are closed again.
+func listenAll(vs []*visitor) error {
+	for i, v := range vs {
+		if err := v.listen(); err != nil {
+			for _, w := range vs[:i] {
+				w.close()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) startVisitors(vs []*visitor) {
+	for _, v := range vs {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); v.serve() }()
 	}
-	return nil
 }
 
 func mustUDPAddr(s string) *net.UDPAddr {
@@ -207,7 +260,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.cancel()
-	for _, v := range c.visitors {
+	for _, v := range c.visitorList() {
 		v.close()
 	}
 	c.p2p.closeAll()

@@ -260,12 +260,17 @@ func (c *Client) serve(ctl *control) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
 
-	for _, lp := range c.proxies {
+	// Registration and Reload are serialised, so that a reload during a reconnect is neither
+	// lost nor sent twice.
+	c.reloadMu.Lock()
+	for _, lp := range c.set.Load().proxies {
 		if err := ctl.send(newProxyMsg(lp.cfg)); err != nil {
+			c.reloadMu.Unlock()
 			return err
 		}
 	}
 	c.setControl(ctl)
+	c.reloadMu.Unlock()
 	defer c.setControl(nil)
 	c.p2p.serverReconnected(ctl)
 
@@ -306,7 +311,7 @@ func newProxyMsg(p config.Proxy) *wire.NewProxy {
 }
 
 func (c *Client) proxyResult(m *wire.NewProxyResult) {
-	lp := c.proxies[m.Name]
+	lp := c.proxy(m.Name)
 	if lp == nil {
 		return
 	}
@@ -349,7 +354,7 @@ func (c *Client) serveWork(st session.Stream) {
 	if u := c.cfg.User; u != "" {
 		name = strings.TrimPrefix(name, u+".")
 	}
-	lp := c.proxies[name]
+	lp := c.proxy(name)
 	if lp == nil || config.IsP2P(lp.cfg.Type) {
 		st.Reset()
 		return

@@ -71,7 +71,7 @@ func newP2PSessions(c *Client) *p2pSessions {
 }
 
 // newSession registers a session from the server's description of it.
-func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string) *p2pSession {
+func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string, relayOnly bool) *p2pSession {
 	var tok wire.RelayToken
 	copy(tok[:], ps.RelayToken)
 	s := &p2pSession{
@@ -87,7 +87,7 @@ func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string) *p2pSessio
 	}
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
 	s.path = m.c.paths.add(tok)
-	s.punch = newPuncher(s, ps)
+	s.punch = newPuncher(s, ps, relayOnly)
 	m.mu.Lock()
 	m.byID[string(s.id)] = s
 	m.byVirtual[s.path.vkey] = s
@@ -129,12 +129,12 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 	if u := m.c.cfg.User; u != "" {
 		name = strings.TrimPrefix(name, u+".")
 	}
-	lp := m.c.proxies[name]
+	lp := m.c.proxy(name)
 	if lp == nil || !config.IsP2P(lp.cfg.Type) {
 		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
 		return
 	}
-	s := m.newSession(ps, lp.cfg.SecretKey)
+	s := m.newSession(ps, lp.cfg.SecretKey, config.RelayOnly(lp.cfg.Type))
 	s.local = relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 	// A visitor that never completes its handshake must not hold the session forever.
@@ -295,7 +295,7 @@ func (s *p2pSession) servePeerStream(st session.Stream) {
 	}
 	st.SetReadDeadline(time.Time{})
 	s.streams.Add(1)
-	lp := s.m.c.proxies[s.localName()]
+	lp := s.m.c.proxy(s.localName())
 	var ctr relay.Counters
 	if lp != nil {
 		ctr = relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}

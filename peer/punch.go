@@ -51,7 +51,7 @@ type puncher struct {
 	lastProbe  time.Time
 }
 
-func newPuncher(s *p2pSession, ps *wire.PeerSession) *puncher {
+func newPuncher(s *p2pSession, ps *wire.PeerSession, relayOnly bool) *puncher {
 	c := s.m.c
 	p := &puncher{
 		s:         s,
@@ -64,26 +64,9 @@ func newPuncher(s *p2pSession, ps *wire.PeerSession) *puncher {
 		txs:       map[[stun.TransactionIDSize]byte]time.Time{},
 		retryWait: retryFirst,
 	}
-	p.disabled = c.cfg.Transport.DisableP2P || s.relayOnly()
+	p.disabled = c.cfg.Transport.DisableP2P || relayOnly
 	p.addCandidates(ps)
 	return p
-}
-
-// relayOnly reports whether this side's config asks for relaying only (frp's stcp/sudp).
-func (s *p2pSession) relayOnly() bool {
-	c := s.m.c
-	if s.role == wire.RoleProvider {
-		if lp := c.proxies[s.localName()]; lp != nil {
-			return lp.cfg.Type == "stcp" || lp.cfg.Type == "sudp"
-		}
-		return false
-	}
-	for _, v := range c.visitors {
-		if v.cfg.ServerName == s.service || strings.HasSuffix(s.service, "."+v.cfg.ServerName) {
-			return v.cfg.Type == "stcp" || v.cfg.Type == "sudp"
-		}
-	}
-	return false
 }
 
 func (p *puncher) addCandidates(ps *wire.PeerSession) {

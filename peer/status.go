@@ -75,8 +75,9 @@ type ProxyInfo struct {
 
 // Proxies lists the client's proxies with the server's last word on each.
 func (c *Client) Proxies() []ProxyInfo {
-	out := make([]ProxyInfo, 0, len(c.proxies))
-	for _, lp := range c.proxies {
+	proxies := c.set.Load().proxies
+	out := make([]ProxyInfo, 0, len(proxies))
+	for _, lp := range proxies {
 		pi := ProxyInfo{
 			Name:     lp.cfg.Name,
 			Type:     lp.cfg.Type,

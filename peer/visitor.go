@@ -38,7 +38,9 @@ type visitor struct {
 	conns             atomic.Int64
 	lastErr           atomic.Pointer[string]
 
-	wg sync.WaitGroup
+	wg        sync.WaitGroup
+	stop      chan struct{} // closed by close
+	closeOnce sync.Once
 }
 
 type sessionCall struct {
@@ -48,7 +50,7 @@ type sessionCall struct {
 }
 
 func newVisitor(c *Client, cfg config.Visitor) *visitor {
-	return &visitor{c: c, cfg: cfg}
+	return &visitor{c: c, cfg: cfg, stop: make(chan struct{})}
 }
 
 func (v *visitor) addr() string {
@@ -96,7 +98,10 @@ func (v *visitor) serve() {
 	}
 	if v.fan != nil {
 		v.fan.Start()
-		<-v.c.ctx.Done()
+		select {
+		case <-v.c.ctx.Done():
+		case <-v.stop:
+		}
 		v.wg.Wait()
 		return
 	}
@@ -115,13 +120,23 @@ func (v *visitor) serve() {
 	v.wg.Wait()
 }
 
+// close stops the visitor: its port is released and its session ended.
 func (v *visitor) close() {
-	if v.ln != nil {
-		v.ln.Close()
-	}
-	if v.fan != nil {
-		v.fan.Close()
-	}
+	v.closeOnce.Do(func() {
+		close(v.stop)
+		if v.ln != nil {
+			v.ln.Close()
+		}
+		if v.fan != nil {
+			v.fan.Close()
+		}
+		v.mu.Lock()
+		s := v.sess
+		v.mu.Unlock()
+		if s != nil {
+			s.end("visitor stopped", true)
+		}
+	})
 }
 
 // handle carries one local connection to the provider.
@@ -195,7 +210,7 @@ func (v *visitor) establish(ctx context.Context) (*p2pSession, error) {
 		}
 		ps, err := ctl.connect(ctx, v.cfg.ServerName, v.cfg.ServerUser)
 		if err == nil {
-			s := c.p2p.newSession(ps, v.cfg.SecretKey)
+			s := c.p2p.newSession(ps, v.cfg.SecretKey, config.RelayOnly(v.cfg.Type))
 			s.requested = requested
 			s.log.Info("p2p session requested", "visitor", v.cfg.Name, "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 			err = s.dialProvider(ctx)
@@ -238,12 +253,16 @@ func (v *visitor) keepOpen() {
 				continue
 			case <-v.c.ctx.Done():
 				return
+			case <-v.stop:
+				return
 			}
 		}
 		b.reset()
 		select {
 		case <-s.done:
 		case <-v.c.ctx.Done():
+			return
+		case <-v.stop:
 			return
 		}
 	}
