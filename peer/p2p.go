@@ -165,7 +165,10 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 		delete(m.byVirtual, s.path.vkey)
 		m.mu.Unlock()
 		close(s.done)
+		var stats []any
 		if c := s.conn.Load(); c != nil {
+			st := c.ConnectionStats()
+			stats = []any{"packets_sent", st.PacketsSent, "packets_lost", st.PacketsLost, "packets_received", st.PacketsReceived, "min_rtt", st.MinRTT}
 			c.CloseWithError(0, reason)
 		}
 		m.c.paths.remove(s.path)
@@ -174,8 +177,8 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 				ctl.send(&wire.EndSession{SessionID: s.id, Reason: reason})
 			}
 		}
-		s.log.Info("p2p session ended", "reason", reason, "streams", s.streams.Load(),
-			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load())
+		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(),
+			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load()}, stats...)...)
 	})
 }
 

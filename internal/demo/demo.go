@@ -65,10 +65,11 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 		return err
 	}
 	env := map[string]string{
-		"SERVER_PORT":  strconv.Itoa(ports[0]),
-		"SERVICE_PORT": strconv.Itoa(svc.Addr().(*net.TCPAddr).Port),
-		"REMOTE_PORT":  strconv.Itoa(ports[1]),
-		"VISITOR_PORT": strconv.Itoa(ports[2]),
+		"SERVER_PORT":        strconv.Itoa(ports[0]),
+		"SERVICE_PORT":       strconv.Itoa(svc.Addr().(*net.TCPAddr).Port),
+		"REMOTE_PORT":        strconv.Itoa(ports[1]),
+		"VISITOR_PORT":       strconv.Itoa(ports[2]),
+		"RELAY_VISITOR_PORT": strconv.Itoa(ports[3]),
 	}
 	scfg, _, err := config.ParseServer("demo/server.toml", []byte(expand(serverTOML, env)))
 	if err != nil {
@@ -112,7 +113,7 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 	fmt.Fprintf(out, "  server    127.0.0.1:%d (UDP and TCP), token auth\n", ports[0])
 	fmt.Fprintf(out, "  service   http://%s (built-in, on the provider's side)\n", svc.Addr())
 	fmt.Fprintf(out, "  provider  publishes it as tcp proxy \"web\" on server port %d and as xp2p service \"web-p2p\"\n", ports[1])
-	fmt.Fprintf(out, "  visitor   binds 127.0.0.1:%d, leading to \"web-p2p\"\n\n", ports[2])
+	fmt.Fprintf(out, "  visitor   binds 127.0.0.1:%d, leading to \"web-p2p\" (and 127.0.0.1:%d, always relayed)\n\n", ports[2], ports[3])
 
 	proxyAddr := net.JoinHostPort("127.0.0.1", env["REMOTE_PORT"])
 	visitorAddr := net.JoinHostPort("127.0.0.1", env["VISITOR_PORT"])
@@ -124,6 +125,7 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 		{"direct to the service", svc.Addr().String()},
 		{"tcp proxy via server", proxyAddr},
 		{"xp2p P2P session", visitorAddr},
+		{"xp2p session, relayed", net.JoinHostPort("127.0.0.1", env["RELAY_VISITOR_PORT"])},
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "path\tfirst byte\trequests\tp50\tp99\tthroughput\tvs direct")
