@@ -29,11 +29,24 @@ type Endpoint interface {
 type PacketRelay struct {
 	// Send writes a packet on the server's UDP socket.
 	Send func(pkt []byte, to *net.UDPAddr) error
+	// SendSegments writes packets of equal size (the last may be shorter) to one address, as
+	// one GSO write where possible.
+	SendSegments func(pkts [][]byte, to *net.UDPAddr) error
 	// BytesPerSecond, if positive, caps each direction of each session.
 	BytesPerSecond int64
 
 	mu   sync.Mutex
 	legs atomic.Pointer[map[wire.RelayToken]*Leg] // copy-on-write: read per packet without locks
+
+	// queue holds the forwards of the receive batch being read; only the socket's read
+	// goroutine (HandleUDP, Flush) touches it.
+	queue []forward
+	segs  [][]byte
+}
+
+type forward struct {
+	pkt []byte
+	to  *net.UDPAddr
 }
 
 // Leg is one side of a relayed session.
@@ -116,8 +129,9 @@ func (r *PacketRelay) freshToken(taken map[wire.RelayToken]*Leg) wire.RelayToken
 	}
 }
 
-// HandleUDP forwards a relayed packet that arrived on the server's UDP socket. The packet must
-// come from the address of the token's owner; anything else is dropped. pkt is modified in place.
+// HandleUDP takes a relayed packet that arrived on the server's UDP socket, to be forwarded at
+// the next Flush (pkt must stay untouched until then). The packet must come from the address of
+// the token's owner; anything else is dropped. pkt is modified in place.
 func (r *PacketRelay) HandleUDP(pkt []byte, from *net.UDPAddr) {
 	tok, _, ok := wire.ParseRelay(pkt)
 	if !ok {
@@ -132,7 +146,34 @@ func (r *PacketRelay) HandleUDP(pkt []byte, from *net.UDPAddr) {
 		leg.Dropped.Add(1)
 		return
 	}
-	r.forward(leg, pkt)
+	r.forward(leg, pkt, true)
+}
+
+// Flush sends the packets HandleUDP took since the last Flush. Runs of packets to one address,
+// all of one size but the last, go out as one GSO write: one system call instead of one per
+// packet is what lets a small server relay at line rate.
+func (r *PacketRelay) Flush() {
+	q := r.queue
+	for i := 0; i < len(q); {
+		size := len(q[i].pkt)
+		total := size
+		j := i + 1
+		for j < len(q) && j-i < 64 && len(q[j-1].pkt) == size && len(q[j].pkt) <= size &&
+			total+len(q[j].pkt) <= 65000 && sameAddr(q[j].to, q[i].to) {
+			total += len(q[j].pkt)
+			j++
+		}
+		segs := r.segs[:0]
+		for k := i; k < j; k++ {
+			segs = append(segs, q[k].pkt)
+		}
+		r.SendSegments(segs, q[i].to)
+		clear(segs)
+		r.segs = segs[:0]
+		i = j
+	}
+	clear(q)
+	r.queue = q[:0]
 }
 
 // HandleFrame forwards a relayed packet that arrived on a TCP relay stream of from. pkt is
@@ -146,10 +187,11 @@ func (r *PacketRelay) HandleFrame(pkt []byte, from Endpoint) {
 	if leg == nil || leg.owner != from {
 		return
 	}
-	r.forward(leg, pkt)
+	r.forward(leg, pkt, false)
 }
 
-func (r *PacketRelay) forward(leg *Leg, pkt []byte) {
+// forward sends (or, when queue is set, queues for Flush) a packet to the leg's peer.
+func (r *PacketRelay) forward(leg *Leg, pkt []byte, queue bool) {
 	leg.last.Store(time.Now().UnixNano())
 	if leg.lim != nil && !leg.lim.AllowN(time.Now(), len(pkt)) {
 		leg.Dropped.Add(1)
@@ -159,7 +201,12 @@ func (r *PacketRelay) forward(leg *Leg, pkt []byte) {
 	wire.PutRelayHeader(pkt, peer.Token)
 	sent := false
 	if addr := peer.owner.RelayUDPAddr(); addr != nil {
-		sent = r.Send(pkt, addr) == nil
+		if queue {
+			r.queue = append(r.queue, forward{pkt: pkt, to: addr})
+			sent = true
+		} else {
+			sent = r.Send(pkt, addr) == nil
+		}
 	} else {
 		sent = peer.owner.SendRelayFrame(append([]byte(nil), pkt...))
 	}

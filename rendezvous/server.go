@@ -124,6 +124,7 @@ func (s *Server) Start() error {
 	s.sock = quicsock.New(s.udp, &serverFilter{s: s})
 	s.stun.sock = s.sock
 	s.packets.Send = func(pkt []byte, to *net.UDPAddr) error { return s.sock.WriteRaw(pkt, nil, to) }
+	s.packets.SendSegments = s.sock.WriteSegments
 	s.tr = &quic.Transport{Conn: s.sock}
 	qln, err := s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
@@ -318,6 +319,9 @@ func (f *serverFilter) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr
 	f.s.stun.handle(data, from)
 	return nil, nil, true
 }
+
+// EndBatch sends the relayed packets of the batch just read.
+func (f *serverFilter) EndBatch() { f.s.packets.Flush() }
 
 func (f *serverFilter) Send(_ *quicsock.Conn, _, _ []byte, _ int, to *net.UDPAddr) (*net.UDPAddr, bool, error) {
 	return to, false, nil

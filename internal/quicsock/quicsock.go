@@ -12,7 +12,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -29,17 +33,39 @@ type Filter interface {
 	Send(c *Conn, b, oob []byte, segSize int, to *net.UDPAddr) (dst *net.UDPAddr, handled bool, err error)
 }
 
+// BatchFilter is a Filter that wants to know when a received batch has been seen, e.g. to send
+// what it queued while seeing it in as few system calls as possible.
+type BatchFilter interface {
+	Filter
+	// EndBatch runs after Receive has seen every packet of a batch and before any of their
+	// buffers are reused.
+	EndBatch()
+}
+
 // Conn is a *net.UDPConn with a Filter in both directions. It satisfies quic-go's
 // OOBCapablePacketConn and batchConn interfaces.
 type Conn struct {
 	*net.UDPConn
 	batch  *ipv4.PacketConn
 	filter Filter
+	gso    atomic.Bool
+
+	verdicts []verdict // scratch for ReadBatch; only quic-go's one reader goroutine uses it
+	gsoBuf   []byte    // scratch for WriteSegments; guarded by gsoMu
+	gsoMu    sync.Mutex
+}
+
+type verdict struct {
+	pass     []byte
+	as       net.Addr
+	consumed bool
 }
 
 // New wraps c. The filter must be set before the Conn is handed to a quic.Transport.
 func New(c *net.UDPConn, f Filter) *Conn {
-	return &Conn{UDPConn: c, batch: ipv4.NewPacketConn(c), filter: f}
+	conn := &Conn{UDPConn: c, batch: ipv4.NewPacketConn(c), filter: f}
+	conn.gso.Store(gsoSupported(c))
+	return conn
 }
 
 // ReadBatch reads a batch from the socket and runs the filter over it. Consumed packets are
@@ -51,34 +77,47 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		if err != nil || n == 0 {
 			return n, err
 		}
-		kept := 0
+		if cap(c.verdicts) < n {
+			c.verdicts = make([]verdict, len(ms))
+		}
+		vs := c.verdicts[:n]
 		for i := range n {
 			m := &ms[i]
 			from, _ := m.Addr.(*net.UDPAddr)
-			data := m.Buffers[0][:m.N]
-			pass, as, consumed := c.filter.Receive(data, from)
-			if consumed {
+			pass, as, consumed := c.filter.Receive(m.Buffers[0][:m.N], from)
+			vs[i] = verdict{pass, as, consumed}
+		}
+		// Consumed packets may still be referenced by the filter until EndBatch: compact only after.
+		if bf, ok := c.filter.(BatchFilter); ok {
+			bf.EndBatch()
+		}
+		kept := 0
+		for i := range n {
+			m := &ms[i]
+			v := &vs[i]
+			if v.consumed {
 				continue
 			}
-			if as != nil {
-				m.Addr = as
+			if v.as != nil {
+				m.Addr = v.as
 			}
 			if kept != i {
 				dst := &ms[kept]
 				buf := dst.Buffers[0][:cap(dst.Buffers[0])]
-				dst.N = copy(buf, pass)
+				dst.N = copy(buf, v.pass)
 				dst.Buffers[0] = buf
 				dst.NN = copy(dst.OOB[:cap(dst.OOB)], m.OOB[:m.NN])
 				dst.Flags = m.Flags
 				dst.Addr = m.Addr
-			} else if len(pass) != m.N || (len(pass) > 0 && &pass[0] != &data[0]) {
+			} else if len(v.pass) != m.N || (len(v.pass) > 0 && &v.pass[0] != &m.Buffers[0][0]) {
 				// A subslice (a stripped header): point the slot at it. The buffer stays the
 				// same array, so quic-go's pairing holds.
-				m.Buffers[0] = pass
-				m.N = len(pass)
+				m.Buffers[0] = v.pass
+				m.N = len(v.pass)
 			}
 			kept++
 		}
+		clear(vs)
 		if kept > 0 {
 			return kept, nil
 		}
@@ -140,6 +179,38 @@ func (c *Conn) WriteRaw(b, oob []byte, addr *net.UDPAddr) error {
 	return err
 }
 
+// WriteSegments sends packets of equal size (the last may be shorter) to one address: as one
+// GSO write where the system supports it, else one by one. It is safe for concurrent use.
+func (c *Conn) WriteSegments(pkts [][]byte, to *net.UDPAddr) error {
+	if len(pkts) > 1 && c.gso.Load() {
+		err := c.writeGSO(pkts, to)
+		if err == nil || !isGSOError(err) {
+			return err
+		}
+		// The device cannot segment: never try again on this socket.
+		c.gso.Store(false)
+	}
+	var first error
+	for _, p := range pkts {
+		if _, _, err := c.UDPConn.WriteMsgUDP(p, nil, to); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (c *Conn) writeGSO(pkts [][]byte, to *net.UDPAddr) error {
+	c.gsoMu.Lock()
+	defer c.gsoMu.Unlock()
+	buf := c.gsoBuf[:0]
+	for _, p := range pkts {
+		buf = append(buf, p...)
+	}
+	c.gsoBuf = buf
+	_, _, err := c.UDPConn.WriteMsgUDP(buf, appendSegmentSize(nil, len(pkts[0])), to)
+	return err
+}
+
 // SyscallConn exposes the socket for quic-go's option setting (buffers, DF, GSO probing).
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.UDPConn.SyscallConn() }
 
@@ -156,6 +227,43 @@ func SegmentSize(oob []byte) int {
 		oob = rest
 	}
 	return 0
+}
+
+// MaxGSOSegments and MaxGSOBytes bound one GSO write (kernel limits: UDP_MAX_SEGMENTS, 64 KiB).
+const (
+	MaxGSOSegments = 64
+	MaxGSOBytes    = 65000
+)
+
+func appendSegmentSize(oob []byte, size int) []byte {
+	startLen := len(oob)
+	const dataLen = 2
+	oob = append(oob, make([]byte, unix.CmsgSpace(dataLen))...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[startLen]))
+	h.Level = unix.SOL_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(dataLen))
+	binary.NativeEndian.PutUint16(oob[startLen+unix.CmsgLen(0):], uint16(size))
+	return oob
+}
+
+func gsoSupported(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
+func isGSOError(err error) bool {
+	var serr *os.SyscallError
+	return errors.As(err, &serr) && (serr.Err == unix.EIO || serr.Err == unix.EINVAL)
 }
 
 // WithSegmentSize returns a copy of oob whose GSO segment size is size (oob must carry one).
