@@ -238,10 +238,13 @@ func (c *Client) serve(ctl *control) error {
 	} else {
 		c.paths.tcpRelay.Store(nil)
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+	// The session's goroutines are waited for after ctx is cancelled (defers run last-in
+	// first-out): reportLoop ends only with ctx, so waiting first would never return and the
+	// client would never reconnect after the server went away.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
 	wg.Add(2)
 	go func() { defer wg.Done(); c.acceptWork(ctx, ctl) }()
 	go func() {
