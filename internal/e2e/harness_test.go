@@ -195,13 +195,14 @@ func startClient(t testing.TB, toml string) *testClient {
 	return c
 }
 
-// eventually polls cond every few milliseconds until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+// eventually polls cond every few milliseconds until it holds or timeout passes; then it fails
+// the test with what describe says (called then, so it sees the latest state).
+func eventually(t testing.TB, timeout time.Duration, cond func() bool, describe func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: "+format, append([]any{timeout}, args...)...)
+			t.Fatalf("after %s: %s", timeout, describe())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -225,7 +226,7 @@ func waitProxyStatus(t testing.TB, c *testClient, name string) peer.ProxyInfo {
 		var ok bool
 		pi, ok = proxyInfo(c, name)
 		return ok && pi.Status != "pending"
-	}, "proxy %q still pending", name)
+	}, func() string { return fmt.Sprintf("proxy %q still pending", name) })
 	return pi
 }
 

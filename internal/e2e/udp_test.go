@@ -215,7 +215,9 @@ func TestUDPFanoutExpiry(t *testing.T) {
 		t.Errorf("the active source's flow was replaced (%d streams opened), want it kept", openedFor(busy))
 	}
 	eventually(t, 2*time.Second, func() bool { return fan.Flows() == 1 && ended.Load() == 1 },
-		"quiet flow not expired: %d flows, %d streams ended", fan.Flows(), ended.Load())
+		func() string {
+			return fmt.Sprintf("quiet flow not expired: %d flows, %d streams ended", fan.Flows(), ended.Load())
+		})
 
 	// The quiet source comes back: a new flow, a new stream.
 	ask(quiet, "back again")
@@ -224,7 +226,9 @@ func TestUDPFanoutExpiry(t *testing.T) {
 	}
 	// Both silent now: everything expires.
 	eventually(t, 2*time.Second, func() bool { return fan.Flows() == 0 && ended.Load() == 3 && flowsIn.Load() == 0 },
-		"flows not expired: %d flows, %d streams ended, OnFlow balance %d", fan.Flows(), ended.Load(), flowsIn.Load())
+		func() string {
+			return fmt.Sprintf("flows not expired: %d flows, %d streams ended, OnFlow balance %d", fan.Flows(), ended.Load(), flowsIn.Load())
+		})
 
 	// Close with a live flow ends it and the fanout's goroutines.
 	ask(busy, "last")
