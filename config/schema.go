@@ -99,7 +99,10 @@ type ServerTLS struct {
 type Client struct {
 	ServerAddr string `toml:"serverAddr"`
 	ServerPort int    `toml:"serverPort"`
-	User       string `toml:"user"`
+	// Servers lists further servers: proxies register on every server, visitors rendezvous on
+	// the best one (see servers.go).
+	Servers []ServerEndpoint `toml:"servers"`
+	User    string           `toml:"user"`
 	// LoginFailExit makes a refused login (wrong token) end the process instead of retrying.
 	LoginFailExit *bool `toml:"loginFailExit"`
 

@@ -87,15 +87,7 @@ func (c *Server) PortAllowed(port int) bool {
 // complete applies defaults and validates a client config.
 func (c *Client) complete(file string, pos positions) error {
 	l := &errorList{file: file, pos: pos}
-	if c.ServerAddr == "" {
-		l.at("serverAddr", "required: the address of the xp2p server")
-	} else if strings.ContainsAny(c.ServerAddr, " /") {
-		l.at("serverAddr", "%q is not a host name or IP address", c.ServerAddr)
-	}
-	if c.ServerPort == 0 && !pos.has("serverPort") {
-		c.ServerPort = DefaultBindPort
-	}
-	checkPort(l, "serverPort", c.ServerPort, false)
+	c.completeServers(l)
 	checkAuth(l, &c.Auth)
 	checkLog(l, &c.Log)
 	if c.WebServer.Port != 0 && c.WebServer.Addr == "" {

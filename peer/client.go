@@ -8,13 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +35,7 @@ type Client struct {
 	cfg   *config.Client
 	log   *slog.Logger
 	runID string
-	token []byte
+	links []*serverLink
 
 	udp      *net.UDPConn
 	sock     *quicsock.Conn
@@ -47,8 +46,7 @@ type Client struct {
 	peerServerTLS, peerClientTLS *tls.Config
 	peerLn                       *quic.Listener
 
-	ctl       atomic.Pointer[control]
-	ctlChange chan struct{} // closed and replaced whenever ctl changes
+	anyChange chan struct{} // closed and replaced whenever a link connects or disconnects
 
 	// set holds the running proxies and visitors; Reload swaps it.
 	set      atomic.Pointer[clientSet]
@@ -60,7 +58,7 @@ type Client struct {
 	wg     sync.WaitGroup
 	fatal  chan error
 
-	mu sync.Mutex // guards ctlChange
+	mu sync.Mutex // guards anyChange
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -75,15 +73,59 @@ func (c *Client) proxy(name string) *localProxy { return c.set.Load().proxies[na
 // visitorList returns the running visitors.
 func (c *Client) visitorList() []*visitor { return c.set.Load().visitors }
 
-// localProxy is a [[proxies]] entry and its state as the server last reported it.
+// localProxy is a [[proxies]] entry and its state as each server last reported it.
 type localProxy struct {
-	cfg    config.Proxy
-	status atomic.Pointer[string]
-	// remoteAddr is where the server published it.
-	remoteAddr atomic.Pointer[string]
-	bytesIn    atomic.Int64
-	bytesOut   atomic.Int64
-	conns      atomic.Int64
+	cfg      config.Proxy
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
+	conns    atomic.Int64
+
+	mu     sync.Mutex
+	status map[int]proxyStatus // by link index
+}
+
+type proxyStatus struct {
+	state  string // "running" or "error: ..."
+	remote string // where the server published it
+}
+
+func (lp *localProxy) setStatus(l *serverLink, state, remote string) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.status[l.index] = proxyStatus{state: state, remote: remote}
+}
+
+// summary describes the proxy's state on all n servers: "running", "pending", an error, or
+// "running on 1 of 2 servers; ...: error".
+func (lp *localProxy) summary(n int) (state string, remotes []string) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	running := 0
+	var errs []string
+	for i := 0; i < n; i++ {
+		st, ok := lp.status[i]
+		switch {
+		case !ok:
+		case st.state == "running":
+			running++
+			if st.remote != "" {
+				remotes = append(remotes, st.remote)
+			}
+		default:
+			errs = append(errs, st.state)
+		}
+	}
+	switch {
+	case running == n:
+		return "running", remotes
+	case len(errs) > 0 && running == 0 && n == 1:
+		return errs[0], remotes
+	case len(errs) > 0:
+		return fmt.Sprintf("running on %d of %d servers; %s", running, n, strings.Join(errs, "; ")), remotes
+	case running > 0:
+		return fmt.Sprintf("running on %d of %d servers", running, n), remotes
+	}
+	return "pending", remotes
 }
 
 // LoginError is a login the server refused (wrong token, too many failures).
@@ -102,10 +144,12 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 		cfg:       cfg,
 		log:       log,
 		runID:     hex.EncodeToString(rid),
-		token:     []byte(cfg.Auth.Token),
 		paths:     newPaths(),
-		ctlChange: make(chan struct{}),
+		anyChange: make(chan struct{}),
 		fatal:     make(chan error, 1),
+	}
+	for i, ep := range cfg.Endpoints() {
+		c.links = append(c.links, newLink(c, i, ep))
 	}
 	c.p2p = newP2PSessions(c)
 	c.paths.onSTUN = c.p2p.handleSTUN
@@ -121,10 +165,7 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 }
 
 func newLocalProxy(p config.Proxy) *localProxy {
-	lp := &localProxy{cfg: p}
-	st := "pending"
-	lp.status.Store(&st)
-	return lp
+	return &localProxy{cfg: p, status: map[int]proxyStatus{}}
 }
 
 // selectedProxies returns the proxies the config runs (all, or those named in start).
@@ -163,8 +204,10 @@ func startSet(cfg *config.Client) map[string]bool {
 func (c *Client) Start() error {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	network := "udp4"
-	if ips, err := net.LookupIP(c.cfg.ServerAddr); err == nil && len(ips) > 0 && ips[0].To4() == nil {
-		network = "udp6"
+	if host, _, err := net.SplitHostPort(c.links[0].ep.Addr); err == nil {
+		if ips, err := net.LookupIP(host); err == nil && len(ips) > 0 && ips[0].To4() == nil {
+			network = "udp6"
+		}
 	}
 	var err error
 	c.udp, err = net.ListenUDP(network, &net.UDPAddr{Port: c.cfg.Transport.UDPPort})
@@ -198,9 +241,15 @@ func (c *Client) Start() error {
 		c.closeSockets()
 		return err
 	}
-	c.log.Info("xp2p client started", "udp", c.udp.LocalAddr().String(), "server", c.serverAddr(), "proxies", len(set.proxies), "visitors", len(set.visitors))
-	c.wg.Add(2)
-	go func() { defer c.wg.Done(); c.connectLoop() }()
+	var servers []string
+	for _, l := range c.links {
+		servers = append(servers, l.ep.Addr)
+	}
+	c.log.Info("xp2p client started", "udp", c.udp.LocalAddr().String(), "servers", servers, "proxies", len(set.proxies), "visitors", len(set.visitors))
+	c.wg.Add(1 + len(c.links))
+	for _, l := range c.links {
+		go func() { defer c.wg.Done(); l.connectLoop() }()
+	}
 	go func() { defer c.wg.Done(); c.p2p.acceptLoop() }()
 	c.startVisitors(set.visitors)
 	return nil
@@ -264,7 +313,7 @@ func (c *Client) Close() error {
 		v.close()
 	}
 	c.p2p.closeAll()
-	if ctl := c.ctl.Load(); ctl != nil {
+	for _, ctl := range c.controls() {
 		ctl.sess.Close("client shutting down")
 	}
 	c.peerLn.Close()
@@ -276,10 +325,6 @@ func (c *Client) Close() error {
 
 // Done is closed when the client is closing.
 func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
-
-func (c *Client) serverAddr() string {
-	return net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
-}
 
 // UDPAddr is the client's socket address.
 func (c *Client) UDPAddr() *net.UDPAddr { return c.udp.LocalAddr().(*net.UDPAddr) }
@@ -329,33 +374,6 @@ func (c *Client) peerQUICConfig() *quic.Config {
 	}
 }
 
-// waitControl returns the current server session, waiting for one until ctx ends.
-func (c *Client) waitControl(ctx context.Context) (*control, error) {
-	for {
-		c.mu.Lock()
-		ch := c.ctlChange
-		c.mu.Unlock()
-		if ctl := c.ctl.Load(); ctl != nil {
-			return ctl, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("not connected to the server: %w", context.Cause(ctx))
-		case <-c.ctx.Done():
-			return nil, errors.New("client closing")
-		}
-	}
-}
-
-func (c *Client) setControl(ctl *control) {
-	c.mu.Lock()
-	c.ctl.Store(ctl)
-	close(c.ctlChange)
-	c.ctlChange = make(chan struct{})
-	c.mu.Unlock()
-}
-
 // inject feeds a relay-framed packet into the client's own socket, as if the server had sent it.
 func (c *Client) inject(pkt []byte) {
 	c.injector.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port)))
@@ -377,9 +395,9 @@ func hostname() string {
 	return h
 }
 
-// Transport returns the transport of the current server session ("" when disconnected).
+// Transport returns the transport of the session to the first server ("" when disconnected).
 func (c *Client) Transport() string {
-	if ctl := c.ctl.Load(); ctl != nil {
+	if ctl := c.links[0].ctl.Load(); ctl != nil {
 		return ctl.sess.Transport()
 	}
 	return ""

@@ -19,9 +19,10 @@ import (
 	"github.com/xp2p/xp2p/relay"
 )
 
-// control is one logged-in session to the server.
+// control is one logged-in session to a server.
 type control struct {
 	c        *Client
+	link     *serverLink
 	sess     session.Session
 	ctrl     session.Stream
 	observed string
@@ -35,6 +36,24 @@ type control struct {
 
 	// relayOut queues relay frames for the TCP relay stream (clients without UDP).
 	relayOut chan []byte
+}
+
+// sendRelayFrame queues a relay frame for the TCP relay stream; false if it had to be dropped.
+func (ctl *control) sendRelayFrame(frame []byte) bool {
+	select {
+	case ctl.relayOut <- frame:
+		return true
+	default:
+		return false
+	}
+}
+
+// relayRoute says how the relayed packets of sessions paired by this server leave.
+func (ctl *control) relayRoute() *relayRoute {
+	if ctl.sess.Transport() == session.TransportTCP {
+		return &relayRoute{tcp: ctl.sendRelayFrame}
+	}
+	return &relayRoute{udp: ctl.link.udpAddr.Load()}
 }
 
 // send writes one control message.
@@ -93,13 +112,14 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-// connectLoop keeps a session to the server, reconnecting with backoff.
-func (c *Client) connectLoop() {
+// connectLoop keeps a session to the link's server, reconnecting with backoff.
+func (l *serverLink) connectLoop() {
+	c := l.c
 	netBackoff := backoff{min: time.Second, max: 30 * time.Second}
 	authBackoff := backoff{min: 10 * time.Second, max: 5 * time.Minute}
 	for {
 		start := time.Now()
-		err := c.connectOnce()
+		err := l.connectOnce()
 		if c.ctx.Err() != nil {
 			return
 		}
@@ -116,14 +136,14 @@ func (c *Client) connectLoop() {
 				return
 			}
 			wait = authBackoff.next()
-			c.log.Error("login refused by server; check auth.token", "reason", le.Reason, "retry_in", wait.Round(time.Second))
+			c.log.Error("login refused by server; check auth.token", "server", l.ep.Addr, "reason", le.Reason, "retry_in", wait.Round(time.Second))
 		} else {
 			authBackoff.reset()
 			if time.Since(start) > time.Minute {
 				netBackoff.reset()
 			}
 			wait = netBackoff.next()
-			c.log.Warn("server session ended", "server", c.serverAddr(), "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+			c.log.Warn("server session ended", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
 		}
 		select {
 		case <-time.After(wait):
@@ -141,7 +161,8 @@ func errString(err error) string {
 }
 
 // connectOnce dials, logs in, registers everything and serves the session until it ends.
-func (c *Client) connectOnce() error {
+func (l *serverLink) connectOnce() error {
+	c := l.c
 	tlsConf, err := tlsconf.Client(c.cfg.Transport.TLS.ServerName, c.cfg.Transport.TLS.TrustedCaFile)
 	if err != nil {
 		return err
@@ -157,24 +178,23 @@ func (c *Client) connectOnce() error {
 	dialTimeout := time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second
 	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)
 	defer cancel()
-	if ua, err := net.ResolveUDPAddr("udp", c.serverAddr()); err == nil {
-		// Relayed packets and the server's answers come from this address.
-		c.paths.server.Store(ua)
-	}
-	sess, err := d.Dial(ctx, c.serverAddr())
+	// Relayed packets and the server's answers come from this address.
+	l.resolve()
+	sess, err := d.Dial(ctx, l.ep.Addr)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", c.serverAddr(), err)
+		return fmt.Errorf("connect to %s: %w", l.ep.Addr, err)
 	}
-	ctl, err := c.login(ctx, sess)
+	ctl, err := l.login(ctx, sess)
 	if err != nil {
 		sess.Close("login failed")
 		return err
 	}
 	cancel()
-	return c.serve(ctl)
+	return l.serve(ctl)
 }
 
-func (c *Client) login(ctx context.Context, sess session.Session) (*control, error) {
+func (l *serverLink) login(ctx context.Context, sess session.Session) (*control, error) {
+	c := l.c
 	ctrl, err := sess.OpenStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open control stream: %w", err)
@@ -188,7 +208,7 @@ func (c *Client) login(ctx context.Context, sess session.Session) (*control, err
 		RunID:        c.runID,
 		Hostname:     hostname(),
 		User:         c.cfg.User,
-		Proof:        auth.Proof(c.token, exporter, auth.RoleClient),
+		Proof:        auth.Proof(l.token, exporter, auth.RoleClient),
 		PrivateAddrs: c.privateAddrs(),
 	}
 	if err := wire.Write(ctrl, login); err != nil {
@@ -205,11 +225,12 @@ func (c *Client) login(ctx context.Context, sess session.Session) (*control, err
 	if res.Error != "" {
 		return nil, &LoginError{Reason: res.Error}
 	}
-	if !auth.Verify(c.token, exporter, auth.RoleServer, res.Proof) {
+	if !auth.Verify(l.token, exporter, auth.RoleServer, res.Proof) {
 		return nil, errors.New("the server could not prove it knows auth.token: wrong server address, or someone in the middle")
 	}
 	return &control{
 		c:        c,
+		link:     l,
 		sess:     sess,
 		ctrl:     ctrl,
 		observed: res.ObservedAddr,
@@ -220,24 +241,10 @@ func (c *Client) login(ctx context.Context, sess session.Session) (*control, err
 }
 
 // serve runs a logged-in session: registers proxies, handles control messages and work streams.
-func (c *Client) serve(ctl *control) error {
+func (l *serverLink) serve(ctl *control) error {
+	c := l.c
 	sess := ctl.sess
-	c.log.Info("logged in to server", "server", c.serverAddr(), "transport", sess.Transport(), "public_addr", ctl.observed)
-	if sess.Transport() == session.TransportTCP {
-		// No UDP to the server: relayed P2P packets go over this session.
-		c.paths.server.Store(nil)
-		fn := func(frame []byte) bool {
-			select {
-			case ctl.relayOut <- frame:
-				return true
-			default:
-				return false
-			}
-		}
-		c.paths.tcpRelay.Store(&fn)
-	} else {
-		c.paths.tcpRelay.Store(nil)
-	}
+	c.log.Info("logged in to server", "server", l.ep.Addr, "transport", sess.Transport(), "public_addr", ctl.observed)
 	// The session's goroutines are waited for after ctx is cancelled (defers run last-in
 	// first-out): reportLoop ends only with ctx, so waiting first would never return and the
 	// client would never reconnect after the server went away.
@@ -272,10 +279,10 @@ func (c *Client) serve(ctl *control) error {
 			return err
 		}
 	}
-	c.setControl(ctl)
+	l.setControl(ctl)
 	c.reloadMu.Unlock()
-	defer c.setControl(nil)
-	c.p2p.serverReconnected(ctl)
+	defer l.setControl(nil)
+	c.p2p.serverReconnected(l)
 
 	for {
 		msg, err := wire.Read(ctl.ctrl)
@@ -287,7 +294,7 @@ func (c *Client) serve(ctl *control) error {
 		}
 		switch m := msg.(type) {
 		case *wire.NewProxyResult:
-			c.proxyResult(m)
+			c.proxyResult(l, m)
 		case *wire.ConnectResult:
 			ctl.mu.Lock()
 			ch := ctl.pending[m.ReqID]
@@ -313,24 +320,22 @@ func newProxyMsg(p config.Proxy) *wire.NewProxy {
 	return m
 }
 
-func (c *Client) proxyResult(m *wire.NewProxyResult) {
+func (c *Client) proxyResult(l *serverLink, m *wire.NewProxyResult) {
 	lp := c.proxy(m.Name)
 	if lp == nil {
 		return
 	}
 	if m.Error != "" {
-		st := "error: " + m.Error
-		lp.status.Store(&st)
-		c.log.Error("server refused proxy", "proxy", m.Name, "err", m.Error)
+		lp.setStatus(l, "error: "+m.Error, "")
+		c.log.Error("server refused proxy", "server", l.ep.Addr, "proxy", m.Name, "err", m.Error)
 		return
 	}
-	st := "running"
-	lp.status.Store(&st)
-	lp.remoteAddr.Store(&m.RemoteAddr)
+	lp.setStatus(l, "running", m.RemoteAddr)
+	local := net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))
 	if m.RemoteAddr != "" {
-		c.log.Info("proxy published", "proxy", m.Name, "type", lp.cfg.Type, "remote", m.RemoteAddr, "local", net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)))
+		c.log.Info("proxy published", "server", l.ep.Addr, "proxy", m.Name, "type", lp.cfg.Type, "remote", m.RemoteAddr, "local", local)
 	} else {
-		c.log.Info("xp2p service published", "service", m.Name, "local", net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)))
+		c.log.Info("xp2p service published", "server", l.ep.Addr, "service", m.Name, "local", local)
 	}
 }
 

@@ -46,6 +46,7 @@ type p2pSession struct {
 	service string
 	secret  []byte
 	path    *path
+	link    *serverLink // the server that paired (and relays) the session
 	created time.Time
 	// requested is when the visitor asked the server for the session (zero on the provider).
 	requested time.Time
@@ -70,8 +71,8 @@ func newP2PSessions(c *Client) *p2pSessions {
 	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{}}
 }
 
-// newSession registers a session from the server's description of it.
-func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string, relayOnly bool) *p2pSession {
+// newSession registers a session that ctl's server paired, from its description.
+func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, secret string, relayOnly bool) *p2pSession {
 	var tok wire.RelayToken
 	copy(tok[:], ps.RelayToken)
 	s := &p2pSession{
@@ -81,12 +82,14 @@ func (m *p2pSessions) newSession(ps *wire.PeerSession, secret string, relayOnly 
 		role:    ps.Role,
 		service: ps.Service,
 		secret:  []byte(secret),
+		link:    ctl.link,
 		created: time.Now(),
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
 	s.path = m.c.paths.add(tok)
+	s.path.route.Store(ctl.relayRoute())
 	s.punch = newPuncher(s, ps, relayOnly)
 	m.mu.Lock()
 	m.byID[string(s.id)] = s
@@ -134,7 +137,7 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
 		return
 	}
-	s := m.newSession(ps, lp.cfg.SecretKey, config.RelayOnly(lp.cfg.Type))
+	s := m.newSession(ctl, ps, lp.cfg.SecretKey, config.RelayOnly(lp.cfg.Type))
 	s.local = relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 	// A visitor that never completes its handshake must not hold the session forever.
@@ -173,7 +176,7 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 		}
 		m.c.paths.remove(s.path)
 		if tellServer {
-			if ctl := m.c.ctl.Load(); ctl != nil {
+			if ctl := s.link.ctl.Load(); ctl != nil {
 				ctl.send(&wire.EndSession{SessionID: s.id, Reason: reason})
 			}
 		}
@@ -206,14 +209,14 @@ func (m *p2pSessions) closeAll() {
 	}
 }
 
-// serverReconnected is called when a new server session is up. Sessions whose relay the old
-// server held keep their direct paths; those without one cannot relay any more and end, so that
-// visitors build fresh ones through the new session.
-func (m *p2pSessions) serverReconnected(ctl *control) {
+// serverReconnected is called when a new session to l's server is up. Sessions whose relay
+// the old session held keep their direct paths; those without one cannot relay any more and
+// end, so that visitors build fresh ones through the new session.
+func (m *p2pSessions) serverReconnected(l *serverLink) {
 	m.mu.Lock()
 	var stale []*p2pSession
 	for _, s := range m.byID {
-		if s.path.direct.Load() == nil {
+		if s.link == l && s.path.direct.Load() == nil {
 			stale = append(stale, s)
 		}
 	}

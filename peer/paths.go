@@ -19,12 +19,11 @@ import (
 //
 // Why by hand: this is xp2p's own idea (magicsock-like), no library offers it for quic-go.
 type paths struct {
-	// server is where relayed packets go: the server's UDP address, nil while there is none.
-	server atomic.Pointer[net.UDPAddr]
+	// servers are the UDP addresses of the client's servers: QUIC and relayed packets from them
+	// are accepted.
+	servers atomic.Pointer[map[netip.AddrPort]bool]
 	// injector is the loopback source of packets fed back into the socket (TCP relay, held packets).
 	injector atomic.Pointer[net.UDPAddr]
-	// tcpRelay sends a relay frame over the TCP session when the client has no UDP path.
-	tcpRelay atomic.Pointer[func([]byte) bool]
 	// onSTUN handles probes and their answers (package-level punching).
 	onSTUN func(data []byte, from *net.UDPAddr)
 
@@ -48,12 +47,29 @@ type path struct {
 	virtual *net.UDPAddr
 	vkey    netip.AddrPort
 	token   wire.RelayToken
+	route   atomic.Pointer[relayRoute] // how relayed packets leave: the pairing server
 
 	direct     atomic.Pointer[net.UDPAddr] // nil: relayed
 	lastRecv   atomic.Int64                // unix nanos of the last packet from the direct address
 	lastSend   atomic.Int64                // unix nanos of the last QUIC packet sent direct
 	relayBytes atomic.Int64                // bytes sent and received over the relay
 	directByte atomic.Int64                // bytes sent and received on the direct path
+}
+
+// relayRoute is how a session's relayed packets reach its server: over UDP to udp, or, for a
+// client whose session to that server runs on TCP, through tcp.
+type relayRoute struct {
+	udp *net.UDPAddr
+	tcp func(frame []byte) bool
+}
+
+// setServers replaces the set of server addresses.
+func (t *paths) setServers(addrs []netip.AddrPort) {
+	m := make(map[netip.AddrPort]bool, len(addrs))
+	for _, a := range addrs {
+		m[a] = true
+	}
+	t.servers.Store(&m)
 }
 
 func newPaths() *paths {
@@ -151,8 +167,8 @@ func (t *paths) update(fn func(*pathTable)) {
 func (t *paths) lookupVirtual(a *net.UDPAddr) *path { return t.table.Load().byVirtual[key(a)] }
 
 func (t *paths) isServer(a *net.UDPAddr) bool {
-	s := t.server.Load()
-	return s != nil && s.Port == a.Port && s.IP.Equal(a.IP)
+	m := t.servers.Load()
+	return m != nil && (*m)[key(a)]
 }
 
 func (t *paths) isInjector(a *net.UDPAddr) bool {
@@ -231,20 +247,21 @@ func (t *paths) sendRelay(c *quicsock.Conn, p *path, b, oob []byte, segSize int)
 	if segSize <= 0 || segSize >= len(b) {
 		segSize = len(b)
 	}
-	if fn := t.tcpRelay.Load(); fn != nil && t.server.Load() == nil {
+	route := p.route.Load()
+	if route == nil {
+		return nil // no relay right now: QUIC will retransmit
+	}
+	if route.tcp != nil {
 		for off := 0; off < len(b); off += segSize {
 			seg := b[off:min(off+segSize, len(b))]
 			frame := make([]byte, wire.RelayHeaderLen+len(seg))
 			wire.PutRelayHeader(frame, p.token)
 			copy(frame[wire.RelayHeaderLen:], seg)
-			(*fn)(frame)
+			route.tcp(frame)
 		}
 		return nil
 	}
-	srv := t.server.Load()
-	if srv == nil {
-		return nil // no relay right now: QUIC will retransmit
-	}
+	srv := route.udp
 	bp := t.bufs.Get().(*[]byte)
 	defer t.bufs.Put(bp)
 	out := (*bp)[:0]

@@ -143,7 +143,7 @@ func (p *puncher) step(now time.Time) time.Duration {
 			return p.retryAt.Sub(now)
 		}
 		// Both sides should probe at the same time: ask the server to send both fresh candidates.
-		if ctl := p.s.m.c.ctl.Load(); ctl != nil {
+		if ctl := p.s.link.ctl.Load(); ctl != nil {
 			go ctl.send(&wire.Repunch{SessionID: p.s.id})
 		}
 		p.retryWait = min(p.retryWait*2, retryMax)

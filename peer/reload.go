@@ -132,7 +132,7 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 			c.p2p.endService(op.cfg.Name)
 		}
 	}
-	if ctl := c.ctl.Load(); ctl != nil {
+	for _, ctl := range c.controls() {
 		// A changed proxy is closed and opened again: the server frees its port first.
 		for _, op := range closeProxies {
 			ctl.send(&wire.CloseProxy{Name: op.cfg.Name})

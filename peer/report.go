@@ -24,6 +24,9 @@ func (c *Client) reportLoop(ctx context.Context, ctl *control) {
 		msg := &wire.Traffic{}
 		c.p2p.mu.Lock()
 		for _, s := range c.p2p.byID {
+			if s.link != ctl.link {
+				continue
+			}
 			if len(msg.Sessions) >= 1024 {
 				break
 			}

@@ -1,7 +1,9 @@
 package peer
 
 import (
+	"net"
 	"sort"
+	"strings"
 	"strconv"
 	"time"
 )
@@ -78,17 +80,16 @@ func (c *Client) Proxies() []ProxyInfo {
 	proxies := c.set.Load().proxies
 	out := make([]ProxyInfo, 0, len(proxies))
 	for _, lp := range proxies {
+		state, remotes := lp.summary(len(c.links))
 		pi := ProxyInfo{
 			Name:     lp.cfg.Name,
 			Type:     lp.cfg.Type,
-			Local:    lp.cfg.LocalIP + ":" + strconv.Itoa(lp.cfg.LocalPort),
-			Status:   *lp.status.Load(),
+			Local:    net.JoinHostPort(lp.cfg.LocalIP, strconv.Itoa(lp.cfg.LocalPort)),
+			Status:   state,
+			Remote:   strings.Join(remotes, ", "),
 			BytesIn:  lp.bytesIn.Load(),
 			BytesOut: lp.bytesOut.Load(),
 			Conns:    lp.conns.Load(),
-		}
-		if r := lp.remoteAddr.Load(); r != nil {
-			pi.Remote = *r
 		}
 		out = append(out, pi)
 	}

@@ -204,13 +204,13 @@ func (v *visitor) establish(ctx context.Context) (*p2pSession, error) {
 	wait := 250 * time.Millisecond
 	for {
 		requested := time.Now()
-		ctl, err := c.waitControl(ctx)
+		ctl, err := c.bestControl(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ps, err := ctl.connect(ctx, v.cfg.ServerName, v.cfg.ServerUser)
 		if err == nil {
-			s := c.p2p.newSession(ps, v.cfg.SecretKey, config.RelayOnly(v.cfg.Type))
+			s := c.p2p.newSession(ctl, ps, v.cfg.SecretKey, config.RelayOnly(v.cfg.Type))
 			s.requested = requested
 			s.log.Info("p2p session requested", "visitor", v.cfg.Name, "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 			err = s.dialProvider(ctx)
