@@ -3,8 +3,8 @@ package peer
 import (
 	"net"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 )
 
