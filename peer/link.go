@@ -49,6 +49,23 @@ func (l *serverLink) changed() <-chan struct{} {
 	return l.change
 }
 
+// waitControl returns the link's control session, waiting for one until ctx ends.
+func (l *serverLink) waitControl(ctx context.Context) (*control, error) {
+	for {
+		ch := l.changed()
+		if ctl := l.ctl.Load(); ctl != nil {
+			return ctl, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("not connected to %s: %w", l.ep.Addr, context.Cause(ctx))
+		case <-l.c.ctx.Done():
+			return nil, errors.New("client closing")
+		}
+	}
+}
+
 // resolve looks the server's UDP address up again and records it as a known server address.
 func (l *serverLink) resolve() {
 	ua, err := net.ResolveUDPAddr("udp", l.ep.Addr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +32,9 @@ type visitor struct {
 	fan *relay.UDPFanout
 
 	mu       sync.Mutex
-	sess     *p2pSession
-	inflight *sessionCall
+	sess     map[*serverLink]*p2pSession // at most one session per server
+	inflight map[*serverLink]*sessionCall
+	next     int // round robin over relayed sessions
 
 	bytesIn, bytesOut atomic.Int64 // to and from the provider
 	conns             atomic.Int64
@@ -50,7 +52,8 @@ type sessionCall struct {
 }
 
 func newVisitor(c *Client, cfg config.Visitor) *visitor {
-	return &visitor{c: c, cfg: cfg, stop: make(chan struct{})}
+	return &visitor{c: c, cfg: cfg, stop: make(chan struct{}),
+		sess: map[*serverLink]*p2pSession{}, inflight: map[*serverLink]*sessionCall{}}
 }
 
 func (v *visitor) addr() string {
@@ -131,9 +134,12 @@ func (v *visitor) close() {
 			v.fan.Close()
 		}
 		v.mu.Lock()
-		s := v.sess
+		var all []*p2pSession
+		for _, s := range v.sess {
+			all = append(all, s)
+		}
 		v.mu.Unlock()
-		if s != nil {
+		for _, s := range all {
 			s.end("visitor stopped", true)
 		}
 	})
@@ -160,34 +166,43 @@ func (v *visitor) handle(conn *net.TCPConn) {
 	netx.Pipe(netx.TCP{TCPConn: conn}, st, &v.bytesOut, &v.bytesIn)
 }
 
-// session returns a ready session to the provider, creating one if needed. Concurrent callers
-// share one creation.
+// session returns a ready session to the provider for the next stream, creating one if needed.
+// A session with a direct path wins; without one, streams are spread round robin over relayed
+// sessions through every connected server, so that several servers' uplinks add up. Concurrent
+// callers share one creation per server.
 func (v *visitor) session(ctx context.Context) (*p2pSession, error) {
 	v.mu.Lock()
-	if s := v.sess; s != nil && s.alive() {
+	var live []*p2pSession
+	for l, s := range v.sess {
+		if !s.alive() {
+			delete(v.sess, l)
+			continue
+		}
+		if s.path.direct.Load() != nil {
+			v.mu.Unlock()
+			return s, nil
+		}
+		live = append(live, s)
+	}
+	if len(live) > 0 {
+		for _, ctl := range v.c.controls() {
+			if v.sess[ctl.link] == nil {
+				v.startLocked(ctl.link) // spread over this server too, in the background
+			}
+		}
+		sort.Slice(live, func(i, j int) bool { return live[i].link.index < live[j].link.index })
+		s := live[v.next%len(live)]
+		v.next++
 		v.mu.Unlock()
 		return s, nil
 	}
-	call := v.inflight
-	if call == nil {
-		call = &sessionCall{done: make(chan struct{})}
-		v.inflight = call
-		v.wg.Add(1)
-		go func() {
-			defer v.wg.Done()
-			// The creation outlives the caller that started it: other callers wait for it too.
-			cctx, cancel := context.WithTimeout(v.c.ctx, visitorWait)
-			call.s, call.err = v.establish(cctx)
-			cancel()
-			v.mu.Lock()
-			v.inflight = nil
-			if call.err == nil {
-				v.sess = call.s
-			}
-			v.mu.Unlock()
-			close(call.done)
-		}()
+	v.mu.Unlock()
+	ctl, err := v.c.bestControl(ctx)
+	if err != nil {
+		return nil, err
 	}
+	v.mu.Lock()
+	call := v.startLocked(ctl.link)
 	v.mu.Unlock()
 	select {
 	case <-call.done:
@@ -197,14 +212,52 @@ func (v *visitor) session(ctx context.Context) (*p2pSession, error) {
 	}
 }
 
-// establish asks the server for a session and completes the handshake with the provider,
+// startLocked starts creating a session through l's server, unless one is being created.
+func (v *visitor) startLocked(l *serverLink) *sessionCall {
+	if call := v.inflight[l]; call != nil {
+		return call
+	}
+	call := &sessionCall{done: make(chan struct{})}
+	v.inflight[l] = call
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		// The creation outlives the caller that started it: other callers wait for it too.
+		cctx, cancel := context.WithTimeout(v.c.ctx, visitorWait)
+		go func() {
+			select {
+			case <-v.stop:
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		call.s, call.err = v.establish(cctx, l)
+		cancel()
+		v.mu.Lock()
+		delete(v.inflight, l)
+		if call.err == nil {
+			select {
+			case <-v.stop:
+				call.s.end("visitor stopped", true)
+				call.err = errors.New("visitor stopped")
+			default:
+				v.sess[l] = call.s
+			}
+		}
+		v.mu.Unlock()
+		close(call.done)
+	}()
+	return call
+}
+
+// establish asks l's server for a session and completes the handshake with the provider,
 // retrying while the provider is not (yet) online.
-func (v *visitor) establish(ctx context.Context) (*p2pSession, error) {
+func (v *visitor) establish(ctx context.Context, l *serverLink) (*p2pSession, error) {
 	c := v.c
 	wait := 250 * time.Millisecond
 	for {
 		requested := time.Now()
-		ctl, err := c.bestControl(ctx)
+		ctl, err := l.waitControl(ctx)
 		if err != nil {
 			return nil, err
 		}
