@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/tlsconf"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// loginTimeout is the server's limit on a session that does not log in (rendezvous).
+const loginTimeout = 10 * time.Second
+
+// rawSession opens a control session to the server without logging in, as a misbehaving
+// client would: protocol is "quic" (on a UDP socket of its own) or "tcp".
+func rawSession(t testing.TB, port int, protocol string) session.Session {
+	t.Helper()
+	tlsConf, err := tlsconf.Client("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &session.Dialer{
+		TLS:      tlsConf,
+		Yamux:    session.YamuxConfig(0),
+		QUIC:     &quic.Config{MaxIdleTimeout: time.Minute},
+		Protocol: protocol,
+	}
+	if protocol == session.ProtocolQUIC {
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		t.Cleanup(func() { tr.Close(); udp.Close() })
+		d.Transport = tr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := d.Dial(ctx, "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("raw %s session: %v", protocol, err)
+	}
+	t.Cleanup(func() { sess.Close("test done") })
+	return sess
+}
+
+// rawLogin logs a raw session in with the right token and returns its control stream.
+func rawLogin(t testing.TB, sess session.Session) session.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctrl, err := sess.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exporter, err := auth.Exporter(sess.TLS(), "control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := make([]byte, 8)
+	rand.Read(runID)
+	if err := wire.Write(ctrl, &wire.Login{
+		Version: "e2e",
+		RunID:   fmt.Sprintf("%x", runID),
+		Proof:   auth.Proof([]byte(testToken), exporter, auth.RoleClient),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
+	res, err := wire.ReadAs[*wire.LoginResult](ctrl)
+	if err != nil {
+		t.Fatalf("login result: %v", err)
+	}
+	if res.Error != "" {
+		t.Fatalf("login refused: %s", res.Error)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	return ctrl
+}
+
+// TestSlowloris opens many connections to bindPort that never finish the TLS handshake, QUIC
+// sessions that never log in, TLS+yamux sessions that never log in and UDP sockets that send
+// junk. A real client must still log in and use its proxy while they are open, and the server
+// must drop every one that holds state within the login timeout.
+func TestSlowloris(t *testing.T) {
+	t.Parallel()
+	n := 200
+	if testing.Short() {
+		n = 40
+	}
+	srv := startServer(t, "")
+	addr := "127.0.0.1:" + strconv.Itoa(srv.Port())
+	start := time.Now()
+
+	// Raw TCP: connect and say nothing.
+	var tcpConns []net.Conn
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("raw tcp %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		tcpConns = append(tcpConns, c)
+	}
+	// Raw UDP: junk shaped like a QUIC long header, a QUIC short header, a STUN message and a
+	// relay frame, from sockets that never say more.
+	for i := range n {
+		u, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(srv.UDPAddr().AddrPort()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { u.Close() })
+		for _, first := range []byte{0xc3, 0x43, 0x00, wire.RelayMagic} {
+			pkt := make([]byte, 20+i*5)
+			rand.Read(pkt)
+			pkt[0] = first
+			u.Write(pkt)
+		}
+	}
+	// QUIC sessions that complete the handshake and never log in, each from its own socket.
+	quicN := n / 2
+	quicSess := make([]session.Session, quicN)
+	var wg sync.WaitGroup
+	for i := range quicN {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			quicSess[i] = rawSession(t, srv.Port(), session.ProtocolQUIC)
+		}()
+	}
+	wg.Wait()
+	// TLS+yamux sessions that never log in.
+	tlsN := n / 10
+	var tlsSess []session.Session
+	for range tlsN {
+		tlsSess = append(tlsSess, rawSession(t, srv.Port(), session.ProtocolTCP))
+	}
+	t.Logf("%d raw tcp, %d junk udp, %d quic and %d tls sessions that never log in, opened in %s",
+		n, n, quicN, tlsN, time.Since(start).Round(time.Millisecond))
+
+	// A real client gets through meanwhile, over each transport.
+	echo := startTCPService(t, echoHandler)
+	for _, transport := range []string{"quic", "tcp"} {
+		loginStart := time.Now()
+		c := startClient(t, clientHeader(srv.Port(), testToken, `transport.protocol = "`+transport+`"`)+tcpProxy("echo-"+transport, echo.Port(), 0))
+		remote := waitRunning(t, c, "echo-"+transport)
+		if err := roundTrip(remote, []byte("through the crowd over "+transport)); err != nil {
+			t.Fatalf("%s client: %v", transport, err)
+		}
+		t.Logf("real %s client logged in and used its proxy in %s", transport, time.Since(loginStart).Round(time.Millisecond))
+	}
+
+	// Every stateful intruder is dropped within the login timeout (plus slack).
+	deadline := start.Add(loginTimeout + 4*time.Second)
+	var stillOpen atomic.Int64
+	for _, c := range tcpConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(deadline)
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				stillOpen.Add(1)
+			}
+		}()
+	}
+	for _, s := range append(quicSess, tlsSess...) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-s.Done():
+			case <-time.After(time.Until(deadline)):
+				stillOpen.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if k := stillOpen.Load(); k > 0 {
+		t.Errorf("%d connections that never logged in were still open %s after they came", k, time.Since(start).Round(time.Second))
+	}
+	t.Logf("all dropped %s after the first came", time.Since(start).Round(100*time.Millisecond))
+	if got := srv.log.Count("login refused"); got < quicN+tlsN {
+		t.Errorf("server refused %d logins, want at least %d", got, quicN+tlsN)
+	}
+	if online := srv.Events.ClientsOnline.Load(); online != 2 {
+		t.Errorf("%d clients online, want the 2 real ones", online)
+	}
+}
+
+// TestTCPHandshakeShedding fills the server's 1024 slots for pending TLS handshakes: further
+// TCP connections are closed at once instead of queueing, QUIC clients are unaffected, and the
+// TCP side recovers when the slots free up.
+func TestTCPHandshakeShedding(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens over 1100 connections")
+	}
+	t.Parallel()
+	const maxPending, extra = 1024, 100
+	srv := startServer(t, "")
+	addr := "127.0.0.1:" + strconv.Itoa(srv.Port())
+	conns := make([]net.Conn, 0, maxPending+extra)
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	t.Cleanup(closeAll)
+	for i := range maxPending + extra {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	var shed, kept atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(deadline)
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				kept.Add(1)
+			} else {
+				shed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d connections kept pending, %d shed at once", kept.Load(), shed.Load())
+	if shed.Load() != extra || kept.Load() != maxPending {
+		t.Errorf("%d kept and %d shed, want %d and %d", kept.Load(), shed.Load(), maxPending, extra)
+	}
+
+	echo := startTCPService(t, echoHandler)
+	q := startClient(t, clientHeader(srv.Port(), testToken, `transport.protocol = "quic"`)+tcpProxy("echo-quic", echo.Port(), 0))
+	if err := roundTrip(waitRunning(t, q, "echo-quic"), []byte("quic while tcp is full")); err != nil {
+		t.Fatal(err)
+	}
+	closeAll()
+	c := startClient(t, clientHeader(srv.Port(), testToken, `transport.protocol = "tcp"`)+tcpProxy("echo-tcp", echo.Port(), 0))
+	if err := roundTrip(waitRunning(t, c, "echo-tcp"), []byte("tcp after the flood")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMalformedControl: a logged-in client that sends a malformed control message loses its
+// own session; the server and its other clients go on.
+func TestMalformedControl(t *testing.T) {
+	t.Parallel()
+	frame := func(payload string) []byte {
+		b := make([]byte, 4+len(payload))
+		binary.BigEndian.PutUint32(b, uint32(len(payload)))
+		copy(b[4:], payload)
+		return b
+	}
+	cases := []struct {
+		name   string
+		data   []byte
+		reason string // in the server's log of the disconnect
+	}{
+		{"not json", frame("{this is not json"), "decode control frame"},
+		{"unknown type", frame(`{"t":"mystery","b":{}}`), "unknown message type"},
+		{"invalid body", frame(`{"t":"newProxy","b":{"name":"","type":"tcp"}}`), "invalid newProxy"},
+		{"oversized frame", []byte{0xff, 0xff, 0xff, 0xff, 0}, "control frame too large"},
+		{"server-only message", frame(`{"t":"loginResult","b":{"error":"x"}}`), "unexpected loginResult"},
+	}
+	for _, transport := range []string{session.ProtocolQUIC, session.ProtocolTCP} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, "")
+			echo := startTCPService(t, echoHandler)
+			good := startClient(t, clientHeader(srv.Port(), testToken, "")+tcpProxy("echo", echo.Port(), 0))
+			remote := waitRunning(t, good, "echo")
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					sess := rawSession(t, srv.Port(), transport)
+					ctrl := rawLogin(t, sess)
+					before := srv.log.Count("client disconnected")
+					if _, err := ctrl.Write(tc.data); err != nil {
+						t.Fatal(err)
+					}
+					select {
+					case <-sess.Done():
+					case <-time.After(3 * time.Second):
+						t.Fatal("the server kept the session of a client that sent a malformed message")
+					}
+					eventually(t, 2*time.Second, func() bool { return srv.log.Count("client disconnected") > before },
+						func() string { return "no disconnect logged" })
+					if !strings.Contains(srv.log.String(), tc.reason) {
+						t.Errorf("server log does not give the reason %q", tc.reason)
+					}
+					if err := roundTrip(remote, []byte("still here after "+tc.name)); err != nil {
+						t.Errorf("the other client's proxy: %v", err)
+					}
+				})
+			}
+			if online := srv.Events.ClientsOnline.Load(); online != 1 {
+				t.Errorf("%d clients online, want only the good one", online)
+			}
+			if good.Transport() == "" {
+				t.Error("the good client lost its session")
+			}
+		})
+	}
+}
