@@ -111,11 +111,20 @@ func startServerOn(t testing.TB, port int, extra string) *testServer {
 	}
 	cfg.BindPort = port
 	log, lb := newLogger(t, "server")
-	srv, err := rendezvous.New(cfg, log)
-	if err != nil {
-		t.Fatalf("rendezvous.New: %v", err)
+	var srv *rendezvous.Server
+	for try := 0; ; try++ {
+		srv, err = rendezvous.New(cfg, log)
+		if err != nil {
+			t.Fatalf("rendezvous.New: %v", err)
+		}
+		err = srv.Start()
+		// With bindPort 0 the system picks the UDP port and the TCP side takes the same number,
+		// which another socket of the test run may hold: then try another.
+		if err == nil || port != 0 || try == 20 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
 	}
-	if err := srv.Start(); err != nil {
+	if err != nil {
 		t.Fatalf("server start: %v", err)
 	}
 	ts := &testServer{Server: srv, cfg: cfg, log: lb}
