@@ -89,6 +89,13 @@ type proxyStatus struct {
 	remote string // where the server published it
 }
 
+// forget drops what l's server said (its session ended): the proxy is pending there again.
+func (lp *localProxy) forget(l *serverLink) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	delete(lp.status, l.index)
+}
+
 func (lp *localProxy) setStatus(l *serverLink, state, remote string) {
 	lp.mu.Lock()
 	defer lp.mu.Unlock()

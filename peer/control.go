@@ -281,7 +281,12 @@ func (l *serverLink) serve(ctl *control) error {
 	}
 	l.setControl(ctl)
 	c.reloadMu.Unlock()
-	defer l.setControl(nil)
+	defer func() {
+		l.setControl(nil)
+		for _, lp := range c.set.Load().proxies {
+			lp.forget(l)
+		}
+	}()
 	c.p2p.serverReconnected(l)
 
 	for {

@@ -71,8 +71,17 @@ func newP2PSessions(c *Client) *p2pSessions {
 	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{}}
 }
 
-// newSession registers a session that ctl's server paired, from its description.
-func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, secret string, relayOnly bool) *p2pSession {
+// sessionOpts are this side's settings of a session.
+type sessionOpts struct {
+	secret    string
+	relayOnly bool
+	// local is the provider's service behind the session.
+	local relay.Local
+}
+
+// newSession registers a session that ctl's server paired, from its description. Once it
+// returns, the session is visible to the socket filter and the accept loop.
+func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOpts) *p2pSession {
 	var tok wire.RelayToken
 	copy(tok[:], ps.RelayToken)
 	s := &p2pSession{
@@ -81,7 +90,8 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, secret stri
 		idHex:   hex.EncodeToString(ps.SessionID),
 		role:    ps.Role,
 		service: ps.Service,
-		secret:  []byte(secret),
+		secret:  []byte(o.secret),
+		local:   o.local,
 		link:    ctl.link,
 		created: time.Now(),
 		ready:   make(chan struct{}),
@@ -90,7 +100,7 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, secret stri
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
 	s.path = m.c.paths.add(tok)
 	s.path.route.Store(ctl.relayRoute())
-	s.punch = newPuncher(s, ps, relayOnly)
+	s.punch = newPuncher(s, ps, o.relayOnly)
 	m.mu.Lock()
 	m.byID[string(s.id)] = s
 	m.byVirtual[s.path.vkey] = s
@@ -137,8 +147,11 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
 		return
 	}
-	s := m.newSession(ctl, ps, lp.cfg.SecretKey, config.RelayOnly(lp.cfg.Type))
-	s.local = relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
+	s := m.newSession(ctl, ps, sessionOpts{
+		secret:    lp.cfg.SecretKey,
+		relayOnly: config.RelayOnly(lp.cfg.Type),
+		local:     relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))},
+	})
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 	// A visitor that never completes its handshake must not hold the session forever.
 	s.wg.Add(1)

@@ -107,18 +107,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.BindPort))
-	s.udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		return fmt.Errorf("listen udp %s: %w", addr, err)
-	}
-	// The TCP side takes the same port number as the UDP side (which may have been chosen by the
-	// system when bindPort is 0, as in tests).
-	tcpAddr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.udp.LocalAddr().(*net.UDPAddr).Port))
-	s.tcp, err = net.Listen("tcp", tcpAddr)
-	if err != nil {
-		s.udp.Close()
-		return fmt.Errorf("listen tcp %s: %w", tcpAddr, err)
+	if err := s.listen(); err != nil {
+		return err
 	}
 	s.stun = &stunResponder{log: s.log}
 	s.sock = quicsock.New(s.udp, &serverFilter{s: s})
@@ -147,6 +137,29 @@ func (s *Server) Start() error {
 		s.log.Warn("auth.token is empty: any client can use this server")
 	}
 	return nil
+}
+
+// listen binds bindPort on UDP and the same port number on TCP. With bindPort 0 (tests) the
+// system picks the UDP port, and another is tried if its TCP twin is taken.
+func (s *Server) listen() error {
+	addr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.BindPort))
+	for try := 0; ; try++ {
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		tcpAddr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port))
+		tcp, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			udp.Close()
+			if s.cfg.BindPort == 0 && try < 20 {
+				continue
+			}
+			return fmt.Errorf("listen tcp %s: %w", tcpAddr, err)
+		}
+		s.udp, s.tcp = udp, tcp
+		return nil
+	}
 }
 
 func (s *Server) heartbeatTimeout() time.Duration {
