@@ -15,11 +15,14 @@ import (
 )
 
 // Punching schedule: all candidates at once, fast at first, then slower, then give up and stay
-// relayed until the next attempt (which both sides start together, through the server).
+// relayed until the next attempt (which both sides start together, through the server). The
+// first retries come soon, so that a relayed session moves to a direct path soon after one
+// becomes possible (a firewall rule lifted, a NAT mapping back); later ones back off to keep
+// hopeless pairs (symmetric × symmetric) quiet.
 const (
 	punchTimeout    = 10 * time.Second
-	retryFirst      = 30 * time.Second
-	retryMax        = 5 * time.Minute
+	retryFirst      = 5 * time.Second
+	retryMax        = 2 * time.Minute
 	maxCandidates   = 32
 	maxKnownAddrs   = 16
 	maxOpenTxs      = 512
