@@ -296,7 +296,9 @@ func TestMalformedControl(t *testing.T) {
 					sess := rawSession(t, srv.Port(), transport)
 					ctrl := rawLogin(t, sess)
 					before := srv.log.Count("client disconnected")
-					if _, err := ctrl.Write(tc.data); err != nil {
+					// The server may cut the session so fast that the write learns of it before
+					// it returns (yamux): then the session's end is the answer already.
+					if _, err := ctrl.Write(tc.data); err != nil && !session.IsClosed(err) {
 						t.Fatal(err)
 					}
 					select {
