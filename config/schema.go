@@ -81,7 +81,8 @@ type ServerTransport struct {
 	// MaxRelaySessions caps concurrent relayed P2P sessions per client.
 	MaxRelaySessions int `toml:"maxRelaySessions"`
 
-	MaxPoolCount            int   `toml:"maxPoolCount" xp2p:"ignored"`
+	// MaxPoolCount caps the idle work connections the server keeps per client (default 32).
+	MaxPoolCount            int   `toml:"maxPoolCount"`
 	TCPMux                  *bool `toml:"tcpMux" xp2p:"ignored"`
 	TCPMuxKeepaliveInterval int   `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
 	TCPKeepAlive            int   `toml:"tcpKeepalive" xp2p:"ignored"`
@@ -141,7 +142,9 @@ type ClientTransport struct {
 	// UDPPort fixes the local port of the client's UDP socket (0 picks one).
 	UDPPort int `toml:"udpPort"`
 
-	PoolCount            int    `toml:"poolCount" xp2p:"ignored"`
+	// PoolCount is how many idle TCP work connections the client keeps per server for its tcp
+	// proxies (default 4; -1: none, every user connection rides a session stream).
+	PoolCount            int    `toml:"poolCount"`
 	TCPMux               *bool  `toml:"tcpMux" xp2p:"ignored"`
 	TCPMuxKeepalive      int    `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
 	ConnectServerLocalIP string `toml:"connectServerLocalIP" xp2p:"ignored"`

@@ -267,8 +267,9 @@ func (l *serverLink) serve(ctl *control) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
+	go func() { defer wg.Done(); l.runWorkPool(ctx, ctl) }()
 
 	// Registration and Reload are serialised, so that a reload during a reconnect is neither
 	// lost nor sent twice.
@@ -363,6 +364,12 @@ func (c *Client) serveWork(st session.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	c.serveUser(st, hdr)
+}
+
+// serveUser connects the user a work stream or work connection carries to the proxy's local
+// service.
+func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
 	name := hdr.Proxy
 	if u := c.cfg.User; u != "" {
 		name = strings.TrimPrefix(name, u+".")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/internal/netx"
-	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
 )
 
@@ -32,7 +31,7 @@ type Counters struct {
 // ServeStream connects one work stream to the local service: a tcp connection whose bytes it
 // pipes, or a udp socket it exchanges framed datagrams with. If the service cannot be reached
 // the stream is reset at once, so the remote user sees the refusal promptly.
-func ServeStream(st session.Stream, local Local, c Counters) error {
+func ServeStream(st Conn, local Local, c Counters) error {
 	switch local.Network {
 	case "udp":
 		return serveUDP(st, local, c)
@@ -41,7 +40,7 @@ func ServeStream(st session.Stream, local Local, c Counters) error {
 	}
 }
 
-func serveTCP(st session.Stream, local Local, c Counters) error {
+func serveTCP(st Conn, local Local, c Counters) error {
 	timeout := local.DialTimeout
 	if timeout == 0 {
 		timeout = 5 * time.Second
@@ -55,7 +54,7 @@ func serveTCP(st session.Stream, local Local, c Counters) error {
 	return nil
 }
 
-func serveUDP(st session.Stream, local Local, c Counters) error {
+func serveUDP(st Conn, local Local, c Counters) error {
 	conn, err := net.Dial("udp", local.Addr)
 	if err != nil {
 		st.Reset()

@@ -35,6 +35,8 @@ type client struct {
 	// relayFrames queues relayed packets for a client without UDP (its TCP relay stream).
 	relayFrames chan []byte
 
+	work workPool
+
 	mu       sync.Mutex
 	proxies  map[string]string // name (without user prefix) → type
 	sessions map[string]*p2pSession
@@ -72,6 +74,10 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		sessions:    map[string]*p2pSession{},
 	}
 	c.log = s.log.With("client", c.id, "remote", remote.String())
+	c.work.max = s.cfg.Transport.MaxPoolCount
+	if c.work.max <= 0 {
+		c.work.max = defaultMaxIdleWork
+	}
 	if sess.Transport() == session.TransportQUIC {
 		c.udpAddr.Store(net.UDPAddrFromAddrPort(remote))
 	}
@@ -170,6 +176,7 @@ func errString(err error) string {
 
 func (c *client) cleanup() {
 	s := c.s
+	c.closeWork()
 	s.proxies.RemoveOwner(c)
 	s.mu.Lock()
 	if s.clients[c.login.RunID] == c {

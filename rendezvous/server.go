@@ -130,8 +130,9 @@ func (s *Server) Start() error {
 	})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = time.Now()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.acceptLoop()
+	go s.workLoop()
 	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "version", Version)
 	if len(s.token) == 0 {
 		s.log.Warn("auth.token is empty: any client can use this server")

@@ -3,6 +3,7 @@
 package netx
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -98,4 +99,24 @@ type TCP struct{ *net.TCPConn }
 func (c TCP) Reset() {
 	c.TCPConn.SetLinger(0)
 	c.TCPConn.Close()
+}
+
+// TLSConn adapts a TLS connection over TCP: CloseWrite sends close_notify and half-closes the
+// TCP connection under it; Reset aborts the TCP connection with an RST.
+type TLSConn struct {
+	*tls.Conn
+	Raw *net.TCPConn
+}
+
+// CloseWrite ends the sending direction: TLS close_notify, then a TCP half close.
+func (c TLSConn) CloseWrite() error {
+	err := c.Conn.CloseWrite()
+	c.Raw.CloseWrite()
+	return err
+}
+
+// Reset aborts the connection with an RST.
+func (c TLSConn) Reset() {
+	c.Raw.SetLinger(0)
+	c.Raw.Close()
 }

@@ -11,6 +11,9 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/internal/netx"
+	"github.com/xp2p/xp2p/internal/tlsconf"
 )
 
 // Protocols a client may ask for.
@@ -136,6 +139,7 @@ func (d *Dialer) dialTCP(ctx context.Context, addr string) (Session, error) {
 // Listener accepts control sessions on a QUIC listener and a TCP listener at once.
 type Listener struct {
 	sessions chan Session
+	work     chan netx.TLSConn
 	closing  chan struct{}
 	done     chan struct{}
 	qln      *quic.Listener
@@ -159,6 +163,7 @@ type ListenConfig struct {
 func Listen(qln *quic.Listener, tln net.Listener, cfg ListenConfig) *Listener {
 	l := &Listener{
 		sessions: make(chan Session),
+		work:     make(chan netx.TLSConn),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		qln:      qln,
@@ -197,6 +202,10 @@ func (l *Listener) acceptQUIC() {
 		c, err := l.qln.Accept(context.Background())
 		if err != nil {
 			return
+		}
+		if c.ConnectionState().TLS.NegotiatedProtocol != tlsconf.ALPNControl {
+			c.CloseWithError(0, "only control sessions run on QUIC")
+			continue
 		}
 		l.deliver(QUIC(c))
 	}
@@ -239,6 +248,15 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 				return
 			}
 			raw.SetDeadline(time.Time{})
+			if tc.ConnectionState().NegotiatedProtocol == tlsconf.ALPNWork {
+				w := netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}
+				select {
+				case l.work <- w:
+				case <-l.closing:
+					raw.Close()
+				}
+				return
+			}
 			m, err := yamux.Server(tc, cfg.Yamux)
 			if err != nil {
 				raw.Close()
@@ -258,6 +276,19 @@ func (l *Listener) Accept(ctx context.Context) (Session, error) {
 		return nil, net.ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// AcceptWork returns the next work connection (a TCP+TLS connection with ALPN xp2p-work/1),
+// its handshake done; its owner still has to prove itself on it.
+func (l *Listener) AcceptWork(ctx context.Context) (netx.TLSConn, error) {
+	select {
+	case w := <-l.work:
+		return w, nil
+	case <-l.done:
+		return netx.TLSConn{}, net.ErrClosed
+	case <-ctx.Done():
+		return netx.TLSConn{}, ctx.Err()
 	}
 }
 

@@ -22,7 +22,9 @@ import (
 // mistaken for another.
 const (
 	ALPNControl = "xp2p-control/1"
-	ALPNPeer    = "xp2p-peer/1"
+	// ALPNWork marks a pooled TCP work connection: one user connection of a tcp proxy each.
+	ALPNWork = "xp2p-work/1"
+	ALPNPeer = "xp2p-peer/1"
 )
 
 // SelfSigned returns a fresh in-memory certificate for the given names.
@@ -81,9 +83,18 @@ func Server(files ServerFiles) (*tls.Config, error) {
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{ALPNControl},
+		NextProtos:   []string{ALPNControl, ALPNWork},
 		MinVersion:   tls.VersionTLS13,
 	}, nil
+}
+
+// Work returns the TLS config of a client's work connections: the control config with the work
+// protocol and a session cache, so that refilling the pool resumes sessions cheaply.
+func Work(control *tls.Config) *tls.Config {
+	w := control.Clone()
+	w.NextProtos = []string{ALPNWork}
+	w.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	return w
 }
 
 // Client returns the client's TLS config for its control session. With trustedCAFile the

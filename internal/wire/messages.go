@@ -41,6 +41,7 @@ func init() {
 	register(func() Message { return new(EndSession) })
 	register(func() Message { return new(Repunch) })
 	register(func() Message { return new(RelayStream) })
+	register(func() Message { return new(WorkConn) })
 }
 
 // Login is the first message a client sends on its control stream.
@@ -368,3 +369,22 @@ type RelayStream struct{}
 
 func (*RelayStream) MessageType() string { return "relayStream" }
 func (*RelayStream) Validate() error     { return nil }
+
+// WorkConn opens a pooled work connection (TCP+TLS, ALPN xp2p-work/1): the client whose
+// control session has RunID proves the token again, bound to this connection's TLS session. The
+// connection then waits, idle, for the server to write a WorkStream header on it.
+type WorkConn struct {
+	RunID string `json:"runId"`
+	Proof []byte `json:"proof"`
+}
+
+func (*WorkConn) MessageType() string { return "workConn" }
+func (m *WorkConn) Validate() error {
+	if len(m.RunID) == 0 || len(m.RunID) > MaxNameLen {
+		return errors.New("runId must have 1 to 128 characters")
+	}
+	if len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return nil
+}

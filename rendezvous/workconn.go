@@ -1,0 +1,164 @@
+package rendezvous
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/netx"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
+)
+
+// defaultMaxIdleWork bounds the idle work connections the server keeps for one client when
+// transport.maxPoolCount is not set.
+const defaultMaxIdleWork = 32
+
+// workLoop accepts pooled work connections, checks who they belong to and parks them with
+// their client.
+func (s *Server) workLoop() {
+	defer s.wg.Done()
+	pending := make(chan struct{}, maxPendingLogins)
+	for {
+		w, err := s.listener.AcceptWork(s.ctx)
+		if err != nil {
+			return
+		}
+		select {
+		case pending <- struct{}{}:
+		default:
+			w.Reset()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-pending }()
+			s.serveWorkConn(w)
+		}()
+	}
+}
+
+func (s *Server) serveWorkConn(w netx.TLSConn) {
+	remote := addrPort(w.RemoteAddr())
+	if ok, _ := s.limiter.Check(remote.Addr()); !ok {
+		w.Reset()
+		return
+	}
+	w.SetReadDeadline(time.Now().Add(loginTimeout))
+	hello, err := wire.ReadAs[*wire.WorkConn](w)
+	if err != nil {
+		w.Reset()
+		return
+	}
+	w.SetReadDeadline(time.Time{})
+	exporter, err := auth.Exporter(w.ConnectionState(), "work")
+	if err != nil || !auth.Verify(s.token, exporter, auth.RoleClient, hello.Proof) {
+		s.limiter.Fail(remote.Addr())
+		s.Events.authFailure()
+		w.Reset()
+		return
+	}
+	s.mu.Lock()
+	c := s.clients[hello.RunID]
+	s.mu.Unlock()
+	if c == nil || !c.parkWork(w) {
+		w.Close()
+	}
+}
+
+// idleWork is a parked work connection and the watcher that notices if the client closes it.
+type idleWork struct {
+	conn netx.TLSConn
+	dead chan struct{} // closed when the watcher saw the connection end
+	done chan struct{} // closed when the watcher returned
+}
+
+// workPool holds a client's idle work connections.
+type workPool struct {
+	mu     sync.Mutex
+	idle   []*idleWork
+	max    int
+	closed bool
+}
+
+// parkWork keeps w until a user connection needs it; false if the pool is full or closed.
+func (c *client) parkWork(w netx.TLSConn) bool {
+	p := &c.work
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) >= p.max {
+		return false
+	}
+	iw := &idleWork{conn: w, dead: make(chan struct{}), done: make(chan struct{})}
+	p.idle = append(p.idle, iw)
+	go func() {
+		// The client never writes on an idle work connection: a read returning means it closed
+		// (or TakeWorkConn interrupted the read with a deadline to claim the connection).
+		defer close(iw.done)
+		var b [1]byte
+		_, err := w.Read(b[:])
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return
+		}
+		close(iw.dead)
+		p.mu.Lock()
+		for i, x := range p.idle {
+			if x == iw {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+		p.mu.Unlock()
+		w.Close()
+	}()
+	return true
+}
+
+// TakeWorkConn implements relay.Owner.
+func (c *client) TakeWorkConn() (relay.Conn, bool) {
+	p := &c.work
+	for {
+		p.mu.Lock()
+		if len(p.idle) == 0 {
+			p.mu.Unlock()
+			return nil, false
+		}
+		iw := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		p.mu.Unlock()
+		iw.conn.SetReadDeadline(time.Now())
+		<-iw.done
+		select {
+		case <-iw.dead:
+			continue
+		default:
+		}
+		iw.conn.SetReadDeadline(time.Time{})
+		return iw.conn, true
+	}
+}
+
+// closeWork closes every idle work connection (the client's session ended).
+func (c *client) closeWork() {
+	p := &c.work
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, iw := range idle {
+		iw.conn.Close()
+		<-iw.done
+	}
+}
+
+// IdleWorkConns reports how many pooled connections wait for users.
+func (c *client) IdleWorkConns() int {
+	c.work.mu.Lock()
+	defer c.work.mu.Unlock()
+	return len(c.work.idle)
+}
