@@ -126,7 +126,9 @@ func TestP2PWrongSecretKey(t *testing.T) {
 	}
 	c.Close()
 	eventually(t, 5*time.Second, func() bool { return visitor.log.Count("wrong secretKey") > 0 },
-		func() string { return "the visitor did not log a clear wrong-secretKey error:\n" + visitor.log.tail(20) })
+		func() string {
+			return "the visitor did not log a clear wrong-secretKey error:\n" + visitor.log.tail(20)
+		})
 	eventually(t, 5*time.Second, func() bool { return provider.log.Count("visitor refused: wrong secretKey") > 0 },
 		func() string { return "the provider did not log the refusal:\n" + provider.log.tail(20) })
 }
