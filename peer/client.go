@@ -232,6 +232,9 @@ func (c *Client) Start() error {
 	}
 	c.paths.injector.Store(c.injector.LocalAddr().(*net.UDPAddr))
 	c.sock = quicsock.New(c.udp, c.paths)
+	if os.Getenv("XP2P_DISABLE_GRO") == "" {
+		c.sock.EnableGRO()
+	}
 	c.tr = &quic.Transport{Conn: c.sock}
 	c.peerServerTLS, c.peerClientTLS, err = tlsconf.Peer()
 	if err != nil {

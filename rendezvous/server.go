@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -112,6 +113,11 @@ func (s *Server) Start() error {
 	}
 	s.stun = &stunResponder{log: s.log}
 	s.sock = quicsock.New(s.udp, &serverFilter{s: s})
+	if os.Getenv("XP2P_DISABLE_GRO") == "" {
+		// Relayed packets arrive in runs from one peer: GRO reads a run in one go, and the
+		// relay forwards it as one GSO write.
+		s.sock.EnableGRO()
+	}
 	s.stun.sock = s.sock
 	s.packets.Send = func(pkt []byte, to *net.UDPAddr) error { return s.sock.WriteRaw(pkt, nil, to) }
 	s.packets.SendSegments = s.sock.WriteSegments

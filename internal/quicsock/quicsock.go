@@ -50,8 +50,9 @@ type Conn struct {
 	filter Filter
 	gso    atomic.Bool
 
-	verdicts []verdict // scratch for ReadBatch; only quic-go's one reader goroutine uses it
-	gsoBuf   []byte    // scratch for WriteSegments; guarded by gsoMu
+	verdicts []verdict  // scratch for ReadBatch; only quic-go's one reader goroutine uses it
+	gro      *groReader // set by EnableGRO
+	gsoBuf   []byte     // scratch for WriteSegments; guarded by gsoMu
 	gsoMu    sync.Mutex
 }
 
@@ -72,6 +73,9 @@ func New(c *net.UDPConn, f Filter) *Conn {
 // removed by moving later packets' data into their buffers, so that each message keeps the
 // buffer quic-go gave it (quic-go pairs buffers with message slots by index).
 func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	if c.gro != nil {
+		return c.readGRO(ms, flags)
+	}
 	for {
 		n, err := c.batch.ReadBatch(ms, flags)
 		if err != nil || n == 0 {
