@@ -399,3 +399,46 @@ func TestLoadBalancingGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestUserPrefixAndPortQuota: frp's user prefixes proxy names, so two users may both have a
+// proxy "web"; maxPortsPerClient refuses the ports beyond a client's quota.
+func TestUserPrefixAndPortQuota(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "maxPortsPerClient = 2\n")
+	var addrs []string
+	for _, user := range []string{"alice", "bob"} {
+		svc := startTCPService(t, idHandler(user))
+		c := startClient(t, clientHeader(srv.Port(), testToken, `user = "`+user+`"`)+tcpProxy("web", svc.Port(), 0))
+		addrs = append(addrs, waitRunning(t, c, "web"))
+	}
+	for i, user := range []string{"alice", "bob"} {
+		if got, err := askID(addrs[i]); err != nil || got != user {
+			t.Errorf("%s's web answered %q (%v)", user, got, err)
+		}
+	}
+	if n := srv.log.Count(`proxy=alice.web`) + srv.log.Count(`proxy=bob.web`); n < 2 {
+		t.Errorf("server did not register the proxies under their users' names")
+	}
+
+	svc := startTCPService(t, idHandler("quota"))
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		tcpProxy("q1", svc.Port(), 0)+tcpProxy("q2", svc.Port(), 0)+tcpProxy("q3", svc.Port(), 0))
+	running, refused := 0, 0
+	for _, name := range []string{"q1", "q2", "q3"} {
+		pi := waitProxyStatus(t, c, name)
+		switch {
+		case pi.Status == "running":
+			running++
+			if got, err := askID(pi.Remote); err != nil || got != "quota" {
+				t.Errorf("%s answered %q (%v)", name, got, err)
+			}
+		case strings.Contains(pi.Status, "too many ports for this client (maxPortsPerClient)"):
+			refused++
+		default:
+			t.Errorf("%s: status %q", name, pi.Status)
+		}
+	}
+	if running != 2 || refused != 1 {
+		t.Errorf("%d proxies running and %d refused, want 2 and 1 (maxPortsPerClient = 2)", running, refused)
+	}
+}

@@ -78,6 +78,12 @@ func TestTCPProxy(t *testing.T) {
 			duplex := startTCPService(t, duplexHandler(bulk, 2, duplexGot))
 			digestSvc := startTCPService(t, digestHandler)
 			echo := startTCPService(t, echoHandler)
+			// A service that fails mid-answer: 256 KiB, then an RST.
+			resetter := startTCPService(t, func(c *net.TCPConn) {
+				io.Copy(c, io.LimitReader(seeded(3), 256<<10))
+				c.SetLinger(0)
+				c.Close()
+			})
 			// A port where nothing listens: the local service is down.
 			downPort := freeTCPPort(t)
 
@@ -85,9 +91,10 @@ func TestTCPProxy(t *testing.T) {
 				tcpProxy("duplex", duplex.Port(), 0)+
 				tcpProxy("digest", digestSvc.Port(), 0)+
 				tcpProxy("echo", echo.Port(), 0)+
-				tcpProxy("down", downPort, 0))
+				tcpProxy("down", downPort, 0)+
+				tcpProxy("resetter", resetter.Port(), 0))
 			addr := map[string]string{}
-			for _, name := range []string{"duplex", "digest", "echo", "down"} {
+			for _, name := range []string{"duplex", "digest", "echo", "down", "resetter"} {
 				addr[name] = waitRunning(t, c, name)
 			}
 			if got := c.Transport(); got != transport {
@@ -181,6 +188,27 @@ func TestTCPProxy(t *testing.T) {
 				close(errs)
 				for err := range errs {
 					t.Error(err)
+				}
+			})
+
+			t.Run("local service fails mid-stream", func(t *testing.T) {
+				u := dial(t, addr["resetter"])
+				u.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := io.Copy(io.Discard, u)
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("the user's connection hangs after the service failed (%d bytes read)", n)
+				}
+				switch {
+				case transport == "quic" && !errors.Is(err, syscall.ECONNRESET):
+					t.Errorf("user read %d bytes then %v; want a connection reset, not a clean end", n, err)
+				case transport == "tcp" && err == nil:
+					// yamux has no stream reset: the failure reaches the user as a clean end of
+					// stream, so a truncated answer looks complete. A known limit of the tcp
+					// transport, logged rather than failed.
+					t.Logf("KNOWN LIMIT: over the tcp transport the service's failure arrives as a clean EOF after %d of 256 KiB", n>>10)
+				default:
+					t.Logf("user read %d bytes, then %v", n, err)
 				}
 			})
 
