@@ -156,11 +156,11 @@ func heapNow() (heap uint64, goroutines int) {
 	return ms.HeapAlloc + ms.StackInuse, runtime.NumGoroutine()
 }
 
-// BenchmarkIdleProxyMemory registers 200 idle tcp proxies of one client and measures the memory
+// BenchmarkIdleProxyMemory registers 500 idle tcp proxies of one client and measures the memory
 // (heap and goroutine stacks) and goroutines they cost (server and client sides together: both run in this process),
 // against plain TCP listeners with an accept goroutine each.
 func BenchmarkIdleProxyMemory(b *testing.B) {
-	const n, listeners = 200, 1000
+	const n, listeners = 500, 1000
 	// Direct: what a bare listening port costs, measured once before any xp2p work so that the
 	// leftovers of earlier iterations do not blur it.
 	h0, _ := heapNow()
