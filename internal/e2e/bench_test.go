@@ -56,13 +56,21 @@ func sendBulk(b *testing.B, addr string, size int64, chunk []byte) time.Duration
 	return time.Since(start)
 }
 
+// benchPaths are the ways a user connection can travel through the proxy: a pooled TLS-over-TCP
+// work connection (the default), or a stream of the client's QUIC or TLS+yamux session.
+var benchPaths = []struct{ name, transport, top string }{
+	{"pool", "quic", ""},
+	{"quic-stream", "quic", "transport.poolCount = -1"},
+	{"yamux-stream", "tcp", "transport.poolCount = -1"},
+}
+
 // benchSetup starts a server, a client of the given transport and the local services.
-func benchSetup(b *testing.B, transport string) (sinkDirect, sinkProxy, echoDirect, echoProxy string) {
+func benchSetup(b *testing.B, transport, top string) (sinkDirect, sinkProxy, echoDirect, echoProxy string) {
 	b.Helper()
 	srv := startServer(b, "")
 	sink := startTCPService(b, sinkHandler)
 	echo := startTCPService(b, echoHandler)
-	c := startClient(b, clientHeader(srv.Port(), testToken, `transport.protocol = "`+transport+`"`)+
+	c := startClient(b, clientHeader(srv.Port(), testToken, `transport.protocol = "`+transport+`"`+"\n"+top)+
 		tcpProxy("sink", sink.Port(), 0)+tcpProxy("echo", echo.Port(), 0))
 	sp, ep := waitRunning(b, c, "sink"), waitRunning(b, c, "echo")
 	if got := c.Transport(); got != transport {
@@ -79,9 +87,9 @@ func BenchmarkTCPProxyThroughput(b *testing.B) {
 	}
 	chunk := make([]byte, 256<<10)
 	io.ReadFull(seeded(7), chunk)
-	for _, transport := range []string{"quic", "tcp"} {
-		b.Run(transport, func(b *testing.B) {
-			sinkDirect, sinkProxy, _, _ := benchSetup(b, transport)
+	for _, p := range benchPaths {
+		b.Run(p.name, func(b *testing.B) {
+			sinkDirect, sinkProxy, _, _ := benchSetup(b, p.transport, p.top)
 			sendBulk(b, sinkProxy, 8<<20, chunk) // warm up: windows, buffers
 			var direct, proxied time.Duration
 			b.ResetTimer()
@@ -113,10 +121,10 @@ func pingPong(b *testing.B, c net.Conn, msg, buf []byte, rounds int) time.Durati
 
 // BenchmarkTCPProxyLatency measures the round trip of small messages on an open connection.
 func BenchmarkTCPProxyLatency(b *testing.B) {
-	for _, transport := range []string{"quic", "tcp"} {
+	for _, p := range benchPaths {
 		for _, size := range []int{1, 64} {
-			b.Run(fmt.Sprintf("%s/%dB", transport, size), func(b *testing.B) {
-				_, _, echoDirect, echoProxy := benchSetup(b, transport)
+			b.Run(fmt.Sprintf("%s/%dB", p.name, size), func(b *testing.B) {
+				_, _, echoDirect, echoProxy := benchSetup(b, p.transport, p.top)
 				direct, err := net.Dial("tcp", echoDirect)
 				if err != nil {
 					b.Fatal(err)
