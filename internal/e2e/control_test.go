@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,11 +28,22 @@ func TestServerRestart(t *testing.T) {
 			srv := startServer(t, "")
 			port := srv.Port()
 			echo := startTCPService(t, echoHandler)
-			remotePort := freeTCPPort(t)
+			uecho := startUDPEcho(t)
+			remotePort, udpRemote := freeTCPPort(t), freeUDPTCPPort(t)
 			c := startClient(t, clientHeader(port, testToken, `transport.protocol = "`+transport+`"`)+
-				tcpProxy("echo", echo.Port(), remotePort))
+				tcpProxy("echo", echo.Port(), remotePort)+udpProxy("uecho", uecho.Port(), udpRemote))
 			addr := waitRunning(t, c, "echo")
 			if err := roundTrip(addr, []byte("before restart")); err != nil {
+				t.Fatal(err)
+			}
+			udpTo := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(waitRunning(t, c, "uecho")))
+			src, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { src.Close() })
+			resent := false
+			if err := udpAsk(src, udpTo, []byte("udp before the restart"), "udp", &resent); err != nil {
 				t.Fatal(err)
 			}
 
@@ -42,7 +54,6 @@ func TestServerRestart(t *testing.T) {
 				t.Fatal("the proxy port still answers with the server stopped")
 			}
 			srv2 := startServerOn(t, port, "")
-			var err error
 			eventually(t, 10*time.Second, func() bool {
 				err = roundTrip(addr, []byte("after restart"))
 				return err == nil
@@ -58,8 +69,12 @@ func TestServerRestart(t *testing.T) {
 			if n := srv2.log.Count("client logged in"); n != 1 {
 				t.Errorf("new server saw %d logins, want 1", n)
 			}
-			if n := srv2.log.Count("proxy online"); n != 1 {
-				t.Errorf("new server published %d proxies, want 1", n)
+			if n := srv2.log.Count("proxy online"); n != 2 {
+				t.Errorf("new server published %d proxies, want 2", n)
+			}
+			// The udp proxy is back on its port too, and the same source gets a fresh flow.
+			if err := udpAsk(src, udpTo, []byte("udp after the restart"), "udp", &resent); err != nil {
+				t.Errorf("udp proxy after the restart: %v", err)
 			}
 			if got := c.Transport(); got != transport {
 				t.Errorf("transport after reconnect %q, want %q", got, transport)
