@@ -25,10 +25,11 @@ type groReader struct {
 }
 
 type groSegment struct {
-	data  []byte
-	as    net.Addr
-	oob   []byte
-	flags int
+	data      []byte
+	as        net.Addr
+	oob       []byte
+	flags     int
+	rewritten bool // the filter changed the source: packet info must go (see stripPacketInfo)
 }
 
 // EnableGRO turns UDP GRO on for the socket; it reports whether the system accepted it.
@@ -75,6 +76,9 @@ func (c *Conn) readGRO(ms []ipv4.Message, flags int) (int, error) {
 			m.N = copy(buf, s.data)
 			m.Buffers[0] = buf[:m.N]
 			m.NN = copy(m.OOB[:cap(m.OOB)], s.oob)
+			if s.rewritten {
+				m.NN = len(stripPacketInfo(m.OOB[:m.NN]))
+			}
 			m.Flags = s.flags
 			m.Addr = s.as
 			k++
@@ -113,10 +117,11 @@ func (c *Conn) refillGRO(flags int) error {
 			if consumed {
 				continue
 			}
+			rewritten := as != nil
 			if as == nil {
 				as = m.Addr
 			}
-			g.segs = append(g.segs, groSegment{data: pass, as: as, oob: oob, flags: m.Flags})
+			g.segs = append(g.segs, groSegment{data: pass, as: as, oob: oob, flags: m.Flags, rewritten: rewritten})
 		}
 	}
 	if bf, ok := c.filter.(BatchFilter); ok {

@@ -104,6 +104,7 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 			}
 			if v.as != nil {
 				m.Addr = v.as
+				m.NN = len(stripPacketInfo(m.OOB[:m.NN]))
 			}
 			if kept != i {
 				dst := &ms[kept]
@@ -217,6 +218,29 @@ func (c *Conn) writeGSO(pkts [][]byte, to *net.UDPAddr) error {
 
 // SyscallConn exposes the socket for quic-go's option setting (buffers, DF, GSO probing).
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.UDPConn.SyscallConn() }
+
+// stripPacketInfo removes IP_PKTINFO / IPV6_PKTINFO from received control messages, in place,
+// and returns what is left. A packet whose source the filter rewrote belongs to a virtual peer:
+// the local address it happened to arrive on (loopback, for a packet fed back into the socket,
+// or one interface of several) must not become the source of every reply, which is what
+// quic-go does with packet info.
+func stripPacketInfo(oob []byte) []byte {
+	out := oob[:0]
+	rest := oob
+	for len(rest) > 0 {
+		hdr, _, next, err := unix.ParseOneSocketControlMessage(rest)
+		if err != nil {
+			return out
+		}
+		msg := rest[:len(rest)-len(next)]
+		if !(hdr.Level == unix.IPPROTO_IP && hdr.Type == unix.IP_PKTINFO) &&
+			!(hdr.Level == unix.IPPROTO_IPV6 && hdr.Type == unix.IPV6_PKTINFO) {
+			out = append(out, msg...)
+		}
+		rest = next
+	}
+	return out
+}
 
 // SegmentSize returns the UDP GSO segment size carried in oob, or 0 if there is none.
 func SegmentSize(oob []byte) int {

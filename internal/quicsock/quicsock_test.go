@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/xp2p/xp2p/internal/tlsconf"
 )
@@ -263,3 +264,65 @@ func TestSegmentSizeCmsg(t *testing.T) {
 }
 
 func uintptrOf(p *byte) uintptr { return uintptr(unsafe.Pointer(p)) }
+
+// TestRewrittenSourceLosesPacketInfo: a packet whose source the filter rewrites must reach quic-go
+// without IP_PKTINFO, or quic-go would send every reply from the address it arrived on (loopback,
+// for a packet fed back into the socket).
+func TestRewrittenSourceLosesPacketInfo(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gro=%v", gro), func(t *testing.T) {
+			uc, err := net.ListenUDP("udp4", &net.UDPAddr{}) // unspecified, as clients bind
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { uc.Close() })
+			rc, _ := uc.SyscallConn()
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1) })
+			c := New(uc, &markFilter{alias: &net.UDPAddr{IP: net.IPv4(240, 0, 0, 9), Port: 1}})
+			if gro && !c.EnableGRO() {
+				t.Skip("UDP GRO not supported")
+			}
+			sender := listen(t)
+			to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: uc.LocalAddr().(*net.UDPAddr).Port}
+			sender.WriteToUDP([]byte("plain"), to)
+			sender.WriteToUDP([]byte("Srewritten"), to)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var got int
+			for got < 2 {
+				ms, _ := slots(8)
+				n, err := c.ReadBatch(ms, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range n {
+					has := hasPacketInfo(ms[i].OOB[:ms[i].NN])
+					switch string(ms[i].Buffers[0][:ms[i].N]) {
+					case "plain":
+						if !has {
+							t.Error("a packet from a real peer lost its packet info")
+						}
+					case "rewritten":
+						if has {
+							t.Error("a packet with a rewritten source kept its packet info")
+						}
+					}
+					got++
+				}
+			}
+		})
+	}
+}
+
+func hasPacketInfo(oob []byte) bool {
+	for len(oob) > 0 {
+		hdr, _, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			return false
+		}
+		if hdr.Level == unix.IPPROTO_IP && hdr.Type == unix.IP_PKTINFO {
+			return true
+		}
+		oob = rest
+	}
+	return false
+}
