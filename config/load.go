@@ -38,28 +38,32 @@ func LoadClient(path string) (*Client, []string, error) {
 // ParseServer decodes and validates a server config; name is used in error messages. It returns
 // warnings for frp keys that xp2p accepts but ignores.
 func ParseServer(name string, data []byte) (*Server, []string, error) {
-	var c Server
-	pos, warnings, unknown, err := decode(name, data, &c)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := merge(unknown, c.complete(name, pos)); err != nil {
-		return nil, nil, err
-	}
-	return &c, warnings, nil
+	return parse[Server](name, data)
 }
 
 // ParseClient decodes and validates a client config; name is used in error messages.
 func ParseClient(name string, data []byte) (*Client, []string, error) {
-	var c Client
-	pos, warnings, unknown, err := decode(name, data, &c)
+	return parse[Client](name, data)
+}
+
+// completer is a config that applies its defaults and validates itself.
+type completer interface {
+	complete(file string, pos positions) error
+}
+
+func parse[T any, PT interface {
+	*T
+	completer
+}](name string, data []byte) (*T, []string, error) {
+	c := PT(new(T))
+	pos, warnings, unknown, err := decode(name, data, c)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := merge(unknown, c.complete(name, pos)); err != nil {
 		return nil, nil, err
 	}
-	return &c, warnings, nil
+	return (*T)(c), warnings, nil
 }
 
 // decode renders environment templates, checks syntax, decodes strictly into v and lists

@@ -162,25 +162,13 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 			if tp.group != req.Group {
 				return 0, fmt.Errorf("remotePort %d: %w (by another proxy, not in group %q)", req.RemotePort, ErrPortInUse, req.Group)
 			}
-			if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
-				return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
-			}
-			old := *tp.members.Load()
-			next := append(append([]*member(nil), old...), m)
-			tp.members.Store(&next)
-			return tp.port, nil
+			return tp.join(m, req)
 		}
 	} else if req.Group != "" {
 		// A group on a random port: join an existing group of that name if there is one.
 		for _, tp := range p.tcpPorts {
 			if tp.group == req.Group {
-				if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
-					return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
-				}
-				old := *tp.members.Load()
-				next := append(append([]*member(nil), old...), m)
-				tp.members.Store(&next)
-				return tp.port, nil
+				return tp.join(m, req)
 			}
 		}
 	}
@@ -202,6 +190,17 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 	tp.members.Store(&members)
 	p.tcpPorts[tp.port] = tp
 	go p.acceptTCP(tp)
+	return tp.port, nil
+}
+
+// join adds m to the group on this port if it knows the group's key.
+func (tp *tcpPort) join(m *member, req *wire.NewProxy) (int, error) {
+	if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
+		return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
+	}
+	old := *tp.members.Load()
+	next := append(append([]*member(nil), old...), m)
+	tp.members.Store(&next)
 	return tp.port, nil
 }
 

@@ -132,15 +132,8 @@ func (c *Conn) refillGRO(flags int) error {
 
 // groSegmentSize returns the segment size a GRO read reported in oob, or 0.
 func groSegmentSize(oob []byte) int {
-	for len(oob) > 0 {
-		hdr, body, rest, err := unix.ParseOneSocketControlMessage(oob)
-		if err != nil {
-			return 0
-		}
-		if hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_GRO && len(body) >= 4 {
-			return int(binary.NativeEndian.Uint32(body))
-		}
-		oob = rest
+	if b := cmsgData(oob, unix.SOL_UDP, unix.UDP_GRO); len(b) >= 4 {
+		return int(binary.NativeEndian.Uint32(b))
 	}
 	return 0
 }

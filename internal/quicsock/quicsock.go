@@ -242,17 +242,26 @@ func stripPacketInfo(oob []byte) []byte {
 	return out
 }
 
-// SegmentSize returns the UDP GSO segment size carried in oob, or 0 if there is none.
-func SegmentSize(oob []byte) int {
+// cmsgData returns the data of the first control message of level and typ in oob (a subslice,
+// so it can be patched in place), or nil.
+func cmsgData(oob []byte, level, typ int32) []byte {
 	for len(oob) > 0 {
 		hdr, body, rest, err := unix.ParseOneSocketControlMessage(oob)
 		if err != nil {
-			return 0
+			return nil
 		}
-		if hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_SEGMENT && len(body) >= 2 {
-			return int(binary.NativeEndian.Uint16(body))
+		if hdr.Level == level && hdr.Type == typ {
+			return body
 		}
 		oob = rest
+	}
+	return nil
+}
+
+// SegmentSize returns the UDP GSO segment size carried in oob, or 0 if there is none.
+func SegmentSize(oob []byte) int {
+	if b := cmsgData(oob, unix.SOL_UDP, unix.UDP_SEGMENT); len(b) >= 2 {
+		return int(binary.NativeEndian.Uint16(b))
 	}
 	return 0
 }
@@ -297,17 +306,8 @@ func isGSOError(err error) bool {
 // WithSegmentSize returns a copy of oob whose GSO segment size is size (oob must carry one).
 func WithSegmentSize(oob []byte, size int) []byte {
 	out := append([]byte(nil), oob...)
-	rest := out
-	for len(rest) > 0 {
-		hdr, body, next, err := unix.ParseOneSocketControlMessage(rest)
-		if err != nil {
-			return out
-		}
-		if hdr.Level == unix.SOL_UDP && hdr.Type == unix.UDP_SEGMENT && len(body) >= 2 {
-			binary.NativeEndian.PutUint16(body, uint16(size))
-			return out
-		}
-		rest = next
+	if b := cmsgData(out, unix.SOL_UDP, unix.UDP_SEGMENT); len(b) >= 2 {
+		binary.NativeEndian.PutUint16(b, uint16(size))
 	}
 	return out
 }
