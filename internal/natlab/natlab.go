@@ -1,0 +1,323 @@
+// Package natlab builds a NAT lab for tests: Linux network namespaces joined by veth pairs and
+// bridges, with nftables NATs of the kinds xp2p must handle, hosts behind them, a public server
+// and a public user. Tests run xp2p as real processes inside the namespaces and reach services
+// there through sockets the test process opens in those namespaces.
+//
+// Topology (prefix P, one NAT per side, sides A, B, ...):
+//
+//	P-wan   bridge of the public segment 203.0.113.0/24
+//	P-srv   203.0.113.1   the xp2p server
+//	P-pub   203.0.113.2   a user on the internet side
+//	P-natA  203.0.113.10 (wan0) and 10.1.0.1/24 (lan bridge)   side A's NAT
+//	P-A1    10.1.0.2, P-A2 10.1.0.3, ...                      hosts behind it
+//	P-natB  203.0.113.20 and 10.2.0.1/24; P-B1 10.2.0.2, ...
+//
+// NAT kinds follow ../shared/natlab.sh: easy (masquerade: endpoint-independent mapping with
+// port preservation, address-and-port-dependent filtering), sym (masquerade random: a new random
+// port per destination), open (easy, plus every inbound port 1024-65535 forwarded to the first
+// host: full cone), noudp (easy, all outbound UDP dropped), none (hosts on the public segment).
+package natlab
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// NAT kinds.
+const (
+	Easy  = "easy"
+	Sym   = "sym"
+	Open  = "open"
+	NoUDP = "noudp"
+	None  = "none"
+)
+
+// Addresses of the public hosts.
+const (
+	ServerIP = "203.0.113.1"
+	PublicIP = "203.0.113.2"
+)
+
+// Side is one NAT and the hosts behind it.
+type Side struct {
+	Name  string // "A", "B", ...: hosts are Name+"1", Name+"2", ...
+	NAT   string
+	Hosts int // default 1
+}
+
+// Config describes a lab.
+type Config struct {
+	Sides []Side
+	// UDPTimeout, if set, shortens the NATs' UDP mapping lifetime (conntrack timeouts).
+	UDPTimeout time.Duration
+}
+
+// Lab is a running lab; it is torn down when the test ends.
+type Lab struct {
+	t      testing.TB
+	prefix string
+	hosts  map[string]string // host name → IP
+	sides  map[string]Side
+}
+
+// Require skips the test when the lab cannot run here (not root, tools missing), or fails it
+// when XP2P_LAB_REQUIRED=1 (as in CI), where a skipped lab would hide a broken environment.
+func Require(t testing.TB) {
+	t.Helper()
+	why := ""
+	switch {
+	case os.Geteuid() != 0:
+		why = "the NAT lab needs root (network namespaces, nftables)"
+	default:
+		for _, tool := range []string{"ip", "nft"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				why = fmt.Sprintf("the NAT lab needs %q (apt-get install iproute2 nftables)", tool)
+				break
+			}
+		}
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("XP2P_LAB_REQUIRED") == "1" {
+		t.Fatalf("XP2P_LAB_REQUIRED=1 but %s", why)
+	}
+	t.Skipf("skipping NAT lab test: %s (run as root to include it; CI sets XP2P_LAB_REQUIRED=1)", why)
+}
+
+// New builds a lab; Require is called first.
+func New(t testing.TB, cfg Config) *Lab {
+	t.Helper()
+	Require(t)
+	id := make([]byte, 3)
+	rand.Read(id)
+	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}}
+	t.Cleanup(l.destroy)
+	if err := l.build(cfg); err != nil {
+		t.Fatalf("natlab: %v", err)
+	}
+	return l
+}
+
+// NS returns the namespace name of a host ("srv", "pub", "natA", "A1", ...).
+func (l *Lab) NS(host string) string { return l.prefix + host }
+
+// IP returns a host's address.
+func (l *Lab) IP(host string) string {
+	ip, ok := l.hosts[host]
+	if !ok {
+		l.t.Fatalf("natlab: no host %q", host)
+	}
+	return ip
+}
+
+// NATIP returns the public address of a side's NAT.
+func (l *Lab) NATIP(side string) string { return l.IP("nat" + side) }
+
+func (l *Lab) build(cfg Config) error {
+	if err := l.netns("wan", "srv", "pub"); err != nil {
+		return err
+	}
+	cmds := [][]string{
+		{"ip", "-n", l.NS("wan"), "link", "add", "br0", "type", "bridge"},
+		{"ip", "-n", l.NS("wan"), "link", "set", "br0", "up"},
+	}
+	if err := run(cmds...); err != nil {
+		return err
+	}
+	if err := l.attachPublic("srv", ServerIP); err != nil {
+		return err
+	}
+	if err := l.attachPublic("pub", PublicIP); err != nil {
+		return err
+	}
+	for i, s := range cfg.Sides {
+		if s.Hosts == 0 {
+			s.Hosts = 1
+		}
+		l.sides[s.Name] = s
+		if err := l.buildSide(i, s, cfg.UDPTimeout); err != nil {
+			return fmt.Errorf("side %s (%s): %w", s.Name, s.NAT, err)
+		}
+	}
+	return nil
+}
+
+// netns creates namespaces with their loopback up.
+func (l *Lab) netns(names ...string) error {
+	for _, n := range names {
+		if err := run([]string{"ip", "netns", "add", l.NS(n)}, []string{"ip", "-n", l.NS(n), "link", "set", "lo", "up"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attachPublic puts a host on the public segment with addr.
+func (l *Lab) attachPublic(host, addr string) error {
+	l.hosts[host] = addr
+	peer := "v-" + host
+	return run(
+		[]string{"ip", "link", "add", "eth0", "netns", l.NS(host), "type", "veth", "peer", "name", peer, "netns", l.NS("wan")},
+		[]string{"ip", "-n", l.NS("wan"), "link", "set", peer, "master", "br0"},
+		[]string{"ip", "-n", l.NS("wan"), "link", "set", peer, "up"},
+		[]string{"ip", "-n", l.NS(host), "addr", "add", addr + "/24", "dev", "eth0"},
+		[]string{"ip", "-n", l.NS(host), "link", "set", "eth0", "up"},
+	)
+}
+
+func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
+	if s.NAT == None {
+		for j := range s.Hosts {
+			host := fmt.Sprintf("%s%d", s.Name, j+1)
+			if err := l.netns(host); err != nil {
+				return err
+			}
+			if err := l.attachPublic(host, fmt.Sprintf("203.0.113.%d", 10*(i+1)+j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	nat := "nat" + s.Name
+	pub := fmt.Sprintf("203.0.113.%d", 10*(i+1))
+	lan := fmt.Sprintf("10.%d.0", i+1)
+	if err := l.netns(nat); err != nil {
+		return err
+	}
+	l.hosts[nat] = pub
+	peer := "v-" + nat
+	cmds := [][]string{
+		{"ip", "link", "add", "wan0", "netns", l.NS(nat), "type", "veth", "peer", "name", peer, "netns", l.NS("wan")},
+		{"ip", "-n", l.NS("wan"), "link", "set", peer, "master", "br0"},
+		{"ip", "-n", l.NS("wan"), "link", "set", peer, "up"},
+		{"ip", "-n", l.NS(nat), "addr", "add", pub + "/24", "dev", "wan0"},
+		{"ip", "-n", l.NS(nat), "link", "set", "wan0", "up"},
+		{"ip", "-n", l.NS(nat), "link", "add", "lan0", "type", "bridge"},
+		{"ip", "-n", l.NS(nat), "addr", "add", lan + ".1/24", "dev", "lan0"},
+		{"ip", "-n", l.NS(nat), "link", "set", "lan0", "up"},
+		{"ip", "netns", "exec", l.NS(nat), "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+	if udpTimeout > 0 {
+		secs := fmt.Sprint(int(udpTimeout.Seconds()))
+		cmds = append(cmds, []string{"ip", "netns", "exec", l.NS(nat), "sysctl", "-qw",
+			"net.netfilter.nf_conntrack_udp_timeout=" + secs, "net.netfilter.nf_conntrack_udp_timeout_stream=" + secs})
+	}
+	for j := range s.Hosts {
+		host := fmt.Sprintf("%s%d", s.Name, j+1)
+		addr := fmt.Sprintf("%s.%d", lan, j+2)
+		l.hosts[host] = addr
+		hp := fmt.Sprintf("h%d", j+1)
+		if err := l.netns(host); err != nil {
+			return err
+		}
+		cmds = append(cmds,
+			[]string{"ip", "link", "add", "eth0", "netns", l.NS(host), "type", "veth", "peer", "name", hp, "netns", l.NS(nat)},
+			[]string{"ip", "-n", l.NS(nat), "link", "set", hp, "master", "lan0"},
+			[]string{"ip", "-n", l.NS(nat), "link", "set", hp, "up"},
+			[]string{"ip", "-n", l.NS(host), "addr", "add", addr + "/24", "dev", "eth0"},
+			[]string{"ip", "-n", l.NS(host), "link", "set", "eth0", "up"},
+			[]string{"ip", "-n", l.NS(host), "route", "add", "default", "via", lan + ".1"},
+		)
+	}
+	if err := run(cmds...); err != nil {
+		return err
+	}
+	return l.nft(nat, natRules(s.NAT, lan))
+}
+
+// natRules returns the nftables ruleset of a NAT kind, as in ../shared/natlab.sh.
+func natRules(kind, lan string) string {
+	masq, extra, udpOut := "masquerade", "", ""
+	switch kind {
+	case Sym:
+		masq = "masquerade random"
+	case Open:
+		extra = `iifname "wan0" meta l4proto { tcp, udp } th dport 1024-65535 dnat to ` + lan + `.2`
+	case NoUDP:
+		udpOut = `iifname "lan0" meta l4proto udp drop`
+	}
+	return `table ip nat {
+  chain pre {
+    type nat hook prerouting priority -100;
+    ` + extra + `
+  }
+  chain post {
+    type nat hook postrouting priority 100;
+    oifname "wan0" ` + masq + `
+  }
+}
+table ip filter {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ` + udpOut + `
+    ct state established,related accept
+    ct status dnat accept
+    iifname "lan0" accept
+  }
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "wan0" ct state new drop
+  }
+}
+`
+}
+
+// nft loads rules into a namespace.
+func (l *Lab) nft(host, rules string) error {
+	cmd := exec.Command("ip", "netns", "exec", l.NS(host), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft in %s: %v: %s", host, err, out)
+	}
+	return nil
+}
+
+// NFT applies extra nftables rules in a host's namespace (e.g. to block a path for a while).
+func (l *Lab) NFT(host, rules string) {
+	l.t.Helper()
+	if err := l.nft(host, rules); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// Exec runs a command in a host's namespace and returns its combined output.
+func (l *Lab) Exec(host string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", l.NS(host)}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// FlushConntrack forgets every connection a NAT tracks: its mappings go, as after a reboot or a
+// timeout.
+func (l *Lab) FlushConntrack(side string) {
+	l.t.Helper()
+	if out, err := l.Exec("nat"+side, "conntrack", "-F"); err != nil && !strings.Contains(out, "emptied") {
+		l.t.Fatalf("conntrack -F in nat%s: %v: %s", side, err, out)
+	}
+}
+
+func (l *Lab) destroy() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if strings.HasPrefix(name, l.prefix) {
+			exec.Command("ip", "netns", "del", name).Run()
+		}
+	}
+}
+
+func run(cmds ...[]string) error {
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}

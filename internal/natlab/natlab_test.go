@@ -1,0 +1,125 @@
+package natlab
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// recvFrom waits up to d for one datagram and returns its source (invalid if none came).
+func recvFrom(pc net.PacketConn, d time.Duration) netip.AddrPort {
+	pc.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 1500)
+	_, a, err := pc.ReadFrom(buf)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return a.(*net.UDPAddr).AddrPort()
+}
+
+func send(t *testing.T, pc net.PacketConn, to string) {
+	t.Helper()
+	ua, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.WriteTo([]byte("probe"), ua); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mapped sends from a host socket to a public listener and returns the source it saw.
+func mapped(t *testing.T, host net.PacketConn, listener net.PacketConn, listenerAddr string) netip.AddrPort {
+	t.Helper()
+	send(t, host, listenerAddr)
+	src := recvFrom(listener, 2*time.Second)
+	if !src.IsValid() {
+		t.Fatalf("nothing from the host reached %s", listenerAddr)
+	}
+	return src
+}
+
+func TestNATKinds(t *testing.T) {
+	t.Parallel()
+	l := New(t, Config{Sides: []Side{{Name: "E", NAT: Easy}, {Name: "S", NAT: Sym}, {Name: "O", NAT: Open}, {Name: "N", NAT: NoUDP}}})
+	srv := l.ListenPacket("srv", "udp4", ServerIP+":3478")
+	pub := l.ListenPacket("pub", "udp4", PublicIP+":3479")
+
+	t.Run("easy", func(t *testing.T) {
+		h := l.ListenPacket("E1", "udp4", ":40000")
+		a := mapped(t, h, srv, ServerIP+":3478")
+		b := mapped(t, h, pub, PublicIP+":3479")
+		if a != b {
+			t.Errorf("easy NAT mapped one socket to %s and %s: want endpoint-independent mapping", a, b)
+		}
+		if a.Port() != 40000 || a.Addr().String() != l.NATIP("E") {
+			t.Errorf("easy NAT mapping %s, want %s:40000 (port preserved)", a, l.NATIP("E"))
+		}
+		// Filtering: a third party may not send to the mapping.
+		other := l.ListenPacket("pub", "udp4", PublicIP+":3480")
+		send(t, other, a.String())
+		if got := recvFrom(h, 500*time.Millisecond); got.IsValid() {
+			t.Errorf("easy NAT let an unsolicited packet from %s in", got)
+		}
+		// But the destination may answer.
+		send(t, srv, a.String())
+		if got := recvFrom(h, 2*time.Second); !got.IsValid() {
+			t.Error("easy NAT dropped the answer of the destination")
+		}
+	})
+	t.Run("sym", func(t *testing.T) {
+		h := l.ListenPacket("S1", "udp4", ":40000")
+		a := mapped(t, h, srv, ServerIP+":3478")
+		b := mapped(t, h, pub, PublicIP+":3479")
+		if a == b {
+			t.Errorf("symmetric NAT mapped one socket to %s for two destinations: want a new mapping per destination", a)
+		}
+	})
+	t.Run("open", func(t *testing.T) {
+		h := l.ListenPacket("O1", "udp4", ":40000")
+		a := mapped(t, h, srv, ServerIP+":3478")
+		other := l.ListenPacket("pub", "udp4", PublicIP+":3481")
+		send(t, other, a.String())
+		if got := recvFrom(h, 2*time.Second); !got.IsValid() {
+			t.Errorf("open NAT dropped an unsolicited packet to %s", a)
+		}
+	})
+	t.Run("noudp", func(t *testing.T) {
+		h := l.ListenPacket("N1", "udp4", ":40000")
+		send(t, h, ServerIP+":3478")
+		if got := recvFrom(srv, 700*time.Millisecond); got.IsValid() {
+			t.Errorf("noudp NAT let UDP out (from %s)", got)
+		}
+		ln := l.Listen("srv", "tcp4", ServerIP+":3478")
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		c, err := l.Dial("N1", "tcp4", ServerIP+":3478", 2*time.Second)
+		if err != nil {
+			t.Fatalf("noudp NAT blocked TCP too: %v", err)
+		}
+		c.Close()
+	})
+}
+
+func TestUDPTimeoutAndSameLAN(t *testing.T) {
+	t.Parallel()
+	l := New(t, Config{Sides: []Side{{Name: "A", NAT: Easy, Hosts: 2}}, UDPTimeout: 2 * time.Second})
+	srv := l.ListenPacket("srv", "udp4", ServerIP+":3478")
+	h := l.ListenPacket("A1", "udp4", ":40000")
+	m := mapped(t, h, srv, ServerIP+":3478")
+	time.Sleep(3500 * time.Millisecond)
+	send(t, srv, m.String())
+	if got := recvFrom(h, 700*time.Millisecond); got.IsValid() {
+		t.Errorf("the mapping outlived the NAT's 2 s UDP timeout")
+	}
+	// Two hosts on one LAN reach each other directly.
+	h2 := l.ListenPacket("A2", "udp4", ":40001")
+	send(t, h, l.IP("A2")+":40001")
+	if got := recvFrom(h2, 2*time.Second); got.Addr().String() != l.IP("A1") {
+		t.Errorf("same-LAN packet came from %v, want %s", got, l.IP("A1"))
+	}
+}
