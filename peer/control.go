@@ -36,6 +36,34 @@ type control struct {
 
 	// relayOut queues relay frames for the TCP relay stream (clients without UDP).
 	relayOut chan []byte
+	// lastPong is when the server last answered a heartbeat (unix nanos).
+	lastPong atomic.Int64
+}
+
+// heartbeat pings the server every heartbeatInterval and ends the session when no answer came
+// for heartbeatTimeout.
+func (ctl *control) heartbeat(ctx context.Context) {
+	cfg := ctl.c.cfg
+	ctl.lastPong.Store(time.Now().UnixNano())
+	t := time.NewTicker(cfg.HeartbeatInterval())
+	defer t.Stop()
+	var seq uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if silent := time.Since(time.Unix(0, ctl.lastPong.Load())); silent > cfg.HeartbeatTimeout() {
+			ctl.c.log.Warn("server stopped answering heartbeats", "server", ctl.link.ep.Addr, "silent", silent.Round(time.Second))
+			ctl.sess.Close("heartbeat timeout")
+			return
+		}
+		seq++
+		if err := ctl.send(&wire.Ping{Seq: seq}); err != nil {
+			return
+		}
+	}
 }
 
 // sendRelayFrame queues a relay frame for the TCP relay stream; false if it had to be dropped.
@@ -267,7 +295,8 @@ func (l *serverLink) serve(ctl *control) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
 	}
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); ctl.heartbeat(ctx) }()
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
 	go func() { defer wg.Done(); l.runWorkPool(ctx, ctl) }()
 
@@ -312,6 +341,8 @@ func (l *serverLink) serve(ctl *control) error {
 			c.p2p.offer(ctl, m)
 		case *wire.EndSession:
 			c.p2p.end(m.SessionID, "server: "+m.Reason, false)
+		case *wire.Pong:
+			ctl.lastPong.Store(time.Now().UnixNano())
 		default:
 			c.log.Warn("unexpected control message from server", "type", msg.MessageType())
 		}

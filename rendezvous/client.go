@@ -228,6 +228,8 @@ func (c *client) controlLoop() error {
 			c.repunch(m.SessionID)
 		case *wire.Traffic:
 			c.s.Events.traffic(c, m)
+		case *wire.Ping:
+			c.send(&wire.Pong{Seq: m.Seq})
 		default:
 			return fmt.Errorf("unexpected %s on the control stream", msg.MessageType())
 		}

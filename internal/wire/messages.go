@@ -42,6 +42,8 @@ func init() {
 	register(func() Message { return new(Repunch) })
 	register(func() Message { return new(RelayStream) })
 	register(func() Message { return new(WorkConn) })
+	register(func() Message { return new(Ping) })
+	register(func() Message { return new(Pong) })
 }
 
 // Login is the first message a client sends on its control stream.
@@ -388,3 +390,22 @@ func (m *WorkConn) Validate() error {
 	}
 	return nil
 }
+
+// Ping is the client's heartbeat on its control stream; the server answers with Pong. Besides
+// proving the session alive in both directions (over TCP as over QUIC), it is large enough for a
+// restarted server to answer an old QUIC session with a stateless reset (quic-go ignores packets
+// under 43 bytes for that, QUIC keepalives among them).
+type Ping struct {
+	Seq uint64 `json:"seq"`
+}
+
+func (*Ping) MessageType() string { return "ping" }
+func (*Ping) Validate() error     { return nil }
+
+// Pong answers Ping.
+type Pong struct {
+	Seq uint64 `json:"seq"`
+}
+
+func (*Pong) MessageType() string { return "pong" }
+func (*Pong) Validate() error     { return nil }
