@@ -1,0 +1,603 @@
+// xp2p dashboard: plain JavaScript, no framework, no external resources. Every figure comes from
+// the JSON API of the same server and refreshes every 2 seconds.
+'use strict';
+
+const REFRESH_MS = 2000;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  page: 'overview',
+  selected: null,          // proxy name shown in the detail panel
+  totalRange: '15m',
+  proxyRange: '1h',
+  proxyType: '',
+  proxyFilter: '',
+  clientFilter: '',
+  sort: { key: 'name', asc: true },
+  authRequired: false,
+  timer: null,
+  running: false,
+  generation: 0,
+  last: {},                // latest answers, by endpoint
+};
+
+// ---------- formatting ----------
+
+const UNITS = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
+
+function scaled(n) {
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
+  return [n, i];
+}
+
+function fmtBytes(n) {
+  if (n == null || !isFinite(n)) return '–';
+  if (n === 0) return '0 B';
+  const [v, i] = scaled(n);
+  const digits = i === 0 ? 0 : v < 10 ? 2 : v < 100 ? 1 : 0;
+  return v.toFixed(digits) + ' ' + UNITS[i];
+}
+
+function fmtRate(n) {
+  if (n == null || !isFinite(n) || n < 0.5) return '0 B/s';
+  return fmtBytes(n) + '/s';
+}
+
+function fmtMs(ms) {
+  if (!ms) return '–';
+  if (ms < 1) return Math.round(ms * 1000) + ' µs';
+  if (ms < 10) return ms.toFixed(2) + ' ms';
+  if (ms < 1000) return ms.toFixed(ms < 100 ? 1 : 0) + ' ms';
+  return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+}
+
+function fmtAge(sec) {
+  sec = Math.max(0, Math.floor(sec || 0));
+  if (sec < 60) return sec + ' s';
+  const m = Math.floor(sec / 60);
+  if (m < 60) return m + ' min';
+  const h = Math.floor(m / 60);
+  if (h < 24) return h + ' h ' + (m % 60) + ' min';
+  const d = Math.floor(h / 24);
+  return d + ' d ' + (h % 24) + ' h';
+}
+
+function fmtInt(n) { return (n || 0).toLocaleString('en-US'); }
+
+function fmtClock(ms, seconds) {
+  const d = new Date(ms);
+  const p = (x) => String(x).padStart(2, '0');
+  return p(d.getHours()) + ':' + p(d.getMinutes()) + (seconds ? ':' + p(d.getSeconds()) : '');
+}
+
+function fmtDate(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? '' : d.toLocaleString();
+}
+
+function pct(x) { return Math.round(x * 100) + '%'; }
+
+// ---------- DOM helpers (text only: names come from clients and are never parsed as HTML) ----------
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  if (attrs) {
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v == null || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = v;
+      else e.setAttribute(k, v);
+    }
+  }
+  for (const c of children) {
+    if (c == null) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function setText(id, text, raw) {
+  const e = $(id);
+  if (!e) return;
+  if (e.textContent !== text) e.textContent = text;
+  if (raw !== undefined) e.dataset.value = String(raw);
+}
+
+function fillBody(table, rows, emptyText) {
+  const tbody = table.tBodies[0];
+  const cols = table.tHead.rows[0].cells.length;
+  if (!rows.length) {
+    rows = [el('tr', null, el('td', { class: 'empty', colspan: cols }, emptyText))];
+  }
+  tbody.replaceChildren(...rows);
+}
+
+function tag(type) { return el('span', { class: 'tag ' + type }, type); }
+function pill(kind, text) { return el('span', { class: 'pill ' + kind }, text || kind); }
+function mono(text) { return el('span', { class: 'mono' }, text); }
+function two(main, secondary) {
+  return el('div', null, el('div', { class: 'strong' }, main), secondary ? el('div', { class: 'secondary' }, secondary) : null);
+}
+
+// ---------- API ----------
+
+class AuthError extends Error {}
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, {
+    method: opts.method || 'GET',
+    credentials: 'same-origin',
+    cache: 'no-store',
+    headers: Object.assign({ 'X-Requested-With': 'xp2p-dashboard' }, opts.headers || {}),
+    body: opts.body,
+  });
+  let body = null;
+  try { body = await res.json(); } catch (e) { /* not JSON */ }
+  if (res.status === 401 && !opts.login) throw new AuthError((body && body.error) || 'authentication required');
+  if (!res.ok) {
+    const err = new Error((body && body.error) || res.status + ' ' + res.statusText);
+    err.status = res.status;
+    throw err;
+  }
+  return body;
+}
+
+// ---------- login ----------
+
+function showLogin(message) {
+  stopPolling();
+  $('app').hidden = true;
+  $('login').hidden = false;
+  $('login-error').textContent = message || '';
+  (($('login-user').value) ? $('login-password') : $('login-user')).focus();
+}
+
+async function submitLogin(ev) {
+  ev.preventDefault();
+  const btn = $('login-submit');
+  btn.disabled = true;
+  $('login-error').textContent = '';
+  try {
+    await api('/api/login', {
+      method: 'POST', login: true,
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user: $('login-user').value, password: $('login-password').value }),
+    });
+    $('login-password').value = '';
+    showApp();
+  } catch (e) {
+    $('login-error').textContent = e.status === 401 ? 'Wrong user or password.' : e.message;
+    $('login-password').select();
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function logout() {
+  try { await api('/api/logout', { method: 'POST' }); } catch (e) { /* gone anyway */ }
+  showLogin('Signed out.');
+}
+
+// ---------- navigation ----------
+
+function route() {
+  const h = decodeURIComponent(location.hash.replace(/^#/, ''));
+  let [page, ...rest] = h.split('/');
+  if (!['overview', 'clients', 'proxies', 'sessions'].includes(page)) page = 'overview';
+  state.page = page;
+  state.selected = page === 'proxies' && rest.length ? rest.join('/') : null;
+  for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('on', a.dataset.page === page);
+  for (const s of document.querySelectorAll('.page')) s.hidden = s.id !== 'page-' + page;
+  if (page !== 'proxies' || !state.selected) $('proxy-detail').hidden = true;
+  refresh();
+}
+
+function showApp() {
+  $('login').hidden = true;
+  $('app').hidden = false;
+  $('logout').hidden = !state.authRequired;
+  route();
+}
+
+function stopPolling() {
+  state.generation++;
+  clearTimeout(state.timer);
+  state.timer = null;
+}
+
+// refresh fetches what the current page shows, renders it, and schedules the next refresh.
+async function refresh() {
+  stopPolling();
+  const gen = state.generation;
+  try {
+    const page = state.page;
+    const jobs = { overview: api('/api/overview') };
+    if (page === 'overview') {
+      jobs.traffic = api('/api/traffic?range=' + state.totalRange);
+      jobs.proxies = api('/api/proxies');
+    } else if (page === 'clients') {
+      jobs.clients = api('/api/clients');
+    } else if (page === 'proxies') {
+      jobs.proxies = api('/api/proxies');
+      if (state.selected) {
+        jobs.proxyTraffic = api('/api/proxies/' + encodeURIComponent(state.selected) + '/traffic?range=' + state.proxyRange)
+          .catch((e) => { if (e.status === 404) return null; throw e; });
+      }
+    } else if (page === 'sessions') {
+      jobs.sessions = api('/api/sessions');
+    }
+    const data = {};
+    for (const [k, p] of Object.entries(jobs)) data[k] = await p;
+    if (gen !== state.generation) return;
+    Object.assign(state.last, data);
+    render(page, data);
+    setLive(true);
+  } catch (e) {
+    if (gen !== state.generation) return;
+    if (e instanceof AuthError) { showLogin('Your session ended; please sign in again.'); return; }
+    setLive(false, e.message);
+  }
+  if (gen === state.generation) state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+function setLive(ok, why) {
+  const live = $('live');
+  live.classList.toggle('ok', ok);
+  live.classList.toggle('bad', !ok);
+  setText('live-text', ok ? 'live' : 'disconnected');
+  live.title = ok ? 'Figures refresh every 2 seconds' : 'Cannot reach the server: ' + (why || '') + '. Retrying.';
+}
+
+function render(page, d) {
+  renderHeader(d.overview);
+  if (page === 'overview') renderOverview(d.overview, d.traffic, d.proxies);
+  if (page === 'clients') renderClients(d.clients);
+  if (page === 'proxies') renderProxies(d.proxies, d.proxyTraffic);
+  if (page === 'sessions') renderSessions(d.overview, d.sessions);
+}
+
+function renderHeader(o) {
+  setText('version', 'v' + o.version);
+  setText('uptime', fmtAge(o.uptimeSeconds));
+  setText('count-clients', String(o.clientsOnline));
+  setText('count-proxies', String(o.proxies.online));
+  setText('count-sessions', o.p2p.active ? String(o.p2p.active) : '');
+}
+
+// ---------- overview ----------
+
+function renderOverview(o, traffic, proxies) {
+  setText('ov-clients', fmtInt(o.clientsOnline), o.clientsOnline);
+  setText('ov-clients-sub', o.clientsOnline === 1 ? '1 machine connected' : fmtInt(o.clientsOnline) + ' machines connected');
+  setText('ov-proxies', fmtInt(o.proxies.online), o.proxies.online);
+  const types = Object.entries(o.proxies.byType).filter(([, n]) => n > 0).map(([t, n]) => n + ' ' + t);
+  setText('ov-proxies-sub', (types.length ? types.join(' · ') : 'none online') + (o.proxies.offline ? ' · ' + o.proxies.offline + ' offline' : ''));
+  setText('ov-conns', fmtInt(o.connections), o.connections);
+  const t = o.traffic;
+  setText('ov-in', fmtBytes(t.in), t.in);
+  setText('ov-in-sub', 'today ' + fmtBytes(t.todayIn) + ' · ' + fmtRate(t.rateIn));
+  setText('ov-out', fmtBytes(t.out), t.out);
+  setText('ov-out-sub', 'today ' + fmtBytes(t.todayOut) + ' · ' + fmtRate(t.rateOut));
+  setText('ov-p2p', fmtBytes(t.p2p), t.p2p);
+  setText('ov-p2p-sub', 'today ' + fmtBytes(t.todayP2p) + ' · ' + fmtRate(t.rateP2p));
+  const p = o.p2p;
+  setText('ov-sessions', fmtInt(p.active), p.active);
+  const decided = p.direct + p.relayed + p.failed;
+  setText('ov-sessions-sub', fmtInt(p.attempts) + ' attempts' + (decided ? ' · ' + pct(p.directRatio) + ' direct' : '') +
+    (p.timeToDirectP50Ms ? ' · punch ' + fmtMs(p.timeToDirectP50Ms) : ''));
+  const af = o.authFailures;
+  setText('ov-auth', fmtInt(af.clients + af.dashboard), af.clients + af.dashboard);
+  setText('ov-auth-sub', af.clients + ' client tokens · ' + af.dashboard + ' dashboard');
+
+  drawChart($('chart-total'), traffic, ['in', 'out', 'p2p'], { seconds: traffic.step < 60 });
+
+  const today = (x) => x.todayIn + x.todayOut + (x.p2p ? x.p2p.today : 0);
+  const top = proxies.slice().sort((a, b) => today(b) - today(a) || a.name.localeCompare(b.name)).slice(0, 6);
+  fillBody($('top-proxies'), top.map((x) => {
+    const isP2P = x.type === 'xp2p';
+    const tr = el('tr', { 'data-name': x.name },
+      el('td', null, el('a', { href: '#proxies/' + encodeURIComponent(x.name) }, x.name)),
+      el('td', null, tag(x.type)),
+      el('td', { class: 'num' }, isP2P ? '–' : fmtBytes(x.todayIn)),
+      el('td', { class: 'num' }, isP2P ? fmtBytes(x.p2p.today) + ' P2P' : fmtBytes(x.todayOut)),
+      el('td', { class: 'num' }, fmtRate(isP2P ? x.p2p.rate : x.rateIn + x.rateOut)),
+      el('td', { class: 'num' }, isP2P ? String(x.p2p.sessions) + ' sess.' : fmtInt(x.connections)));
+    return tr;
+  }), 'No proxies yet. Clients register them with [[proxies]] in client.toml.');
+}
+
+// ---------- clients ----------
+
+function renderClients(clients) {
+  const f = state.clientFilter.toLowerCase();
+  const rows = clients.filter((c) => !f || [c.hostname, c.id, c.address, c.user, c.nat, ...c.proxies].join(' ').toLowerCase().includes(f))
+    .map((c) => el('tr', { 'data-id': c.id },
+      el('td', null, two(c.hostname || c.id, (c.user ? c.user + ' · ' : '') + c.id)),
+      el('td', null, mono(c.address), c.privateAddrs.length ? el('div', { class: 'secondary', title: c.privateAddrs.join('\n') }, c.privateAddrs.length + ' LAN candidate' + (c.privateAddrs.length > 1 ? 's' : '')) : null),
+      el('td', null, el('span', { class: 'tag' }, c.transport)),
+      el('td', null, c.nat ? c.nat : el('span', { class: 'secondary', title: 'The client did not report its NAT behaviour' }, 'not measured')),
+      el('td', null, c.version),
+      el('td', { title: fmtDate(c.since) }, fmtAge(c.onlineSeconds)),
+      el('td', null, c.proxies.length ? el('div', { class: 'chips' }, ...c.proxies.map((p) => el('span', { class: 'chip' }, p))) : el('span', { class: 'secondary' }, 'none')),
+      el('td', { class: 'num' }, String(c.sessions))));
+  fillBody($('clients-table'), rows, clients.length ? 'No client matches the filter.' : 'No clients online.');
+}
+
+// ---------- proxies ----------
+
+function proxyToday(p) { return p.type === 'xp2p' ? p.p2p.today : p.todayIn + p.todayOut; }
+function proxyRate(p) { return p.type === 'xp2p' ? p.p2p.rate : p.rateIn + p.rateOut; }
+function proxyTotal(p) { return p.type === 'xp2p' ? p.p2p.relayBytes + p.p2p.directBytes : p.bytesIn + p.bytesOut; }
+
+const sorters = {
+  name: (a, b) => a.name.localeCompare(b.name),
+  type: (a, b) => a.type.localeCompare(b.type),
+  port: (a, b) => (a.remotePort || 0) - (b.remotePort || 0),
+  status: (a, b) => a.status.localeCompare(b.status),
+  conns: (a, b) => (a.p2p ? a.p2p.sessions : a.connections) - (b.p2p ? b.p2p.sessions : b.connections),
+  today: (a, b) => proxyToday(a) - proxyToday(b),
+  total: (a, b) => proxyTotal(a) - proxyTotal(b),
+  rate: (a, b) => proxyRate(a) - proxyRate(b),
+};
+
+function renderProxies(proxies, traffic) {
+  const f = state.proxyFilter.toLowerCase();
+  let list = proxies.filter((p) => (!state.proxyType || p.type === state.proxyType) &&
+    (!f || [p.name, p.type, String(p.remotePort || ''), ...p.owners.map((o) => o.hostname + ' ' + o.id)].join(' ').toLowerCase().includes(f)));
+  const cmp = sorters[state.sort.key] || sorters.name;
+  list.sort((a, b) => (state.sort.asc ? 1 : -1) * (cmp(a, b) || sorters.name(a, b)));
+  for (const th of $('proxies-table').tHead.rows[0].cells) {
+    th.classList.toggle('sorted', th.dataset.sort === state.sort.key);
+    th.classList.toggle('asc', th.dataset.sort === state.sort.key && state.sort.asc);
+  }
+  const rows = list.map((p) => {
+    const isP2P = p.type === 'xp2p';
+    const owners = p.owners.map((o) => o.hostname || o.id).join(', ');
+    return el('tr', { 'data-name': p.name, class: p.name === state.selected ? 'selected' : null },
+      el('td', { class: 'strong' }, p.name),
+      el('td', null, tag(p.type)),
+      el('td', null, isP2P ? el('span', { class: 'secondary' }, 'P2P service') : p.remotePort ? mono(':' + p.remotePort) : '–'),
+      el('td', null, pill(p.status)),
+      el('td', null, owners || el('span', { class: 'secondary' }, '–')),
+      el('td', { class: 'num', title: isP2P ? 'active P2P sessions' : fmtInt(p.totalConnections) + ' in total' }, isP2P ? p.p2p.sessions + ' sess.' : fmtInt(p.connections)),
+      el('td', { class: 'num', 'data-bytes': proxyToday(p) }, fmtBytes(proxyToday(p))),
+      el('td', { class: 'num' }, isP2P
+        ? el('span', { class: 'split', title: 'P2P bytes, both directions: relayed + direct' }, el('span', { class: 'p2p' }, fmtBytes(p.p2p.relayBytes + p.p2p.directBytes)))
+        : el('span', { class: 'split' }, el('span', { class: 'in' }, fmtBytes(p.bytesIn)), el('span', { class: 'arrow' }, '/'), el('span', { class: 'out' }, fmtBytes(p.bytesOut)))),
+      el('td', { class: 'num' }, fmtRate(proxyRate(p))));
+  });
+  fillBody($('proxies-table'), rows, proxies.length ? 'No proxy matches the filter.' : 'No proxies yet. Clients register them with [[proxies]] in client.toml.');
+  renderProxyDetail(proxies.find((p) => p.name === state.selected), traffic);
+}
+
+function fact(label, value) { return el('div', null, el('span', null, label), value); }
+
+function renderProxyDetail(p, traffic) {
+  const panel = $('proxy-detail');
+  if (!state.selected) { panel.hidden = true; return; }
+  panel.hidden = false;
+  setText('pd-name', state.selected);
+  if (!p) {
+    $('pd-type').hidden = true;
+    $('pd-status').replaceWith(Object.assign(pill('offline', 'unknown'), { id: 'pd-status' }));
+    $('pd-facts').replaceChildren(el('div', { class: 'muted' }, 'The server does not know this proxy (any more).'));
+    $('chart-proxy').replaceChildren();
+    $('pd-legend').replaceChildren();
+    return;
+  }
+  const type = $('pd-type');
+  type.hidden = false;
+  type.className = 'tag ' + p.type;
+  type.textContent = p.type;
+  $('pd-status').replaceWith(Object.assign(pill(p.status), { id: 'pd-status' }));
+  const owners = p.owners.map((o) => (o.hostname || o.id) + ' (' + o.address + ')').join(', ') || '–';
+  const facts = [];
+  if (p.type === 'xp2p') {
+    facts.push(fact('Service', 'P2P, reached by visitors'),
+      fact('Provider', owners),
+      fact('Active sessions', String(p.p2p.sessions)),
+      fact('Today', fmtBytes(p.p2p.today)),
+      fact('Relayed', fmtBytes(p.p2p.relayBytes)),
+      fact('Direct', fmtBytes(p.p2p.directBytes)),
+      fact('Rate', fmtRate(p.p2p.rate)));
+  } else {
+    facts.push(fact('Remote port', p.remotePort ? String(p.remotePort) : '–'),
+      fact('Client', owners),
+      fact('Connections', fmtInt(p.connections) + ' open · ' + fmtInt(p.totalConnections) + ' total'),
+      fact('Today', fmtBytes(p.todayIn) + ' in · ' + fmtBytes(p.todayOut) + ' out'),
+      fact('Total', fmtBytes(p.bytesIn) + ' in · ' + fmtBytes(p.bytesOut) + ' out'),
+      fact('Rate', fmtRate(p.rateIn) + ' in · ' + fmtRate(p.rateOut) + ' out'));
+  }
+  $('pd-facts').replaceChildren(...facts);
+  const keys = p.type === 'xp2p' ? ['p2p'] : ['in', 'out'];
+  $('pd-legend').replaceChildren(...keys.map((k) => el('span', null, el('i', { class: 'dot ' + k }), k === 'p2p' ? 'P2P (both directions)' : k)));
+  if (traffic) drawChart($('chart-proxy'), traffic, keys, { seconds: traffic.step < 60 });
+}
+
+// ---------- P2P sessions ----------
+
+function sideName(s) { return s.hostname || s.clientId; }
+
+function renderSessions(o, s) {
+  const p = o.p2p;
+  setText('ss-active', fmtInt(p.active), p.active);
+  setText('ss-active-sub', fmtInt(p.attempts) + ' paired since start');
+  const decided = p.direct + p.relayed + p.failed;
+  setText('ss-direct', decided ? pct(p.directRatio) : '–');
+  setText('ss-direct-sub', p.direct + ' direct · ' + p.relayed + ' relay only · ' + p.failed + ' failed');
+  setText('ss-punch', fmtMs(p.timeToDirectP50Ms));
+  setText('ss-punch-sub', p.timeToDirectP90Ms ? 'median · 90% under ' + fmtMs(p.timeToDirectP90Ms) : 'median hole-punching time');
+  setText('ss-ready', fmtMs(p.timeToReadyP50Ms));
+
+  fillBody($('sessions-table'), s.active.map((x) => el('tr', { 'data-id': x.id },
+    el('td', null, two(x.service, x.id.slice(0, 8))),
+    el('td', null, sideName(x.visitor), el('span', { class: 'arrow' }, '→'), sideName(x.provider)),
+    el('td', null, pill(x.path, x.path === 'relay' ? 'relayed' : x.path)),
+    el('td', null, mono(x.visitor.addr || '?'), el('span', { class: 'arrow' }, x.path === 'direct' ? '⇄' : '⇄ server ⇄'), mono(x.provider.addr || '?')),
+    el('td', { class: 'num' }, fmtMs(x.rttMs)),
+    el('td', { class: 'num' }, fmtMs(x.timeToReadyMs)),
+    el('td', { class: 'num' }, fmtMs(x.timeToDirectMs)),
+    el('td', { class: 'num' }, fmtBytes(x.relayBytes)),
+    el('td', { class: 'num' }, fmtBytes(x.directBytes)),
+    el('td', { class: 'num' }, fmtAge(x.ageSeconds)))), 'No active P2P sessions. Visitors open one on their first connection.');
+
+  const now = Date.now();
+  fillBody($('ended-table'), s.ended.map((x) => el('tr', { 'data-id': x.id },
+    el('td', null, two(x.service, x.id.slice(0, 8))),
+    el('td', null, sideName(x.visitor), el('span', { class: 'arrow' }, '→'), sideName(x.provider)),
+    el('td', null, pill(x.path, x.path === 'relay' ? 'relayed' : x.path === 'connecting' ? 'never ready' : x.path)),
+    el('td', { class: 'num' }, fmtMs(x.timeToReadyMs)),
+    el('td', { class: 'num' }, fmtMs(x.timeToDirectMs)),
+    el('td', { class: 'num' }, fmtBytes(x.relayBytes + x.directBytes)),
+    el('td', { class: 'num' }, fmtAge(x.ageSeconds)),
+    el('td', { class: 'num', title: fmtDate(x.ended) }, fmtAge((now - new Date(x.ended)) / 1000) + ' ago'))), 'None yet.');
+}
+
+// ---------- chart (SVG, drawn by hand) ----------
+
+const SVGNS = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+}
+
+// niceScale returns [max, step] for an axis of byte rates: round steps in the unit of the data.
+function niceScale(maxValue) {
+  if (!(maxValue > 0)) return [1024, 256];
+  const [v, i] = scaled(maxValue);
+  const unit = Math.pow(1024, i);
+  const raw = v / 4;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const f = raw / mag;
+  const step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * mag;
+  const top = Math.ceil(v / step) * step;
+  return [top * unit, step * unit];
+}
+
+function drawChart(box, series, keys, opts) {
+  const W = Math.max(320, box.clientWidth);
+  const H = Math.max(160, box.clientHeight);
+  const pad = { l: 70, r: 12, t: 10, b: 26 };
+  const n = series.t.length;
+  const stepMs = (series.step || 60) * 1000;
+  let maxV = 0;
+  for (const k of keys) for (const v of series[k]) maxV = Math.max(maxV, v);
+  const [top, step] = niceScale(maxV);
+  const t0 = n ? series.t[0] : Date.now() - 15 * 60000;
+  const t1 = n ? series.t[n - 1] + stepMs : Date.now();
+  const x = (t) => pad.l + (t - t0) / Math.max(1, t1 - t0) * (W - pad.l - pad.r);
+  const y = (v) => pad.t + (1 - v / top) * (H - pad.t - pad.b);
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'Traffic over time' });
+
+  const axis = svg('g', { class: 'axis' });
+  for (let v = 0; v <= top + step / 2; v += step) {
+    axis.append(svg('line', { class: 'gridline', x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v) }));
+    const label = svg('text', { x: pad.l - 8, y: y(v) + 4, 'text-anchor': 'end' });
+    label.textContent = fmtRate(v);
+    axis.append(label);
+  }
+  const span = t1 - t0;
+  const tickEvery = [10e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3]
+    .find((s) => span / s <= Math.max(3, Math.floor((W - pad.l) / 90))) || 21600e3;
+  for (let t = Math.ceil(t0 / tickEvery) * tickEvery; t <= t1; t += tickEvery) {
+    const label = svg('text', { x: x(t), y: H - 6, 'text-anchor': 'middle' });
+    label.textContent = fmtClock(t, opts.seconds && tickEvery < 60e3);
+    axis.append(label);
+  }
+  root.append(axis);
+
+  const mid = (i) => x(series.t[i] + stepMs / 2);
+  for (const k of keys) {
+    if (!n) break;
+    let d = '';
+    for (let i = 0; i < n; i++) d += (i ? 'L' : 'M') + mid(i).toFixed(1) + ',' + y(series[k][i]).toFixed(1);
+    const area = d + `L${mid(n - 1).toFixed(1)},${y(0)}L${mid(0).toFixed(1)},${y(0)}Z`;
+    root.append(svg('path', { class: 'area s-' + k, d: area }));
+    root.append(svg('path', { class: 'line s-' + k, d }));
+  }
+  if (maxV === 0) {
+    const note = svg('text', { class: 'empty-note', x: (pad.l + W - pad.r) / 2, y: (pad.t + H - pad.b) / 2, 'text-anchor': 'middle' });
+    note.textContent = n ? 'No traffic in this range' : 'Collecting samples…';
+    root.append(note);
+  }
+  const cursor = svg('line', { class: 'cursor', y1: pad.t, y2: H - pad.b, visibility: 'hidden' });
+  root.append(cursor);
+
+  const tip = el('div', { class: 'tooltip', hidden: '' });
+  const show = (clientX) => {
+    if (!n) return;
+    const r = root.getBoundingClientRect();
+    const px = (clientX - r.left) * W / r.width;
+    let best = 0;
+    for (let i = 1; i < n; i++) if (Math.abs(mid(i) - px) < Math.abs(mid(best) - px)) best = i;
+    cursor.setAttribute('x1', mid(best));
+    cursor.setAttribute('x2', mid(best));
+    cursor.setAttribute('visibility', 'visible');
+    tip.replaceChildren(el('div', { class: 't' }, fmtClock(series.t[best], stepMs < 60e3) + (stepMs >= 60e3 ? ' – ' + fmtClock(series.t[best] + stepMs) : '')),
+      ...keys.map((k) => el('div', null, el('i', { class: 'dot ' + k }), (k === 'p2p' ? 'P2P' : k) + ' ' + fmtRate(series[k][best]))));
+    tip.hidden = false;
+    const left = mid(best) * r.width / W;
+    tip.style.left = Math.min(r.width - tip.offsetWidth - 4, Math.max(0, left + 12)) + 'px';
+    tip.style.top = '8px';
+    box.dataset.hoverX = String(clientX);
+  };
+  root.addEventListener('mousemove', (e) => show(e.clientX));
+  root.addEventListener('mouseleave', () => {
+    cursor.setAttribute('visibility', 'hidden');
+    tip.hidden = true;
+    delete box.dataset.hoverX;
+  });
+  box.replaceChildren(root, tip);
+  box.dataset.max = String(maxV);
+  if (box.dataset.hoverX) show(Number(box.dataset.hoverX));
+}
+
+// ---------- wiring ----------
+
+function segment(id, attr, onPick) {
+  $(id).addEventListener('click', (e) => {
+    const b = e.target.closest('button');
+    if (!b) return;
+    for (const x of $(id).querySelectorAll('button')) x.classList.toggle('on', x === b);
+    onPick(b.dataset[attr]);
+  });
+}
+
+async function boot() {
+  $('login-form').addEventListener('submit', submitLogin);
+  $('logout').addEventListener('click', logout);
+  window.addEventListener('hashchange', route);
+  segment('range-total', 'range', (r) => { state.totalRange = r; refresh(); });
+  segment('range-proxy', 'range', (r) => { state.proxyRange = r; refresh(); });
+  segment('type-filter', 'type', (t) => { state.proxyType = t; if (state.last.proxies) renderProxies(state.last.proxies, state.last.proxyTraffic); });
+  $('proxy-filter').addEventListener('input', (e) => { state.proxyFilter = e.target.value; if (state.last.proxies) renderProxies(state.last.proxies, state.last.proxyTraffic); });
+  $('client-filter').addEventListener('input', (e) => { state.clientFilter = e.target.value; if (state.last.clients) renderClients(state.last.clients); });
+  $('proxies-table').tHead.addEventListener('click', (e) => {
+    const th = e.target.closest('th[data-sort]');
+    if (!th) return;
+    const key = th.dataset.sort;
+    state.sort = { key, asc: state.sort.key === key ? !state.sort.asc : key === 'name' || key === 'type' || key === 'port' };
+    if (state.last.proxies) renderProxies(state.last.proxies, state.last.proxyTraffic);
+  });
+  $('proxies-table').tBodies[0].addEventListener('click', (e) => {
+    const tr = e.target.closest('tr[data-name]');
+    if (!tr) return;
+    location.hash = tr.dataset.name === state.selected ? 'proxies' : 'proxies/' + encodeURIComponent(tr.dataset.name);
+  });
+  $('pd-close').addEventListener('click', () => { location.hash = 'proxies'; });
+  window.addEventListener('resize', () => {
+    if (state.page === 'overview' && state.last.traffic) drawChart($('chart-total'), state.last.traffic, ['in', 'out', 'p2p'], { seconds: state.last.traffic.step < 60 });
+  });
+  try {
+    const me = await api('/api/me');
+    state.authRequired = me.authRequired;
+    setText('version', 'v' + me.version);
+    if (me.authenticated) showApp(); else showLogin();
+  } catch (e) {
+    showLogin('Cannot reach the server: ' + e.message);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', boot);
