@@ -28,6 +28,8 @@ Usage:
   xp2p server -c server.toml   run the server (rendezvous, relay, public ports)
   xp2p client -c client.toml   run a client (publish proxies, bind visitors)
   xp2p verify -c FILE          check a server or client config and print every error
+  xp2p status -c client.toml   show a running client's proxies, visitors and P2P sessions
+  xp2p reload -c client.toml   check client.toml and apply it to the running client
   xp2p demo                    run a server, a provider and a visitor on this machine
   xp2p version                 print the version
 
@@ -55,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runVerify(rest, stdout, stderr)
 	case "demo":
 		return runDemo(rest, stdout, stderr)
+	case "status":
+		return runStatus(rest, stdout, stderr)
+	case "reload":
+		return runReload(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "xp2p", version)
 		return 0
@@ -138,6 +144,12 @@ func runServer(args []string, stderr io.Writer) int {
 		log.Error("server", "err", err)
 		return 1
 	}
+	stopDashboard, err := startDashboard(cfg, srv, log)
+	if err != nil {
+		log.Error("dashboard", "err", err)
+		return 1
+	}
+	defer stopDashboard()
 	ctx, stop := signalContext()
 	defer stop()
 	if err := srv.Run(ctx); err != nil {
@@ -171,6 +183,12 @@ func runClient(args []string, stderr io.Writer) int {
 		log.Error("client", "err", err)
 		return 1
 	}
+	stopAdmin, err := startAdmin(cfg, path, c, log)
+	if err != nil {
+		log.Error("admin endpoint", "err", err)
+		return 1
+	}
+	defer stopAdmin()
 	ctx, stop := signalContext()
 	defer stop()
 	if err := c.Run(ctx); err != nil {

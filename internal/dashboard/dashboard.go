@@ -197,7 +197,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		webauth.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
 	}))
-	return webauth.SecurityHeaders(mux)
+	var h http.Handler = mux
+	if !s.guard.Required() {
+		h = webauth.LocalHostOnly(h)
+	}
+	return webauth.SecurityHeaders(webauth.NoCrossSite(h))
 }
 
 // noListing refuses directory listings.

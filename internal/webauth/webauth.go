@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,6 +353,40 @@ func SecurityHeaders(h http.Handler) http.Handler {
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// LocalHostOnly answers only requests addressed to this machine by a loopback name (Host:
+// localhost or a loopback address). An endpoint without a password relies on it: a web page
+// whose domain an attacker points at 127.0.0.1 (DNS rebinding) then still cannot read it.
+func LocalHostOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		if !IsLoopback(strings.Trim(host, "[]")) {
+			WriteError(w, http.StatusMisdirectedRequest, fmt.Sprintf("this endpoint has no password and only answers requests addressed to localhost or a loopback address, not %q", r.Host))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// NoCrossSite refuses requests that a browser sends on behalf of another site.
+func NoCrossSite(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			WriteError(w, http.StatusForbidden, "cross-site request refused")
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+				WriteError(w, http.StatusForbidden, "cross-origin request refused")
+				return
+			}
+		}
 		h.ServeHTTP(w, r)
 	})
 }

@@ -1,0 +1,255 @@
+// Package admin is the client's admin endpoint on webServer.addr:port (loopback by default):
+// GET /api/status (servers, proxies, visitors, P2P sessions) and POST /api/reload (apply a new
+// configuration to the running client), and the other half used by `xp2p status` and
+// `xp2p reload`.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/webauth"
+	"github.com/xp2p/xp2p/peer"
+)
+
+// Controller is what the endpoint reports on and reloads: a *peer.Client.
+type Controller interface {
+	Servers() []peer.ServerInfo
+	Proxies() []peer.ProxyInfo
+	Visitors() []peer.VisitorInfo
+	Sessions() []peer.SessionInfo
+	// Reload applies a validated configuration: added, removed and changed proxies and
+	// visitors take effect, untouched ones keep their connections; a configuration it cannot
+	// apply is refused as a whole.
+	Reload(cfg *config.Client) (*peer.ReloadResult, error)
+}
+
+var _ Controller = (*peer.Client)(nil)
+
+// Status answers GET /api/status.
+type Status struct {
+	Version  string             `json:"version"`
+	Started  time.Time          `json:"started"`
+	Config   string             `json:"config,omitempty"`
+	Servers  []peer.ServerInfo  `json:"servers"`
+	Proxies  []peer.ProxyInfo   `json:"proxies"`
+	Visitors []peer.VisitorInfo `json:"visitors"`
+	Sessions []peer.SessionInfo `json:"sessions"`
+}
+
+// ReloadResponse answers POST /api/reload.
+type ReloadResponse struct {
+	Result   *peer.ReloadResult `json:"result"`
+	Warnings []string           `json:"warnings"`
+}
+
+// Options tune the endpoint.
+type Options struct {
+	Log *slog.Logger
+	// ConfigPath is the file the client started with: POST /api/reload without a body reads it
+	// again.
+	ConfigPath string
+}
+
+// MaxConfigSize bounds a configuration sent to /api/reload.
+const MaxConfigSize = 1 << 20
+
+// Server is a running admin endpoint.
+type Server struct {
+	cfg     config.WebServer
+	ctl     Controller
+	opts    Options
+	log     *slog.Logger
+	guard   *webauth.Guard
+	started time.Time
+
+	reloadMu sync.Mutex
+	ln       net.Listener
+	url      string
+	http     *http.Server
+	done     chan struct{}
+}
+
+// New prepares the endpoint. It refuses to run without a password on an address other machines
+// can reach.
+func New(cfg config.WebServer, ctl Controller, opts Options) (*Server, error) {
+	if _, err := webauth.Exposure("client admin endpoint", cfg); err != nil {
+		return nil, err
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	s := &Server{cfg: cfg, ctl: ctl, opts: opts, log: opts.Log, started: time.Now(),
+		guard: webauth.NewGuard("xp2p client admin", cfg.User, cfg.Password)}
+	s.guard.Secure = cfg.TLS.CertFile != ""
+	return s, nil
+}
+
+// Start binds webServer.addr:port and serves.
+func (s *Server) Start() error {
+	warning, _ := webauth.Exposure("client admin endpoint", s.cfg)
+	ln, scheme, err := webauth.Listen(s.cfg)
+	if err != nil {
+		return fmt.Errorf("admin endpoint: %w", err)
+	}
+	s.ln = ln
+	s.url = webauth.URL(scheme, ln.Addr())
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin endpoint stopped", "err", err)
+		}
+	}()
+	if warning != "" {
+		s.log.Warn(warning)
+	}
+	s.log.Info("admin endpoint listening", "url", s.url)
+	return nil
+}
+
+// URL is where the endpoint is reachable from this machine.
+func (s *Server) URL() string { return s.url }
+
+// Close stops the endpoint.
+func (s *Server) Close() error {
+	if s.http == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.http.Close()
+	}
+	<-s.done
+	return nil
+}
+
+// Handler serves the endpoint's API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", only("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		webauth.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})))
+	mux.Handle("/api/status", only("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
+	mux.Handle("/api/reload", only("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		webauth.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (the admin endpoint has GET /api/status and POST /api/reload)")
+	}))
+	var h http.Handler = mux
+	if !s.guard.Required() {
+		h = webauth.LocalHostOnly(h)
+	}
+	return webauth.SecurityHeaders(webauth.NoCrossSite(h))
+}
+
+func only(m string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m && !(m == "GET" && r.Method == "HEAD") {
+			w.Header().Set("Allow", m)
+			webauth.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawQuery != "" {
+		webauth.WriteError(w, http.StatusBadRequest, "/api/status takes no query parameters")
+		return
+	}
+	st := Status{
+		Version:  peer.Version,
+		Started:  s.started,
+		Config:   s.opts.ConfigPath,
+		Servers:  s.ctl.Servers(),
+		Proxies:  s.ctl.Proxies(),
+		Visitors: s.ctl.Visitors(),
+		Sessions: s.ctl.Sessions(),
+	}
+	webauth.WriteJSON(w, http.StatusOK, st)
+}
+
+// reload applies the configuration in the body (TOML, Content-Type application/toml; ?file=
+// names it in error messages), or, without a body, the file the client started with.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		if k != "file" {
+			webauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; /api/reload takes: file", k))
+			return
+		}
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxConfigSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			webauth.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("configuration larger than %d bytes", MaxConfigSize))
+			return
+		}
+		webauth.WriteError(w, http.StatusBadRequest, "read configuration: "+err.Error())
+		return
+	}
+	name := q.Get("file")
+	if len(data) == 0 {
+		if s.opts.ConfigPath == "" {
+			webauth.WriteError(w, http.StatusBadRequest, "empty body: send the configuration (TOML) to apply")
+			return
+		}
+		name = s.opts.ConfigPath
+		if data, err = os.ReadFile(name); err != nil {
+			webauth.WriteError(w, http.StatusInternalServerError, "read "+name+": "+err.Error())
+			return
+		}
+	} else {
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if ct != "application/toml" {
+			// A browser can send text/plain across sites without asking; application/toml it
+			// cannot, so this also keeps other web pages from reconfiguring the client.
+			webauth.WriteError(w, http.StatusUnsupportedMediaType, "send the configuration as Content-Type: application/toml")
+			return
+		}
+		if name == "" {
+			name = "client.toml"
+		}
+		name = filepath.Base(name)
+	}
+	cfg, warnings, err := config.ParseClient(name, data)
+	if err != nil {
+		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.reloadMu.Lock()
+	res, err := s.ctl.Reload(cfg)
+	s.reloadMu.Unlock()
+	if err != nil {
+		s.log.Warn("reload refused", "remote", r.RemoteAddr, "err", err)
+		webauth.WriteError(w, http.StatusConflict, err.Error())
+		return
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	s.log.Info("reload applied through the admin endpoint", "remote", r.RemoteAddr)
+	webauth.WriteJSON(w, http.StatusOK, ReloadResponse{Result: res, Warnings: warnings})
+}
