@@ -53,6 +53,7 @@ type sessionReport struct {
 	// Bytes already added to the service's totals (the larger of the two sides' counts).
 	countedRelay, countedDirect int64
 	direct, ready               bool
+	readyTimed                  bool // the visitor's time to ready is in the histogram
 }
 
 // ServiceTraffic is the P2P traffic of one xp2p service as its sessions' clients report it: the
@@ -126,8 +127,8 @@ func (e *Events) traffic(c *client, m *wire.Traffic) {
 		switch {
 		case st.Role == wire.RoleVisitor && r.ps.visitor == c:
 			r.visitor = st
-			if !r.ready && st.ReadyMicros > 0 {
-				r.ready = true
+			if !r.readyTimed && st.ReadyMicros > 0 {
+				r.ready, r.readyTimed = true, true
 				e.TimeToReady.Observe(time.Duration(st.ReadyMicros) * time.Microsecond)
 			}
 		case st.Role == wire.RoleProvider && r.ps.provider == c:

@@ -293,7 +293,12 @@ func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
 	if snap.Started.IsZero() {
 		o.UptimeSeconds = 0
 	}
-	for _, p := range snap.Proxies {
+	for i := range snap.Proxies {
+		p := &snap.Proxies[i]
+		in, out, p2p := s.hist.Unrecorded(p)
+		o.Traffic.TodayIn += in
+		o.Traffic.TodayOut += out
+		o.Traffic.TodayP2P += p2p
 		if p.Online {
 			o.Proxies.Online++
 			o.Proxies.ByType[p.Type]++
@@ -305,7 +310,10 @@ func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
 		o.Traffic.Out += p.BytesOut
 		o.Traffic.P2P += p.RelayBytes + p.DirectBytes
 	}
-	o.Traffic.TodayIn, o.Traffic.TodayOut, o.Traffic.TodayP2P = s.hist.Since("", s.today(now))
+	in, out, p2p := s.hist.Since("", s.today(now))
+	o.Traffic.TodayIn += in
+	o.Traffic.TodayOut += out
+	o.Traffic.TodayP2P += p2p
 	o.Traffic.RateIn, o.Traffic.RateOut, o.Traffic.RateP2P = s.hist.Rate("")
 	c := snap.Counters
 	o.P2P = P2PTotals{
@@ -379,7 +387,8 @@ func (s *Server) buildProxies(snap *rendezvous.Snapshot) []Proxy {
 	}
 	today := s.today(snap.Taken)
 	out := make([]Proxy, 0, len(snap.Proxies))
-	for _, p := range snap.Proxies {
+	for i := range snap.Proxies {
+		p := &snap.Proxies[i]
 		px := Proxy{
 			Name: p.Name, Type: p.Type, Status: "offline", RemotePort: p.RemotePort, Owners: []Owner{},
 			Connections: p.CurConns, TotalConnections: p.TotalConns, BytesIn: p.BytesIn, BytesOut: p.BytesOut,
@@ -393,6 +402,10 @@ func (s *Server) buildProxies(snap *rendezvous.Snapshot) []Proxy {
 		}
 		var p2pToday int64
 		px.TodayIn, px.TodayOut, p2pToday = s.hist.Since(p.Name, today)
+		uin, uout, up2p := s.hist.Unrecorded(p)
+		px.TodayIn += uin
+		px.TodayOut += uout
+		p2pToday += up2p
 		var p2pRate float64
 		px.RateIn, px.RateOut, p2pRate = s.hist.Rate(p.Name)
 		if p.Type == "xp2p" {

@@ -202,6 +202,19 @@ func (h *History) Since(name string, t time.Time) (in, out, p2p int64) {
 	return c.in, c.out, c.p2p
 }
 
+// Unrecorded is the traffic of a proxy since the last tick, given its counters now: figures such
+// as "today" add it so that they never lag behind the totals.
+func (h *History) Unrecorded(p *rendezvous.ProxySnapshot) (in, out, p2p int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur := proxyCounts(p)
+	prev, ok := h.last[p.Name]
+	if !ok {
+		return cur.in, cur.out, cur.p2p
+	}
+	return delta(cur.in, prev.in), delta(cur.out, prev.out), delta(cur.p2p, prev.p2p)
+}
+
 // Rate is a proxy's traffic in bytes per second over the last tick ("" is the total).
 func (h *History) Rate(name string) (in, out, p2p float64) {
 	h.mu.Lock()
