@@ -343,6 +343,9 @@ func (l *serverLink) serve(ctl *control) error {
 			c.p2p.end(m.SessionID, "server: "+m.Reason, false)
 		case *wire.Pong:
 			ctl.lastPong.Store(time.Now().UnixNano())
+		case *wire.Ping:
+			// The server checks we are alive (another client wants one of our names).
+			ctl.send(&wire.Pong{Seq: m.Seq})
 		default:
 			c.log.Warn("unexpected control message from server", "type", msg.MessageType())
 		}

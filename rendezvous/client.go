@@ -37,6 +37,12 @@ type client struct {
 
 	work workPool
 
+	// done is closed when the session is over and its proxies and sessions are gone.
+	done   chan struct{}
+	pingMu sync.Mutex
+	pings  map[uint64]chan struct{}
+	pingN  uint64
+
 	mu       sync.Mutex
 	proxies  map[string]string // name (without user prefix) → type
 	sessions map[string]*p2pSession
@@ -70,6 +76,8 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		remote:      remote,
 		since:       time.Now(),
 		relayFrames: make(chan []byte, 512),
+		done:        make(chan struct{}),
+		pings:       map[uint64]chan struct{}{},
 		proxies:     map[string]string{},
 		sessions:    map[string]*p2pSession{},
 	}
@@ -164,7 +172,44 @@ func (c *client) run() {
 	c.sess.Close("bye")
 	wg.Wait()
 	c.cleanup()
+	close(c.done)
 	c.log.Info("client disconnected", "reason", errString(err))
+}
+
+// alive asks the client to prove it still answers: a Ping that must come back within timeout.
+func (c *client) alive(timeout time.Duration) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	ch := make(chan struct{})
+	c.pingMu.Lock()
+	c.pingN++
+	seq := c.pingN
+	c.pings[seq] = ch
+	c.pingMu.Unlock()
+	defer func() {
+		c.pingMu.Lock()
+		delete(c.pings, seq)
+		c.pingMu.Unlock()
+	}()
+	if err := c.send(&wire.Ping{Seq: seq}); err != nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	case <-time.After(timeout):
+		return false
+	case <-c.done:
+		return false
+	}
+}
+
+// probeTimeout is how long a liveness check waits: a few round trips, at least a second.
+func (c *client) probeTimeout() time.Duration {
+	return max(time.Second, 4*c.sess.RTT())
 }
 
 func errString(err error) string {
@@ -230,6 +275,13 @@ func (c *client) controlLoop() error {
 			c.s.Events.traffic(c, m)
 		case *wire.Ping:
 			c.send(&wire.Pong{Seq: m.Seq})
+		case *wire.Pong:
+			c.pingMu.Lock()
+			if ch := c.pings[m.Seq]; ch != nil {
+				close(ch)
+				delete(c.pings, m.Seq)
+			}
+			c.pingMu.Unlock()
 		default:
 			return fmt.Errorf("unexpected %s on the control stream", msg.MessageType())
 		}
@@ -244,7 +296,12 @@ func fullName(user, name string) string {
 	return user + "." + name
 }
 
-func (c *client) newProxy(m *wire.NewProxy) {
+func (c *client) newProxy(m *wire.NewProxy) { c.newProxyTry(m, true) }
+
+// newProxyTry registers a proxy. If another client holds the name, that client must prove it is
+// alive: a provider that crashed and restarted gets its names back at once instead of after
+// the dead session's timeout (mayEvict limits this to one try).
+func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 	s := c.s
 	name := fullName(c.login.User, m.Name)
 	reply := &wire.NewProxyResult{Name: m.Name}
@@ -252,8 +309,28 @@ func (c *client) newProxy(m *wire.NewProxy) {
 	owner, taken := s.names[name]
 	if taken && owner != c && m.Group == "" {
 		s.mu.Unlock()
-		reply.Error = fmt.Sprintf("proxy name %q is already in use by another client", name)
-		c.send(reply)
+		if !mayEvict {
+			reply.Error = fmt.Sprintf("proxy name %q is already in use by another client", name)
+			c.send(reply)
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if owner.alive(owner.probeTimeout()) {
+				c.send(&wire.NewProxyResult{Name: m.Name, Error: fmt.Sprintf("proxy name %q is already in use by another client (%s), which is alive", name, owner.remote)})
+				return
+			}
+			c.log.Info("taking over the names of an unresponsive client", "proxy", name, "old_client", owner.id)
+			owner.sess.Close("unresponsive: another client took over its names")
+			select {
+			case <-owner.done:
+			case <-c.done:
+				return
+			case <-time.After(10 * time.Second):
+			}
+			c.newProxyTry(m, false)
+		}()
 		return
 	}
 	if taken && owner == c {

@@ -164,3 +164,19 @@ func field(line, key string) string {
 	v, _, _ = strings.Cut(v, " ")
 	return v
 }
+
+// echoOn sends msg on an open connection to an echo service and reads it back.
+func echoOn(c net.Conn, msg string) error {
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
+}

@@ -39,7 +39,8 @@ func (l *Lab) Start(host, name string, argv ...string) *Proc {
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", l.NS(host)}, argv...)...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it follows the OS thread that forked the child, not the test process, and Go
+	// may retire that thread while the test runs. t.Cleanup stops the process instead.
 	if err := p.cmd.Start(); err != nil {
 		l.t.Fatalf("natlab: start %s in %s: %v", name, host, err)
 	}
@@ -151,13 +152,18 @@ func tail(s string, n int) string {
 }
 
 // In runs fn on an OS thread that has entered host's namespace: sockets fn creates live there
-// (and stay there whoever uses them later). The thread is thrown away afterwards, so no other
-// goroutine ever runs in the lab.
+// (and stay there whoever uses them later). The thread returns to its own namespace afterwards;
+// if it cannot, it stays locked and Go retires it, so no other goroutine ever runs in the lab.
 func (l *Lab) In(host string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: when this goroutine ends, Go terminates the thread with it.
 		runtime.LockOSThread()
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer home.Close()
 		f, err := os.Open("/var/run/netns/" + l.NS(host))
 		if err != nil {
 			errc <- err
@@ -168,7 +174,11 @@ func (l *Lab) In(host string, fn func() error) error {
 			errc <- fmt.Errorf("enter namespace of %s: %w", host, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

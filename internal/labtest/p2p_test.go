@@ -1,0 +1,254 @@
+package labtest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/natlab"
+)
+
+const visitorAddr = "127.0.0.1:9001"
+
+func providerConfig(top string) string {
+	return clientConfig(top, `[[proxies]]
+name = "echo"
+type = "xp2p"
+secretKey = "lab-secret"
+localPort = 9000
+`)
+}
+
+func visitorConfig(top string) string {
+	return clientConfig(top, `[[visitors]]
+name = "v"
+type = "xtcp"
+serverName = "echo"
+secretKey = "lab-secret"
+bindPort = 9001
+`)
+}
+
+// p2pPair is a server, a provider (with an echo service) and a visitor in a lab.
+type p2pPair struct {
+	lab               *natlab.Lab
+	server            *natlab.Proc
+	provider, visitor *natlab.Proc
+	provHost, visHost string
+	provTop, visTop   string
+}
+
+func startPair(t *testing.T, l *natlab.Lab, provHost, visHost, top string) *p2pPair {
+	t.Helper()
+	p := &p2pPair{lab: l, provHost: provHost, visHost: visHost, provTop: top, visTop: top}
+	p.server = startServer(t, l)
+	echoService(t, l, provHost, "127.0.0.1:9000")
+	p.provider = startClient(t, l, provHost, "provider", providerConfig(top))
+	p.provider.WaitLog("xp2p service published", 10*time.Second)
+	p.visitor = startClient(t, l, visHost, "visitor", visitorConfig(top))
+	return p
+}
+
+// blockDirect drops UDP between two NATs (the server stays reachable); the returned function
+// lifts the block.
+func blockDirect(t *testing.T, l *natlab.Lab, side, otherSide string) func() {
+	t.Helper()
+	other := l.NATIP(otherSide)
+	l.NFT("nat"+side, fmt.Sprintf(`table inet xblock {
+  chain f {
+    type filter hook forward priority -10;
+    ip daddr %s meta l4proto udp drop
+    ip saddr %s meta l4proto udp drop
+  }
+}`, other, other))
+	return func() {
+		if out, err := l.Exec("nat"+side, "nft", "delete", "table", "inet", "xblock"); err != nil {
+			t.Fatalf("lift block: %v: %s", err, out)
+		}
+	}
+}
+
+// TestP2PMatrix runs a session for each pair of NAT kinds and checks the path it takes, with
+// checksummed data both ways.
+func TestP2PMatrix(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		provider, visitor string
+		sameLAN           bool
+		direct            bool
+		note              string
+	}{
+		{provider: natlab.Easy, visitor: natlab.Easy, direct: true},
+		{provider: natlab.Easy, visitor: natlab.Open, direct: true},
+		{provider: natlab.Open, visitor: natlab.Sym, direct: true, note: "the sym side's probe reaches the open NAT, which learns its mapping"},
+		{provider: natlab.Easy, visitor: natlab.Easy, sameLAN: true, direct: true, note: "both behind one NAT: private candidates"},
+		{provider: natlab.Easy, visitor: natlab.Sym, direct: false},
+		{provider: natlab.Sym, visitor: natlab.Sym, direct: false},
+		{provider: natlab.NoUDP, visitor: natlab.Easy, direct: false, note: "the provider relays over its TCP session"},
+	}
+	for _, tc := range cases {
+		name := tc.provider + "x" + tc.visitor
+		if tc.sameLAN {
+			name = "sameLAN"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var l *natlab.Lab
+			provHost, visHost := "P1", "V1"
+			if tc.sameLAN {
+				l = natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "L", NAT: tc.provider, Hosts: 2}}})
+				provHost, visHost = "L1", "L2"
+			} else {
+				l = natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: tc.provider}, {Name: "V", NAT: tc.visitor}}})
+			}
+			p := startPair(t, l, provHost, visHost, "")
+			d := exchange(t, l, visHost, visitorAddr, 4<<20, 0)
+			ready := p.visitor.WaitLog(`p2p session ready.*`, 5*time.Second)[0]
+			t.Logf("4 MB echoed in %s; visitor: time_to_ready=%s", d.Round(time.Millisecond), field(ready, "time_to_ready"))
+			if tc.direct {
+				line := p.visitor.WaitLog(`direct path locked.*role=visitor.*`, 10*time.Second)[0]
+				remote := field(line, "remote")
+				t.Logf("direct: visitor locked %s (%s candidate) in %s", remote, field(line, "candidate"), field(line, "time_to_direct"))
+				if tc.sameLAN && !strings.HasPrefix(remote, "10.") {
+					t.Errorf("same-LAN peers locked %s, want the private address", remote)
+				}
+				// The next bytes ride the direct path.
+				exchange(t, l, visHost, visitorAddr, 1<<20, 0)
+			} else {
+				// Punching runs fast for its first seconds; a direct path possible at all would be
+				// locked by then.
+				time.Sleep(3 * time.Second)
+				if n := p.visitor.Count("direct path locked"); n > 0 {
+					t.Errorf("%s × %s: a direct path was locked, want relayed (%s)", tc.provider, tc.visitor, tc.note)
+				}
+				if !strings.Contains(ready, "path=relay") {
+					t.Errorf("session not relayed: %s", ready)
+				}
+			}
+			if tc.provider == natlab.NoUDP {
+				if tr := field(p.provider.WaitLog(`logged in to server.*`, time.Second)[0], "transport"); tr != "tcp" {
+					t.Errorf("provider behind noudp uses %q, want tcp", tr)
+				}
+			}
+		})
+	}
+}
+
+// TestP2PIdleUnderShortNATTimeout: the NATs forget UDP mappings after 5 s; keepalives (2 s) keep a
+// direct session alive through 60 s of silence.
+func TestP2PIdleUnderShortNATTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("60 s idle test")
+	}
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}, UDPTimeout: 5 * time.Second})
+	top := "transport.p2pKeepalive = 2\ntransport.heartbeatInterval = 2\ntransport.heartbeatTimeout = 8"
+	p := startPair(t, l, "P1", "V1", top)
+	c, err := l.Dial("V1", "tcp4", visitorAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echoOn(c, "before"); err != nil {
+		t.Fatal(err)
+	}
+	p.visitor.WaitLog(`direct path locked`, 10*time.Second)
+	time.Sleep(60 * time.Second)
+	if err := echoOn(c, "after 60 s of silence"); err != nil {
+		t.Fatalf("the idle connection died: %v", err)
+	}
+	if n := p.visitor.Count("direct path lost"); n > 0 {
+		t.Errorf("the direct path was lost %d times while idle: keepalives did not hold the NAT mapping", n)
+	}
+}
+
+// TestP2PSurvivesServerLoss: once the direct path is up, the session does not need the server.
+func TestP2PSurvivesServerLoss(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "")
+	c, err := l.Dial("V1", "tcp4", visitorAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echoOn(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	p.visitor.WaitLog(`direct path locked`, 10*time.Second)
+	p.server.Kill()
+	for i := range 5 {
+		if err := echoOn(c, fmt.Sprintf("without a server %d", i)); err != nil {
+			t.Fatalf("session broke when the server died: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	// New streams of the same session work too.
+	exchange(t, l, "V1", visitorAddr, 4<<20, 0)
+}
+
+// TestP2PProviderRestart: the provider crashes and comes back; the visitor reaches it again by
+// itself.
+func TestP2PProviderRestart(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "")
+	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
+	p.provider.Kill()
+	p.provider = startClient(t, l, "P1", "provider-2", providerConfig(""))
+	start := time.Now()
+	eventually(t, 30*time.Second, "a connection through the visitor after the provider restarted", func() error {
+		return ping(l, "V1", visitorAddr)
+	})
+	t.Logf("visitor reached the restarted provider %s after it logged in", time.Since(start).Round(time.Millisecond))
+	exchange(t, l, "V1", visitorAddr, 4<<20, 0)
+}
+
+// TestP2PRelayedTransferMovesToDirect: direct UDP between the NATs is blocked at first, so the
+// session starts relayed; the block is lifted while a transfer runs, and the transfer finishes
+// intact on the direct path.
+func TestP2PRelayedTransferMovesToDirect(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}})
+	lift := blockDirect(t, l, "P", "V")
+	p := startPair(t, l, "P1", "V1", "")
+	done := make(chan time.Duration, 1)
+	go func() {
+		done <- exchange(t, l, "V1", visitorAddr, 48<<20, 12<<20) // about 4 s
+	}()
+	p.visitor.WaitLog(`p2p session ready.*path=relay`, 10*time.Second)
+	time.Sleep(time.Second)
+	if n := p.visitor.Count("direct path locked"); n > 0 {
+		t.Fatal("direct path locked while direct UDP was blocked")
+	}
+	lift()
+	p.visitor.WaitLog(`direct path locked`, 20*time.Second)
+	d := <-done
+	t.Logf("48 MB echoed intact in %s, moving from the relay to the direct path mid-way", d.Round(time.Millisecond))
+}
+
+// TestP2PPathDiesAndComesBack: the direct path dies under a transfer (as after a NAT rebinding);
+// traffic goes back to the relay without losing the stream, and the session finds its way
+// back to a direct path once one exists again.
+func TestP2PPathDiesAndComesBack(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "transport.p2pKeepalive = 2")
+	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
+	p.visitor.WaitLog(`direct path locked`, 10*time.Second)
+	done := make(chan time.Duration, 1)
+	go func() {
+		done <- exchange(t, l, "V1", visitorAddr, 64<<20, 8<<20) // about 8 s
+	}()
+	time.Sleep(time.Second)
+	lift := blockDirect(t, l, "P", "V")
+	p.visitor.WaitLog(`direct path lost; back to relay`, 15*time.Second)
+	time.Sleep(time.Second)
+	lift()
+	if n := p.visitor.Count("direct path locked"); n < 2 {
+		p.visitor.WaitLog(`(?s)direct path locked.*direct path lost.*direct path locked`, 30*time.Second)
+	}
+	d := <-done
+	t.Logf("64 MB echoed intact in %s across direct → relay → direct", d.Round(time.Millisecond))
+}
