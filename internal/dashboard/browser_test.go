@@ -1,0 +1,287 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/xp2p/xp2p/internal/testnet"
+)
+
+// findChromium returns the browser to test with: $XP2P_CHROMIUM, else Debian's chromium.
+func findChromium() string {
+	if p := os.Getenv("XP2P_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// newBrowser starts a headless chromium with a fresh profile, or skips the test where there is
+// none (it fails instead when XP2P_BROWSER_REQUIRED=1, as in CI).
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path := findChromium()
+	if path == "" {
+		if os.Getenv("XP2P_BROWSER_REQUIRED") == "1" {
+			t.Fatal("XP2P_BROWSER_REQUIRED=1 but no chromium found: apt-get install -y chromium chromium-driver (or set XP2P_CHROMIUM)")
+		}
+		t.Skip("no chromium found: install Debian's chromium (apt-get install -y chromium chromium-driver) or set XP2P_CHROMIUM to run the browser test")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.WindowSize(1440, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		if os.Getenv("XP2P_BROWSER_REQUIRED") == "1" {
+			t.Fatalf("start %s: %v", path, err)
+		}
+		t.Skipf("cannot start %s: %v", path, err)
+	}
+	return ctx
+}
+
+// artifact returns where a test artifact goes: testdata/artifacts at the repository's root
+// (git-ignored), else a temporary directory.
+func artifact(t *testing.T, name string) string {
+	dir := filepath.Join("..", "..", "testdata", "artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		dir = t.TempDir()
+	}
+	p, _ := filepath.Abs(filepath.Join(dir, name))
+	return p
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	p := artifact(t, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatalf("write screenshot: %v", err)
+	}
+	t.Logf("screenshot: %s", p)
+}
+
+// pageValue reads a number the page shows (data-value of the element with id).
+func pageValue(ctx context.Context, id string) (float64, error) {
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.getElementById(%q) || {dataset: {}}).dataset.value || ""`, id)))
+	if err != nil || v == "" {
+		return -1, err
+	}
+	return strconv.ParseFloat(v, 64)
+}
+
+// waitJS polls a JavaScript condition in the page until it is true.
+func waitJS(t *testing.T, ctx context.Context, timeout time.Duration, expr, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBrowser logs in to the dashboard of a running server in a real headless chromium, sees
+// its proxies, watches the traffic figure grow while data flows (without reloading the page),
+// opens a proxy's chart, and saves screenshots as test artifacts.
+func TestBrowser(t *testing.T) {
+	ctx := newBrowser(t)
+
+	sink := testnet.StartService(t, testnet.SinkHandler)
+	echo := testnet.StartService(t, func(c *net.TCPConn) { io.Copy(c, c); c.CloseWrite() })
+	srv := testnet.StartServer(t, "")
+	d := startDashboard(t, srv, authCfg(), Options{Tick: 250 * time.Millisecond})
+	c := testnet.StartClient(t, testnet.ClientTOML(srv,
+		testnet.TCPProxy("web", sink.Port(), 0)+testnet.TCPProxy("ssh", echo.Port(), 0)+fmt.Sprintf(`
+[[proxies]]
+name = "nas"
+type = "xp2p"
+secretKey = "browser-test-secret"
+localIP = "127.0.0.1"
+localPort = %d
+`, echo.Port())))
+	webAddr := testnet.WaitRunning(t, c, "web")
+	testnet.WaitRunning(t, c, "ssh")
+	testnet.WaitRunning(t, c, "nas")
+	_, port, _ := net.SplitHostPort(webAddr)
+
+	// Log in through the form.
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(d.URL()),
+		chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS("#login-user"), testUser),
+		chromedp.SendKeys(chromedp.CSS("#login-password"), "not-the-password"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+	)
+	if err != nil {
+		t.Fatalf("login form: %v", err)
+	}
+	waitJS(t, ctx, 10*time.Second, `document.getElementById('login-error').textContent.includes('Wrong user or password')`, "a wrong password shows an error")
+	screenshot(t, ctx, "dashboard-login.png")
+	err = chromedp.Do(ctx,
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('login-password').value = ''`),
+		chromedp.SendKeys(chromedp.CSS("#login-password"), testPassword),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#app")),
+		// A marker that a reload would wipe out.
+		chromedp.Evaluate[chromedp.Void](`window.__notReloaded = true`),
+	)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	waitJS(t, ctx, 10*time.Second, `document.getElementById('ov-proxies').dataset.value === '3'`, "the overview shows 3 proxies online")
+
+	// The proxies page lists the server's proxies.
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL()+"/#proxies")); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.__notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web", "ssh", "nas"} {
+		waitJS(t, ctx, 10*time.Second, fmt.Sprintf(`!!document.querySelector('#proxies-table tr[data-name=%q]')`, name), "proxy "+name+" listed")
+	}
+	waitJS(t, ctx, 5*time.Second, `document.querySelector('#proxies-table tr[data-name="web"]').textContent.includes(':`+port+`')`, "the web proxy's remote port is shown")
+
+	// Data flows through the web proxy at a steady pace until the test ends.
+	var sent atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn, err := net.Dial("tcp", webAddr)
+		if err != nil {
+			t.Errorf("dial the proxy: %v", err)
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 64<<10)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(90 * time.Second)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-deadline:
+				return
+			case <-tick.C:
+			}
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			n, err := conn.Write(buf) // ~3 MB/s
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	// Open the proxy's detail panel with its chart.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#proxies-table tr[data-name="web"]`))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `!document.getElementById('proxy-detail').hidden && Number(document.getElementById('chart-proxy').dataset.max || 0) > 0`, "the proxy's chart shows traffic")
+
+	// Back to the overview: the traffic-in figure grows while data flows, with no reload.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = 'overview'`)); err != nil {
+		t.Fatal(err)
+	}
+	var seen []float64
+	deadline := time.Now().Add(20 * time.Second)
+	for len(seen) < 4 && time.Now().Before(deadline) {
+		v, err := pageValue(ctx, "ov-in")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v > 0 && (len(seen) == 0 || v > seen[len(seen)-1]) {
+			seen = append(seen, v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(seen) < 4 {
+		t.Fatalf("the traffic figure did not keep growing: saw %v", seen)
+	}
+	notReloaded, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__notReloaded === true`))
+	if err != nil || !notReloaded {
+		t.Fatalf("the page reloaded (marker gone), err %v", err)
+	}
+	waitJS(t, ctx, 10*time.Second, `Number(document.getElementById('chart-total').dataset.max || 0) > 0`, "the throughput chart shows traffic")
+	t.Logf("measured: traffic-in figure on the page grew %v while %d bytes were sent", seen, sent.Load())
+	screenshot(t, ctx, "dashboard-overview.png")
+
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = 'proxies/web'`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `Number(document.getElementById('chart-proxy').dataset.max || 0) > 0`, "the proxy's chart shows traffic")
+	screenshot(t, ctx, "dashboard-proxies.png")
+
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = 'clients'`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `document.querySelectorAll('#clients-table tr[data-id]').length === 1`, "the client is listed")
+	screenshot(t, ctx, "dashboard-clients.png")
+
+	// Signing out shows the login form again, and the API refuses the old session.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form"))); err != nil {
+		t.Fatal(err)
+	}
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/api/overview', {headers: {'X-Requested-With': 'test'}}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 401 {
+		t.Errorf("after signing out the API answers %d, want 401", status)
+	}
+}
