@@ -266,6 +266,9 @@ func (r *sessionReport) snapshot() SessionSnapshot {
 		s.RTT = time.Duration(p.RTTMicros) * time.Microsecond
 	}
 	s.TimeToReady = time.Duration(v.ReadyMicros) * time.Microsecond
+	if s.TimeToReady == 0 {
+		s.TimeToReady = time.Duration(p.ReadyMicros) * time.Microsecond
+	}
 	s.TimeToDirect = time.Duration(v.DirectMicros) * time.Microsecond
 	if s.TimeToDirect == 0 {
 		s.TimeToDirect = time.Duration(p.DirectMicros) * time.Microsecond

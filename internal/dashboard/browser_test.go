@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/xp2p/xp2p/internal/testnet"
@@ -272,6 +274,49 @@ localPort = %d
 	}
 	waitJS(t, ctx, 10*time.Second, `document.querySelectorAll('#clients-table tr[data-id]').length === 1`, "the client is listed")
 	screenshot(t, ctx, "dashboard-clients.png")
+
+	// A visitor opens a P2P session to the xp2p service; the sessions page shows it once both
+	// sides reported (every 5 s).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	testnet.StartClient(t, testnet.ClientTOML(srv, fmt.Sprintf(`
+[[visitors]]
+name = "nas-visitor"
+type = "xp2p"
+serverName = "nas"
+secretKey = "browser-test-secret"
+bindAddr = "127.0.0.1"
+bindPort = %d
+`, bindPort)))
+	if got, err := testnet.Exchange(net.JoinHostPort("127.0.0.1", strconv.Itoa(bindPort)), 2<<20, 30*time.Second); err != nil || got != 2<<20 {
+		t.Fatalf("echo through the P2P session: %d bytes back, err %v", got, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = 'sessions'`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 20*time.Second, `(() => { const r = document.querySelector('#sessions-table tr[data-id]'); return !!r && !r.cells[4].textContent.includes('–'); })()`, "the P2P session is listed with its RTT")
+	screenshot(t, ctx, "dashboard-sessions.png")
+
+	// The same pages in a dark color scheme.
+	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+		})
+		return err
+	})
+	if err := chromedp.Do(ctx, dark); err != nil {
+		t.Fatalf("emulate a dark color scheme: %v", err)
+	}
+	screenshot(t, ctx, "dashboard-sessions-dark.png")
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = 'overview'`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `Number(document.getElementById('chart-total').dataset.max || 0) > 0 && Number(document.getElementById('ov-p2p').dataset.value) > 0`, "the overview shows P2P traffic")
+	screenshot(t, ctx, "dashboard-overview-dark.png")
 
 	// Signing out shows the login form again, and the API refuses the old session.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form"))); err != nil {

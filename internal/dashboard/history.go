@@ -23,6 +23,7 @@ type History struct {
 	fine    []finePoint // ring, oldest first
 	last    map[string]counts
 	lastAt  time.Time
+	firstAt time.Time // the first record: series start there, not before
 }
 
 // counts are cumulative byte counters of one proxy (or of all).
@@ -88,6 +89,9 @@ func (h *History) Record(snap *rendezvous.Snapshot, now time.Time) {
 	elapsed := now.Sub(h.lastAt)
 	first := h.lastAt.IsZero()
 	h.lastAt = now
+	if first {
+		h.firstAt = now
+	}
 	var total counts
 	seen := make(map[string]counts, len(snap.Proxies))
 	for i := range snap.Proxies {
@@ -254,6 +258,13 @@ func (h *History) Buckets(name string, d time.Duration, now time.Time) Series {
 	w := int64(h.width)
 	cur := now.UnixNano() - now.UnixNano()%w
 	first := cur - int64(n-1)*w
+	// Nothing was recorded before the history began: the series starts there.
+	if !h.firstAt.IsZero() {
+		if began := h.firstAt.UnixNano() - h.firstAt.UnixNano()%w; began > first {
+			n -= int((began - first) / w)
+			first = began
+		}
+	}
 	out := Series{Step: h.width.Seconds(), T: make([]int64, n), In: make([]float64, n), Out: make([]float64, n), P2P: make([]float64, n)}
 	for i := range n {
 		out.T[i] = (first + int64(i)*w) / 1e6

@@ -257,8 +257,10 @@ function render(page, d) {
   if (page === 'sessions') renderSessions(d.overview, d.sessions);
 }
 
+function fmtVersion(v) { return /^\d/.test(v) ? 'v' + v : v; }
+
 function renderHeader(o) {
-  setText('version', 'v' + o.version);
+  setText('version', fmtVersion(o.version));
   setText('uptime', fmtAge(o.uptimeSeconds));
   setText('count-clients', String(o.clientsOnline));
   setText('count-proxies', String(o.proxies.online));
@@ -284,7 +286,7 @@ function renderOverview(o, traffic, proxies) {
   const p = o.p2p;
   setText('ov-sessions', fmtInt(p.active), p.active);
   const decided = p.direct + p.relayed + p.failed;
-  setText('ov-sessions-sub', fmtInt(p.attempts) + ' attempts' + (decided ? ' · ' + pct(p.directRatio) + ' direct' : '') +
+  setText('ov-sessions-sub', plural(p.attempts, 'attempt') + (decided ? ' · ' + pct(p.directRatio) + ' direct' : '') +
     (p.timeToDirectP50Ms ? ' · punch ' + fmtMs(p.timeToDirectP50Ms) : ''));
   const af = o.authFailures;
   setText('ov-auth', fmtInt(af.clients + af.dashboard), af.clients + af.dashboard);
@@ -294,18 +296,26 @@ function renderOverview(o, traffic, proxies) {
 
   const today = (x) => x.todayIn + x.todayOut + (x.p2p ? x.p2p.today : 0);
   const top = proxies.slice().sort((a, b) => today(b) - today(a) || a.name.localeCompare(b.name)).slice(0, 6);
-  fillBody($('top-proxies'), top.map((x) => {
-    const isP2P = x.type === 'xp2p';
-    const tr = el('tr', { 'data-name': x.name },
-      el('td', null, el('a', { href: '#proxies/' + encodeURIComponent(x.name) }, x.name)),
-      el('td', null, tag(x.type)),
-      el('td', { class: 'num' }, isP2P ? '–' : fmtBytes(x.todayIn)),
-      el('td', { class: 'num' }, isP2P ? fmtBytes(x.p2p.today) + ' P2P' : fmtBytes(x.todayOut)),
-      el('td', { class: 'num' }, fmtRate(isP2P ? x.p2p.rate : x.rateIn + x.rateOut)),
-      el('td', { class: 'num' }, isP2P ? String(x.p2p.sessions) + ' sess.' : fmtInt(x.connections)));
-    return tr;
-  }), 'No proxies yet. Clients register them with [[proxies]] in client.toml.');
+  fillBody($('top-proxies'), top.map((x) => el('tr', { 'data-name': x.name },
+    el('td', null, el('a', { href: '#proxies/' + encodeURIComponent(x.name) }, x.name)),
+    el('td', null, tag(x.type)),
+    el('td', null, pill(x.status)),
+    el('td', { class: 'num' }, x.type === 'xp2p' ? p2pSplit(x.p2p.today) : inOut(x.todayIn, x.todayOut, fmtBytes)),
+    el('td', { class: 'num' }, x.type === 'xp2p' ? p2pSplit(x.p2p.rate, fmtRate) : inOut(x.rateIn, x.rateOut, fmtRate)),
+    el('td', { class: 'num' }, x.type === 'xp2p' ? plural(x.p2p.sessions, 'session') : fmtInt(x.connections)))),
+  'No proxies yet. Clients register them with [[proxies]] in client.toml.');
 }
+
+function inOut(a, b, f) {
+  return el('span', { class: 'split' }, el('span', { class: 'in', title: 'in: from users towards the client' }, f(a)),
+    el('span', { class: 'arrow' }, '/'), el('span', { class: 'out', title: 'out: from the client towards users' }, f(b)));
+}
+
+function p2pSplit(v, f) {
+  return el('span', { class: 'split', title: 'P2P, both directions' }, el('span', { class: 'p2p' }, (f || fmtBytes)(v)));
+}
+
+function plural(n, word) { return fmtInt(n) + ' ' + word + (n === 1 ? '' : 's'); }
 
 // ---------- clients ----------
 
@@ -360,11 +370,9 @@ function renderProxies(proxies, traffic) {
       el('td', null, isP2P ? el('span', { class: 'secondary' }, 'P2P service') : p.remotePort ? mono(':' + p.remotePort) : '–'),
       el('td', null, pill(p.status)),
       el('td', null, owners || el('span', { class: 'secondary' }, '–')),
-      el('td', { class: 'num', title: isP2P ? 'active P2P sessions' : fmtInt(p.totalConnections) + ' in total' }, isP2P ? p.p2p.sessions + ' sess.' : fmtInt(p.connections)),
-      el('td', { class: 'num', 'data-bytes': proxyToday(p) }, fmtBytes(proxyToday(p))),
-      el('td', { class: 'num' }, isP2P
-        ? el('span', { class: 'split', title: 'P2P bytes, both directions: relayed + direct' }, el('span', { class: 'p2p' }, fmtBytes(p.p2p.relayBytes + p.p2p.directBytes)))
-        : el('span', { class: 'split' }, el('span', { class: 'in' }, fmtBytes(p.bytesIn)), el('span', { class: 'arrow' }, '/'), el('span', { class: 'out' }, fmtBytes(p.bytesOut)))),
+      el('td', { class: 'num', title: isP2P ? 'active P2P sessions' : fmtInt(p.totalConnections) + ' in total' }, isP2P ? plural(p.p2p.sessions, 'session') : fmtInt(p.connections)),
+      el('td', { class: 'num', 'data-bytes': proxyToday(p) }, isP2P ? p2pSplit(p.p2p.today) : inOut(p.todayIn, p.todayOut, fmtBytes)),
+      el('td', { class: 'num' }, isP2P ? p2pSplit(p.p2p.relayBytes + p.p2p.directBytes) : inOut(p.bytesIn, p.bytesOut, fmtBytes)),
       el('td', { class: 'num' }, fmtRate(proxyRate(p))));
   });
   fillBody($('proxies-table'), rows, proxies.length ? 'No proxy matches the filter.' : 'No proxies yet. Clients register them with [[proxies]] in client.toml.');
@@ -593,7 +601,7 @@ async function boot() {
   try {
     const me = await api('/api/me');
     state.authRequired = me.authRequired;
-    setText('version', 'v' + me.version);
+    setText('version', fmtVersion(me.version));
     if (me.authenticated) showApp(); else showLogin();
   } catch (e) {
     showLogin('Cannot reach the server: ' + e.message);
