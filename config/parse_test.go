@@ -1,0 +1,235 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestGuideConfigsRunUnchanged(t *testing.T) {
+	s, warnings, err := LoadServer("testdata/frps.toml")
+	if err != nil {
+		t.Fatalf("frps.toml of the guide: %v", err)
+	}
+	if s.BindPort != 7000 || s.Auth.Token != "123456" || s.WebServer.Port != 7500 || s.WebServer.User != "admin" {
+		t.Errorf("frps.toml decoded wrong: %+v", s)
+	}
+	if len(warnings) != 0 {
+		t.Errorf("warnings for the guide's frps.toml: %v", warnings)
+	}
+	c, _, err := LoadClient("testdata/frpc.toml")
+	if err != nil {
+		t.Fatalf("frpc.toml of the guide: %v", err)
+	}
+	p := c.Proxies[0]
+	if c.ServerAddr != "127.0.0.1" || c.ServerPort != 7000 || p.Name != "nginx" || p.LocalPort != 80 || p.RemotePort != 80 {
+		t.Errorf("frpc.toml decoded wrong: %+v", c)
+	}
+	if Kind(mustRead(t, "testdata/frpc.toml")) != "client" || Kind(mustRead(t, "testdata/frps.toml")) != "server" {
+		t.Error("Kind does not tell the guide's client and server configs apart")
+	}
+}
+
+func TestTemplatingServersAndWarnings(t *testing.T) {
+	t.Setenv("XP2P_TEST_TOKEN", "from-env")
+	c, warnings, err := LoadClient("testdata/p2p.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Auth.Token != "from-env" {
+		t.Errorf("{{ .Envs.XP2P_TEST_TOKEN }} gave %q", c.Auth.Token)
+	}
+	eps := c.Endpoints()
+	if len(eps) != 2 || eps[0].Addr != "vps.example.com:7000" || eps[1].Addr != "5.6.7.8:7000" || eps[1].Token != "from-env" {
+		t.Errorf("endpoints %+v", eps)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "p2p.toml:13:1: proxies[0].transport.useEncryption") {
+		t.Errorf("want one warning for transport.useEncryption at 13:1, got %q", warnings)
+	}
+	if v := c.Visitors[0]; v.BindAddr != "127.0.0.1" || v.Protocol != "tcp" || !v.KeepTunnelOpen {
+		t.Errorf("visitor defaults: %+v", v)
+	}
+
+	os.Unsetenv("XP2P_TEST_TOKEN")
+	_, _, err = LoadClient("testdata/p2p.toml")
+	if err == nil || !strings.Contains(err.Error(), "XP2P_TEST_TOKEN") || !strings.Contains(err.Error(), "not set") {
+		t.Errorf("unset variable: %v", err)
+	}
+}
+
+// TestErrors checks that every kind of mistake is reported with its file, line, column and key.
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name   string
+		server bool
+		toml   string
+		want   []string // each must appear in the error text
+	}{
+		{"slash comment", false, "serverAddr = \"1.2.3.4\"  //之前搭建好的服务器\n",
+			[]string{"c.toml:1:25: syntax error", `TOML comments start with "#", not "//"`}},
+		{"wrong type", false, "serverAddr = \"a\"\nserverPort = \"7000\"\n",
+			[]string{"c.toml:2:14: serverPort: expected an integer, got a string"}},
+		{"unknown key with frp INI name", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocal_port = 22\nlocalPort = 22\n",
+			[]string{"c.toml:5:1: proxies.local_port: unknown key (did you mean \"localPort\"?)"}},
+		{"unknown key typo", true, "bindPortt = 7000\n",
+			[]string{"c.toml:1:1: bindPortt: unknown key (did you mean \"bindPort\"?)"}},
+		{"missing serverAddr", false, "serverPort = 7000\n",
+			[]string{"c.toml: serverAddr: required"}},
+		{"port out of range", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 70000\n",
+			[]string{"c.toml:5:1: proxies[0].localPort: port 70000 is out of range 1-65535"}},
+		{"missing localPort", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\n",
+			[]string{"c.toml:2:3: proxies[0].localPort: required"}},
+		{"duplicate names", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\n[[visitors]]\nname = \"x\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 2\n",
+			[]string{"c.toml:7:1: visitors[0].name: \"x\" is already the name of proxies[0]"}},
+		{"duplicate visitor ports", false, "serverAddr = \"a\"\n[[visitors]]\nname = \"a\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 2\n[[visitors]]\nname = \"b\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 2\n",
+			[]string{"c.toml:13:1: visitors[1].bindPort: tcp 127.0.0.1:2 is already bound by visitors[0]"}},
+		{"xp2p without secretKey", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"xtcp\"\nlocalPort = 1\n",
+			[]string{"c.toml:2:3: proxies[0].secretKey: required for xtcp services"}},
+		{"unsupported frp type", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\n",
+			[]string{"c.toml:4:1: proxies[0].type: \"http\" proxies are not supported by xp2p"}},
+		{"unsupported frp transport", false, "serverAddr = \"a\"\ntransport.protocol = \"kcp\"\n",
+			[]string{"c.toml:2:1: transport.protocol: \"kcp\" is an frp transport that xp2p does not have"}},
+		{"bad allowPorts", true, "allowPorts = [{ start = 7000, end = 6000 }, { single = 0, start = 0 }, { single = 8080, start = 1 }]\n",
+			[]string{"c.toml:1:31: allowPorts[0].end: end 6000 is below start 7000", "allowPorts[1]: empty range", "allowPorts[2]: set either single or start/end"}},
+		{"oidc", true, "auth.method = \"oidc\"\n", []string{"c.toml:1:1: auth.method: oidc is not supported by xp2p; use token"}},
+		{"web tls half", true, "webServer.port = 7500\nwebServer.tls.certFile = \"a.pem\"\n", []string{"webServer.tls: certFile and keyFile must be set together"}},
+		{"heartbeat order", false, "serverAddr = \"a\"\ntransport.heartbeatInterval = 40\ntransport.heartbeatTimeout = 30\n",
+			[]string{"c.toml:2:1: transport.heartbeatInterval: 40 s must be below transport.heartbeatTimeout (30 s)"}},
+		{"start names", false, "serverAddr = \"a\"\nstart = [\"nope\"]\n", []string{"c.toml:2:10: start[0]: no proxy or visitor is named \"nope\""}},
+		{"duplicate servers", false, "serverAddr = \"a\"\n[[servers]]\naddr = \"a\"\n", []string{"c.toml:3:1: servers[0].addr: a:7000 is already named by serverAddr"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.server {
+				_, _, err = ParseServer("c.toml", []byte(tc.toml))
+			} else {
+				_, _, err = ParseClient("c.toml", []byte(tc.toml))
+			}
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.toml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestAllErrorsAtOnce: one run reports every problem, in file order.
+func TestAllErrorsAtOnce(t *testing.T) {
+	_, _, err := ParseClient("c.toml", []byte("serverAddr = \"a\"\nbogus = 1\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 0\nremotePort = 99999\n"))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Line < es[i-1].Line {
+			t.Errorf("errors out of file order: %v", err)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, _, err := ParseClient("c.toml", []byte("serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerPort != DefaultBindPort || c.Transport.Protocol != "auto" || c.Transport.HeartbeatInterval != DefaultHeartbeatInterval ||
+		c.Transport.P2PKeepalive != DefaultP2PKeepalive || c.Proxies[0].LocalIP != "127.0.0.1" || c.Auth.Method != "token" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	s, _, err := ParseServer("s.toml", []byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.BindAddr != "0.0.0.0" || s.BindPort != DefaultBindPort || s.ProxyBindAddr != "0.0.0.0" || s.Transport.MaxRelaySessions != 64 {
+		t.Errorf("server defaults not applied: %+v", s)
+	}
+	if !s.PortAllowed(1) {
+		t.Error("no allowPorts must allow every port")
+	}
+	s, _, _ = ParseServer("s.toml", []byte("allowPorts = [{ start = 6000, end = 6010 }, { single = 8080 }]"))
+	for port, want := range map[int]bool{6000: true, 6010: true, 6011: false, 8080: true, 0: true, 22: false} {
+		if got := s.PortAllowed(port); got != want {
+			t.Errorf("PortAllowed(%d) = %v, want %v", port, got, want)
+		}
+	}
+}
+
+func TestParseBandwidth(t *testing.T) {
+	for in, want := range map[string]int64{"10MB": 10 << 20, "512KB": 512 << 10, " 1mb ": 1 << 20} {
+		if got, err := ParseBandwidth(in); err != nil || got != want {
+			t.Errorf("ParseBandwidth(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "10", "MB", "-1MB", "1.5MB", "10GB"} {
+		if _, err := ParseBandwidth(in); err == nil {
+			t.Errorf("ParseBandwidth(%q) accepted", in)
+		}
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// FuzzParseClient: any input gives a config or errors that say where and what; never a panic.
+func FuzzParseClient(f *testing.F) {
+	for _, p := range []string{"testdata/frpc.toml", "testdata/p2p.toml"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("serverAddr = \"1.2.3.4\"  //comment\n"))
+	f.Add([]byte("[[proxies]]\nname = 1\n[[proxies]]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, err := ParseClient("f.toml", data)
+		checkErr(t, err)
+	})
+}
+
+// FuzzParseServer: likewise for server configs.
+func FuzzParseServer(f *testing.F) {
+	b, err := os.ReadFile("testdata/frps.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("allowPorts = [{ start = 1, end = 2 }]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, err := ParseServer("f.toml", data)
+		checkErr(t, err)
+	})
+}
+
+func checkErr(t *testing.T, err error) {
+	if err == nil {
+		return
+	}
+	var es Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			if e.Msg == "" || e.File != "f.toml" {
+				t.Fatalf("error without a message or file: %#v", e)
+			}
+		}
+		return
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Msg != "" {
+		return
+	}
+	t.Fatalf("unexpected error type %T: %v", err, fmt.Sprint(err))
+}
