@@ -126,8 +126,11 @@ func (h *History) Record(snap *rendezvous.Snapshot, now time.Time) {
 	}
 	// Forget proxies whose day has passed without traffic and that the server forgot too.
 	for name, s := range h.proxies {
-		if _, ok := seen[name]; !ok && len(s.buckets) == 0 {
-			delete(h.proxies, name)
+		if _, ok := seen[name]; !ok {
+			h.pruneLocked(s, now)
+			if len(s.buckets) == 0 {
+				delete(h.proxies, name)
+			}
 		}
 	}
 }
@@ -160,16 +163,8 @@ func (h *History) addLocked(s *series, d counts, now time.Time, elapsed time.Dur
 		sec := elapsed.Seconds()
 		s.rate = rates{float64(d.in) / sec, float64(d.out) / sec, float64(d.p2p) / sec}
 	}
-	window := int64(h.width) * int64(h.buckets)
 	start := now.UnixNano() - now.UnixNano()%int64(h.width)
-	// Drop buckets that left the window.
-	drop := 0
-	for drop < len(s.buckets) && s.buckets[drop].t <= now.UnixNano()-window {
-		drop++
-	}
-	if drop > 0 {
-		s.buckets = append(s.buckets[:0], s.buckets[drop:]...)
-	}
+	h.pruneLocked(s, now)
 	if d == (counts{}) {
 		return
 	}
@@ -179,6 +174,18 @@ func (h *History) addLocked(s *series, d counts, now time.Time, elapsed time.Dur
 		return
 	}
 	s.buckets = append(s.buckets, bucket{t: start, counts: d})
+}
+
+// pruneLocked drops the buckets that left the window.
+func (h *History) pruneLocked(s *series, now time.Time) {
+	window := int64(h.width) * int64(h.buckets)
+	drop := 0
+	for drop < len(s.buckets) && s.buckets[drop].t <= now.UnixNano()-window {
+		drop++
+	}
+	if drop > 0 {
+		s.buckets = append(s.buckets[:0], s.buckets[drop:]...)
+	}
 }
 
 // Known reports whether the history has a series for a proxy.
