@@ -137,11 +137,8 @@ func URL(scheme string, ln net.Addr) string {
 	}
 	a := ap.Addr().Unmap()
 	if a.IsUnspecified() {
-		if a.Is4() {
-			a = netip.MustParseAddr("127.0.0.1")
-		} else {
-			a = netip.IPv6Loopback()
-		}
+		// A wildcard listener (dual-stack for "0.0.0.0" as well as "::") answers on 127.0.0.1.
+		a = netip.MustParseAddr("127.0.0.1")
 	}
 	return scheme + "://" + netip.AddrPortFrom(a, ap.Port()).String()
 }
