@@ -1,0 +1,129 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/tlsconf"
+)
+
+// tlsPair returns the connection states of both ends of a fresh TLS session of version v.
+func tlsPair(t *testing.T, v uint16) (client, server tls.ConnectionState) {
+	t.Helper()
+	cert, err := tlsconf.SelfSigned("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: v, MaxVersion: v})
+	cli := tls.Client(a, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Handshake() }()
+	if err := cli.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return cli.ConnectionState(), srv.ConnectionState()
+}
+
+func TestProofIsBoundToTheTLSSession(t *testing.T) {
+	secret := []byte("123456")
+	c1, s1 := tlsPair(t, tls.VersionTLS13)
+	_, s2 := tlsPair(t, tls.VersionTLS13)
+	e1c, err := Exporter(c1, "control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e1s, _ := Exporter(s1, "control")
+	e2s, _ := Exporter(s2, "control")
+	if !bytes.Equal(e1c, e1s) {
+		t.Fatal("both ends of one session must export the same keying material")
+	}
+	p := Proof(secret, e1c, RoleClient)
+	if bytes.Contains(p, secret) || len(p) != ProofSize {
+		t.Fatal("a proof must not carry the secret")
+	}
+	checks := []struct {
+		name     string
+		secret   []byte
+		exporter []byte
+		role     string
+		want     bool
+	}{
+		{"same session", secret, e1s, RoleClient, true},
+		{"replayed in another session", secret, e2s, RoleClient, false},
+		{"wrong secret", []byte("1234567"), e1s, RoleClient, false},
+		{"reflected as the other role", secret, e1s, RoleServer, false},
+	}
+	for _, c := range checks {
+		if got := Verify(c.secret, c.exporter, c.role, p); got != c.want {
+			t.Errorf("%s: Verify = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Another label (work connections, peers) gives other material.
+	w, _ := Exporter(c1, "work")
+	if bytes.Equal(w, e1c) {
+		t.Error("exporter labels must separate uses")
+	}
+}
+
+func TestExporterRefusesTLS12(t *testing.T) {
+	c, _ := tlsPair(t, tls.VersionTLS12)
+	if _, err := Exporter(c, "control"); err == nil {
+		t.Fatal("exporter over TLS 1.2 accepted")
+	}
+}
+
+func TestDerive(t *testing.T) {
+	a := Derive([]byte("k"), "probe", []byte{1})
+	if bytes.Equal(a, Derive([]byte("k"), "probe", []byte{2})) || bytes.Equal(a, Derive([]byte("k"), "other", []byte{1})) ||
+		bytes.Equal(a, Derive([]byte("j"), "probe", []byte{1})) || !bytes.Equal(a, Derive([]byte("k"), "probe", []byte{1})) {
+		t.Fatal("Derive must depend on secret, purpose and context, and only on them")
+	}
+}
+
+func TestFailureLimiter(t *testing.T) {
+	l := &FailureLimiter{Burst: 3, Interval: 200 * time.Millisecond, MaxEntries: 100}
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	for i := range 3 {
+		if ok, _ := l.Check(a); !ok {
+			t.Fatalf("attempt %d refused within the burst", i)
+		}
+		l.Fail(a)
+	}
+	ok, wait := l.Check(a)
+	if ok || wait <= 0 || wait > 200*time.Millisecond {
+		t.Fatalf("after the burst: ok=%v wait=%v, want a refusal with a wait up to one interval", ok, wait)
+	}
+	if ok, _ := l.Check(b); !ok {
+		t.Fatal("one address's failures slowed another down")
+	}
+	// IPv4-mapped IPv6 is the same address.
+	if ok, _ := l.Check(netip.MustParseAddr("::ffff:192.0.2.1")); ok {
+		t.Fatal("the mapped form of a limited address got through")
+	}
+	time.Sleep(250 * time.Millisecond)
+	if ok, _ := l.Check(a); !ok {
+		t.Fatal("no attempt allowed after an interval")
+	}
+}
+
+func TestFailureLimiterMemoryIsBounded(t *testing.T) {
+	l := NewFailureLimiter()
+	for i := range 100_000 {
+		l.Fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+	}
+	if n := l.Tracked(); n > l.MaxEntries {
+		t.Fatalf("tracking %d addresses, limit %d", n, l.MaxEntries)
+	}
+
+}
