@@ -285,11 +285,10 @@ func (h *History) Buckets(name string, d time.Duration, now time.Time) Series {
 			continue
 		}
 		i := int((b.t - first) / w)
-		sec := h.width.Seconds()
-		if b.t == cur {
-			// The running bucket: up to the last tick.
-			sec = max(1e-3, float64(h.lastAt.UnixNano()-cur)/1e9)
-		}
+		// The rate is over the part of the bucket the history covered: the running bucket up
+		// to the last tick, the first one from the history's start.
+		from, to := max(b.t, h.firstAt.UnixNano()), min(b.t+w, h.lastAt.UnixNano())
+		sec := max(1e-3, float64(to-from)/1e9)
 		out.In[i] = float64(b.in) / sec
 		out.Out[i] = float64(b.out) / sec
 		out.P2P[i] = float64(b.p2p) / sec

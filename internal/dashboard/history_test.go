@@ -41,8 +41,8 @@ func TestHistoryBucketsAndRates(t *testing.T) {
 	if len(s.T) != 2 || s.Step != 60 {
 		t.Fatalf("series %+v: want 2 buckets since the history began", s)
 	}
-	if s.In[0] != 12000.0/60 {
-		t.Errorf("first minute rate %v, want %v", s.In[0], 12000.0/60)
+	if s.In[0] != 12000.0/30 { // the history began 30 s into that minute
+		t.Errorf("first minute rate %v, want %v", s.In[0], 12000.0/30)
 	}
 	// The running minute: 6000 bytes in the 10 s it has run.
 	if s.In[1] != 600 {

@@ -509,9 +509,13 @@ function drawChart(box, series, keys, opts) {
   const span = t1 - t0;
   const tickEvery = [10e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3]
     .find((s) => span / s <= Math.max(3, Math.floor((W - pad.l) / 90))) || 21600e3;
+  let lastLabel = '';
   for (let t = Math.ceil(t0 / tickEvery) * tickEvery; t <= t1; t += tickEvery) {
+    const text = fmtClock(t, tickEvery < 60e3);
+    if (text === lastLabel) continue;
+    lastLabel = text;
     const label = svg('text', { x: x(t), y: H - 6, 'text-anchor': 'middle' });
-    label.textContent = fmtClock(t, opts.seconds && tickEvery < 60e3);
+    label.textContent = text;
     axis.append(label);
   }
   root.append(axis);
@@ -519,9 +523,13 @@ function drawChart(box, series, keys, opts) {
   const mid = (i) => x(series.t[i] + stepMs / 2);
   for (const k of keys) {
     if (!n) break;
+    // Each point is the rate over its step. A lone point spans its whole step, so that it shows.
+    const px = n === 1 ? [x(series.t[0]), x(series.t[0] + stepMs)] : null;
     let d = '';
-    for (let i = 0; i < n; i++) d += (i ? 'L' : 'M') + mid(i).toFixed(1) + ',' + y(series[k][i]).toFixed(1);
-    const area = d + `L${mid(n - 1).toFixed(1)},${y(0)}L${mid(0).toFixed(1)},${y(0)}Z`;
+    if (px) d = `M${px[0].toFixed(1)},${y(series[k][0]).toFixed(1)}L${px[1].toFixed(1)},${y(series[k][0]).toFixed(1)}`;
+    else for (let i = 0; i < n; i++) d += (i ? 'L' : 'M') + mid(i).toFixed(1) + ',' + y(series[k][i]).toFixed(1);
+    const xs = px || [mid(0), mid(n - 1)];
+    const area = d + `L${xs[1].toFixed(1)},${y(0)}L${xs[0].toFixed(1)},${y(0)}Z`;
     root.append(svg('path', { class: 'area s-' + k, d: area }));
     root.append(svg('path', { class: 'line s-' + k, d }));
   }
