@@ -269,3 +269,6 @@ func WriteFile(t testing.TB, name, content string) string {
 	}
 	return p
 }
+
+// PID is the process id (the xp2p process itself: `ip netns exec` replaces itself with it).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
