@@ -20,6 +20,8 @@ type Server struct {
 	AllowPorts        []PortRange `toml:"allowPorts"`
 	MaxPortsPerClient int         `toml:"maxPortsPerClient"`
 	EnablePrometheus  bool        `toml:"enablePrometheus"`
+	// STUN is the address-discovery service on bindPort (xp2p nat, RFC 5780).
+	STUN STUN `toml:"stun"`
 
 	// Accepted for frp compatibility and ignored (with a warning): features xp2p does not have.
 	KCPBindPort                     int    `toml:"kcpBindPort" xp2p:"ignored"`
@@ -30,6 +32,16 @@ type Server struct {
 	DetailedErrorsToClient          *bool  `toml:"detailedErrorsToClient" xp2p:"ignored"`
 	UDPPacketSize                   int    `toml:"udpPacketSize" xp2p:"ignored"`
 	NatholeAnalysisDataReserveHours int    `toml:"natholeAnalysisDataReserveHours" xp2p:"ignored"`
+}
+
+// STUN tunes the server's STUN service. Binding requests are answered on bindPort; the NAT
+// behaviour tests of RFC 5780 also need answers from a second port, and for the full set a
+// second address of the host.
+type STUN struct {
+	// AltPort is the second UDP port (default bindPort+1; -1 turns it off).
+	AltPort int `toml:"altPort"`
+	// AltAddr is a second IP address of this host ("" for none). It needs bindAddr 0.0.0.0.
+	AltAddr string `toml:"altAddr"`
 }
 
 // Auth is the shared-secret authentication of clients.

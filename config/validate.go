@@ -28,6 +28,7 @@ func (c *Server) complete(file string, pos positions) error {
 	checkAuth(l, &c.Auth)
 	checkWebServer(l, &c.WebServer)
 	checkLog(l, &c.Log)
+	c.checkSTUN(l, pos)
 	for i, r := range c.AllowPorts {
 		key := "allowPorts[" + strconv.Itoa(i) + "]"
 		switch {
@@ -69,6 +70,34 @@ func (c *Server) complete(file string, pos positions) error {
 		l.at("transport.tls", "certFile and keyFile must be set together")
 	}
 	return l.err()
+}
+
+func (c *Server) checkSTUN(l *errorList, pos positions) {
+	st := &c.STUN
+	switch {
+	case st.AltPort == 0 && !pos.has("stun.altPort"):
+		if c.BindPort > 0 && c.BindPort < 65535 {
+			st.AltPort = c.BindPort + 1
+		}
+	case st.AltPort == -1:
+	case st.AltPort != 0 && st.AltPort == c.BindPort:
+		l.at("stun.altPort", "must differ from bindPort %d", c.BindPort)
+	default:
+		checkPort(l, "stun.altPort", st.AltPort, false)
+	}
+	if st.AltAddr == "" {
+		return
+	}
+	alt, err := netip.ParseAddr(st.AltAddr)
+	if err != nil {
+		l.at("stun.altAddr", "%q is not an IP address", st.AltAddr)
+		return
+	}
+	if bind, err := netip.ParseAddr(c.BindAddr); err == nil && !bind.IsUnspecified() {
+		l.at("stun.altAddr", "needs bindAddr 0.0.0.0 (or ::): the server answers from both addresses on one socket, bindAddr is %s", c.BindAddr)
+	} else if alt.IsUnspecified() || alt.IsMulticast() {
+		l.at("stun.altAddr", "%s is not a unicast address", alt)
+	}
 }
 
 // PortAllowed reports whether the server's allowPorts admit port (0 asks for any free port).

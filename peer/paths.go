@@ -177,7 +177,7 @@ func (t *paths) isInjector(a *net.UDPAddr) bool {
 }
 
 // Receive implements quicsock.Filter.
-func (t *paths) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr, bool) {
+func (t *paths) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.Addr, bool) {
 	if len(data) == 0 || from == nil {
 		return nil, nil, true
 	}

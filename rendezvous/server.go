@@ -54,7 +54,7 @@ type Server struct {
 	proxies *relay.Proxies
 	packets *relay.PacketRelay
 	limiter *auth.FailureLimiter
-	stun    *stunResponder
+	stun    *stunService
 	Events  *Events
 
 	mu       sync.Mutex
@@ -112,19 +112,24 @@ func (s *Server) Start() error {
 	if err := s.listen(); err != nil {
 		return err
 	}
-	s.stun = &stunResponder{log: s.log}
+	if err := quicsock.EnablePacketInfo(s.udp); err != nil {
+		s.log.Warn("stun: no packet info on the UDP socket: answers on a multi-homed host may leave from the wrong address", "err", err)
+	}
+	s.stun = newSTUNService(s.log, s.cfg.BindAddr, s.Port(), s.cfg.STUN.AltPort, s.cfg.STUN.AltAddr)
 	s.sock = quicsock.New(s.udp, &serverFilter{s: s})
 	if os.Getenv("XP2P_DISABLE_GRO") == "" {
 		// Relayed packets arrive in runs from one peer: GRO reads a run in one go, and the
 		// relay forwards it as one GSO write.
 		s.sock.EnableGRO()
 	}
-	s.stun.sock = s.sock
+	s.stun.main = s.sock
+	s.stun.start()
 	s.packets.Send = func(pkt []byte, to *net.UDPAddr) error { return s.sock.WriteRaw(pkt, nil, to) }
 	s.packets.SendSegments = s.sock.WriteSegments
 	s.tr = &quic.Transport{Conn: s.sock, StatelessResetKey: s.resetKey()}
 	qln, err := s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
+		s.stun.close()
 		s.udp.Close()
 		s.tcp.Close()
 		return fmt.Errorf("listen quic: %w", err)
@@ -140,7 +145,7 @@ func (s *Server) Start() error {
 	s.wg.Add(2)
 	go s.acceptLoop()
 	go s.workLoop()
-	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "version", Version)
+	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "stunAltPort", s.stun.responder.AltPort, "version", Version)
 	if len(s.token) == 0 {
 		s.log.Warn("auth.token is empty: any client can use this server")
 	}
@@ -202,6 +207,9 @@ func (s *Server) quicConfig() *quic.Config {
 // UDPAddr is the server's bound UDP address.
 func (s *Server) UDPAddr() *net.UDPAddr { return s.udp.LocalAddr().(*net.UDPAddr) }
 
+// STUNAltAddr is the bound second STUN port (nil: none).
+func (s *Server) STUNAltAddr() *net.UDPAddr { return s.stun.altAddr() }
+
 // Port is the server's bindPort as bound.
 func (s *Server) Port() int { return s.UDPAddr().Port }
 
@@ -236,6 +244,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.proxies.Close()
+	s.stun.close()
 	s.tr.Close()
 	s.udp.Close()
 	s.log.Info("xp2p server stopped")
@@ -342,7 +351,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // packets to the packet relay, everything else to QUIC.
 type serverFilter struct{ s *Server }
 
-func (f *serverFilter) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr, bool) {
+func (f *serverFilter) Receive(data []byte, from *net.UDPAddr, oob []byte) ([]byte, net.Addr, bool) {
 	if len(data) == 0 || data[0]&0xC0 != 0 {
 		return data, nil, false // QUIC
 	}
@@ -350,7 +359,7 @@ func (f *serverFilter) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr
 		f.s.packets.HandleUDP(data, from)
 		return nil, nil, true
 	}
-	f.s.stun.handle(data, from)
+	f.s.stun.handle(data, from, oob, f.s.stun.mainPort)
 	return nil, nil, true
 }
 

@@ -1,38 +1,137 @@
 package rendezvous
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
-
-	"github.com/pion/stun/v3"
+	"net/netip"
+	"strconv"
+	"sync"
 
 	"github.com/xp2p/xp2p/internal/quicsock"
+	"github.com/xp2p/xp2p/nat"
 )
 
-// stunResponder answers STUN binding requests (RFC 8489) on the server's bindPort with the
-// requester's address as seen here: the public address a client's NAT gave its UDP socket.
-type stunResponder struct {
-	log  *slog.Logger
-	sock *quicsock.Conn
+// stunService answers STUN binding requests on bindPort (shared with QUIC: the server filter
+// hands it the packets that are not QUIC or relayed frames) and on the second port of
+// stun.altPort, with the requester's address as seen here: the public address a client's NAT
+// gave its UDP socket. nat.Responder decides what to answer and from which address; this
+// type owns the sockets.
+type stunService struct {
+	log       *slog.Logger
+	responder nat.Responder
+	main      *quicsock.Conn
+	mainPort  uint16
+	alt       *net.UDPConn // nil: no second port
+	wg        sync.WaitGroup
 }
 
-func (r *stunResponder) handle(data []byte, from *net.UDPAddr) {
-	if !stun.IsMessage(data) {
-		return
+// newSTUNService binds the second port (if any). A second port that cannot be bound is a
+// warning, not a failure: only `xp2p nat`'s finer tests need it.
+func newSTUNService(log *slog.Logger, bindAddr string, mainPort int, altPort int, altAddr string) *stunService {
+	s := &stunService{log: log, mainPort: uint16(mainPort)}
+	s.responder = nat.Responder{Port: uint16(mainPort), Software: "xp2p " + Version}
+	if ip, err := netip.ParseAddr(bindAddr); err == nil && !ip.IsUnspecified() {
+		s.responder.Primary = ip.Unmap()
 	}
-	req := &stun.Message{Raw: append([]byte(nil), data...)}
-	if err := req.Decode(); err != nil || req.Type != stun.BindingRequest {
-		return
+	if altAddr != "" {
+		s.responder.AltAddr, _ = netip.ParseAddr(altAddr)
 	}
-	resp, err := stun.Build(
-		stun.NewTransactionIDSetter(req.TransactionID),
-		stun.BindingSuccess,
-		&stun.XORMappedAddress{IP: from.IP, Port: from.Port},
-		stun.NewSoftware("xp2p"),
-		stun.Fingerprint,
-	)
+	if altPort > 0 {
+		addr := net.JoinHostPort(bindAddr, strconv.Itoa(altPort))
+		alt, err := listenPacketInfo(addr)
+		if err != nil {
+			log.Warn("stun: second port unavailable; xp2p nat will not test mapping and filtering against this server", "addr", addr, "err", err)
+		} else {
+			s.alt = alt
+			s.responder.AltPort = uint16(alt.LocalAddr().(*net.UDPAddr).Port)
+		}
+	}
+	return s
+}
+
+func listenPacketInfo(addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	if err := quicsock.EnablePacketInfo(c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// start begins serving the second port; main must be set.
+func (s *stunService) start() {
+	if s.alt == nil {
 		return
 	}
-	r.sock.WriteRaw(resp.Raw, nil, from)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serveAlt()
+	}()
+}
+
+// close stops the second port's reader and waits for it.
+func (s *stunService) close() {
+	if s.alt != nil {
+		s.alt.Close()
+	}
+	s.wg.Wait()
+}
+
+// altAddr is the bound second port, for logs and tests (nil: none).
+func (s *stunService) altAddr() *net.UDPAddr {
+	if s.alt == nil {
+		return nil
+	}
+	return s.alt.LocalAddr().(*net.UDPAddr)
+}
+
+func (s *stunService) serveAlt() {
+	buf := make([]byte, 2048)
+	oob := make([]byte, 256)
+	for {
+		n, oobn, _, from, err := s.alt.ReadMsgUDP(buf, oob)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("stun: second port read", "err", err)
+			}
+			return
+		}
+		s.handle(buf[:n], from, oob[:oobn], s.responder.AltPort)
+	}
+}
+
+// handle answers one packet that arrived on port from from; oob carries its local address.
+func (s *stunService) handle(data []byte, from *net.UDPAddr, oob []byte, port uint16) {
+	if from == nil {
+		return
+	}
+	dst := quicsock.PacketDst(oob)
+	if !dst.IsValid() {
+		dst = s.responder.Primary
+	}
+	fromAP := netip.AddrPortFrom(from.AddrPort().Addr().Unmap(), from.AddrPort().Port())
+	resp, src, ok := s.responder.Answer(data, fromAP, netip.AddrPortFrom(dst, port))
+	if !ok {
+		return
+	}
+	var err error
+	switch {
+	case src.Port() == s.mainPort:
+		err = s.main.WriteRaw(resp, quicsock.SourceOOB(src.Addr()), from)
+	case s.alt != nil:
+		_, _, err = s.alt.WriteMsgUDP(resp, quicsock.SourceOOB(src.Addr()), from)
+	}
+	if err != nil {
+		s.log.Debug("stun: answer", "to", from, "from", src, "err", err)
+	}
 }

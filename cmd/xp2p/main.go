@@ -30,6 +30,7 @@ Usage:
   xp2p verify -c FILE          check a server or client config and print every error
   xp2p status -c client.toml   show a running client's proxies, visitors and P2P sessions
   xp2p reload -c client.toml   check client.toml and apply it to the running client
+  xp2p nat -s HOST:PORT        discover this host's NAT behaviour (RFC 5780) and public address
   xp2p demo                    run a server, a provider and a visitor on this machine
   xp2p version                 print the version
 
@@ -61,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(rest, stdout, stderr)
 	case "reload":
 		return runReload(rest, stdout, stderr)
+	case "nat":
+		return runNAT(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "xp2p", version)
 		return 0

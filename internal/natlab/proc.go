@@ -272,3 +272,18 @@ func WriteFile(t testing.TB, name, content string) string {
 
 // PID is the process id (the xp2p process itself: `ip netns exec` replaces itself with it).
 func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Tool returns the path of an external program a test needs (from Debian package pkg). It skips
+// the test when the program is missing, or fails it when XP2P_LAB_REQUIRED=1 (as in CI).
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("XP2P_LAB_REQUIRED") == "1" {
+		t.Fatalf("XP2P_LAB_REQUIRED=1 but %q is missing (apt-get install %s)", name, pkg)
+	}
+	t.Skipf("skipping: %q is missing (apt-get install %s)", name, pkg)
+	return ""
+}

@@ -113,7 +113,7 @@ func (c *Conn) refillGRO(flags int) error {
 		from, _ := m.Addr.(*net.UDPAddr)
 		for off := 0; off < len(data); off += size {
 			seg := data[off:min(off+size, len(data))]
-			pass, as, consumed := c.filter.Receive(seg, from)
+			pass, as, consumed := c.filter.Receive(seg, from, oob)
 			if consumed {
 				continue
 			}

@@ -26,8 +26,9 @@ import (
 type Filter interface {
 	// Receive sees every received packet before QUIC. It returns consumed=true when it took the
 	// packet (QUIC never sees it). Otherwise QUIC gets pass (data or a subslice of it) as sent
-	// from as (nil keeps the real source).
-	Receive(data []byte, from *net.UDPAddr) (pass []byte, as net.Addr, consumed bool)
+	// from as (nil keeps the real source). oob holds the packet's control messages (read
+	// PacketDst from it); it may be empty.
+	Receive(data []byte, from *net.UDPAddr, oob []byte) (pass []byte, as net.Addr, consumed bool)
 	// Send sees every packet QUIC writes (b may hold several GSO segments of segSize bytes).
 	// It returns where to send it; or handled=true when it sent (or dropped) it itself.
 	Send(c *Conn, b, oob []byte, segSize int, to *net.UDPAddr) (dst *net.UDPAddr, handled bool, err error)
@@ -88,7 +89,7 @@ func (c *Conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		for i := range n {
 			m := &ms[i]
 			from, _ := m.Addr.(*net.UDPAddr)
-			pass, as, consumed := c.filter.Receive(m.Buffers[0][:m.N], from)
+			pass, as, consumed := c.filter.Receive(m.Buffers[0][:m.N], from, m.OOB[:m.NN])
 			vs[i] = verdict{pass, as, consumed}
 		}
 		// Consumed packets may still be referenced by the filter until EndBatch: compact only after.
@@ -138,7 +139,7 @@ func (c *Conn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr,
 		if err != nil {
 			return
 		}
-		pass, as, consumed := c.filter.Receive(b[:n], addr)
+		pass, as, consumed := c.filter.Receive(b[:n], addr, oob[:oobn])
 		if consumed {
 			continue
 		}

@@ -28,7 +28,7 @@ type markFilter struct {
 	batches  int
 }
 
-func (f *markFilter) Receive(data []byte, from *net.UDPAddr) ([]byte, net.Addr, bool) {
+func (f *markFilter) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.Addr, bool) {
 	switch {
 	case len(data) > 0 && data[0] == 'C':
 		f.mu.Lock()
@@ -181,7 +181,7 @@ func TestWriteSegmentsAndGROSplit(t *testing.T) {
 // passFilter lets everything through: QUIC over a quicsock.Conn must behave as over the socket.
 type passFilter struct{}
 
-func (passFilter) Receive(d []byte, _ *net.UDPAddr) ([]byte, net.Addr, bool) { return d, nil, false }
+func (passFilter) Receive(d []byte, _ *net.UDPAddr, _ []byte) ([]byte, net.Addr, bool) { return d, nil, false }
 func (passFilter) Send(_ *Conn, _, _ []byte, _ int, to *net.UDPAddr) (*net.UDPAddr, bool, error) {
 	return to, false, nil
 }

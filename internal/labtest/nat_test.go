@@ -1,0 +1,91 @@
+package labtest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/natlab"
+)
+
+// serverAltIP is the lab server's second address, for the RFC 5780 address tests.
+const serverAltIP = "203.0.113.3"
+
+// TestNATDiscovery runs `xp2p nat` behind every lab NAT kind against a server with a second
+// address and port, and checks the RFC 5780 classification; then Debian's stun-client (an RFC
+// 3489 client) against the same server.
+func TestNATDiscovery(t *testing.T) {
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{
+		{Name: "A", NAT: natlab.Easy}, {Name: "B", NAT: natlab.Sym}, {Name: "C", NAT: natlab.Open},
+		{Name: "D", NAT: natlab.NoUDP}, {Name: "E", NAT: natlab.None},
+	}})
+	if out, err := l.Exec("srv", "ip", "addr", "add", serverAltIP+"/24", "dev", "eth0"); err != nil {
+		t.Fatalf("second server address: %v: %s", err, out)
+	}
+	cfg := serverConfig + "[stun]\naltAddr = \"" + serverAltIP + "\"\n"
+	l.Start("srv", "server", natlab.Binary(t), "server", "-c", natlab.WriteFile(t, "server.toml", cfg)).
+		WaitLog("xp2p server listening", 10*time.Second)
+
+	type report struct {
+		Type, Mapping, Filtering, Public string
+		UDPBlocked, PortPreserved       bool
+		Hairpinning                     *bool
+		Notes                           []string
+	}
+	cases := []struct {
+		host, nat                  string
+		typ, mapping, filtering    string
+		portPreserved, udpBlocked bool
+	}{
+		{"A1", natlab.Easy, "port-restricted cone", "endpoint-independent", "address-and-port-dependent", true, false},
+		{"B1", natlab.Sym, "symmetric", "address-and-port-dependent", "address-and-port-dependent", false, false},
+		{"C1", natlab.Open, "full cone", "endpoint-independent", "endpoint-independent", true, false},
+		{"D1", natlab.NoUDP, "UDP blocked", "unknown", "unknown", false, true},
+		{"E1", natlab.None, "open", "none", "endpoint-independent", true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.nat, func(t *testing.T) {
+			// A fixed local port: a random one could collide with what masquerade random
+			// picks, and port preservation is only meaningful for a port we chose.
+			out, err := l.Exec(c.host, natlab.Binary(t), "nat", "-s", natlab.ServerIP+":7000", "-p", "40123", "-json")
+			if err != nil {
+				t.Fatalf("xp2p nat: %v\n%s", err, out)
+			}
+			var r report
+			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+				t.Fatalf("decode %q: %v", out, err)
+			}
+			t.Logf("%s: %s (mapping %s, filtering %s, public %s, port preserved %v, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Public, r.PortPreserved, r.Notes)
+			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering || r.UDPBlocked != c.udpBlocked {
+				t.Errorf("got %s / %s / %s / blocked %v, want %s / %s / %s / blocked %v",
+					r.Type, r.Mapping, r.Filtering, r.UDPBlocked, c.typ, c.mapping, c.filtering, c.udpBlocked)
+			}
+			if !c.udpBlocked && r.PortPreserved != c.portPreserved {
+				t.Errorf("port preserved %v, want %v", r.PortPreserved, c.portPreserved)
+			}
+			if c.nat != natlab.None && !c.udpBlocked {
+				if want := l.NATIP(c.host[:1]); !strings.HasPrefix(r.Public, want+":") {
+					t.Errorf("public address %s, want the NAT's %s", r.Public, want)
+				}
+				// The lab's NATs have no hairpin rule: a packet to their own public address
+				// from inside does not come back.
+				if r.Hairpinning == nil || *r.Hairpinning {
+					t.Errorf("hairpinning %v, want false", r.Hairpinning)
+				}
+			}
+		})
+	}
+
+	t.Run("stun-client", func(t *testing.T) {
+		stun := natlab.Tool(t, "stun", "stun-client")
+		out, _ := l.Exec("A1", stun, natlab.ServerIP+":7000", "-v")
+		// stun-client classifies by RFC 3489: our server must answer its classic requests
+		// (test I) and its change requests from the second address and port.
+		for _, want := range []string{"test I = 1", "is nat  = 1", "Primary: Independent Mapping, Port Dependent Filter"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("stun-client output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}

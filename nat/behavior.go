@@ -1,0 +1,167 @@
+package nat
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Dependence is how much of a remote endpoint a NAT's mapping or filtering depends on, in the
+// terms of RFC 4787 and RFC 5780.
+type Dependence uint8
+
+// Dependences, from the most permissive.
+const (
+	Unknown             Dependence = iota // not measured (or the test could not decide)
+	NoNAT                                 // the host's own address is public: nothing to map or filter
+	EndpointIndependent                   // one mapping for every destination; anyone may send to it
+	AddressDependent                      // depends on the remote address only
+	AddressPortDependent                  // depends on the remote address and port
+	// AtMostAddressDependent is a measurement without a second server address: endpoint-
+	// independent or address-dependent, which only a second address could tell apart.
+	AtMostAddressDependent
+)
+
+var dependenceNames = [...]string{"unknown", "none", "endpoint-independent", "address-dependent",
+	"address-and-port-dependent", "endpoint-independent or address-dependent"}
+
+var dependenceCodes = [...]string{"?", "none", "ei", "ad", "apd", "ei|ad"}
+
+func (d Dependence) String() string {
+	if int(d) < len(dependenceNames) {
+		return dependenceNames[d]
+	}
+	return fmt.Sprintf("Dependence(%d)", d)
+}
+
+// Behavior is what xp2p knows about the NAT in front of a UDP socket.
+type Behavior struct {
+	UDPBlocked    bool       // no answer to UDP at all
+	Mapping       Dependence // RFC 4787 mapping behaviour
+	Filtering     Dependence // RFC 4787 filtering behaviour
+	PortPreserved bool       // the public port equals the local port
+}
+
+// Known reports whether anything was measured.
+func (b Behavior) Known() bool { return b.UDPBlocked || b.Mapping != Unknown }
+
+// Name is the behaviour's everyday name: "open", "full cone", "restricted cone",
+// "port-restricted cone", "symmetric", "UDP blocked", "unknown".
+func (b Behavior) Name() string {
+	switch {
+	case b.UDPBlocked:
+		return "UDP blocked"
+	case b.Mapping == NoNAT:
+		switch b.Filtering {
+		case EndpointIndependent, NoNAT, AtMostAddressDependent, Unknown:
+			return "open"
+		}
+		return "open, firewalled"
+	case b.Mapping == Unknown:
+		return "unknown"
+	case b.Mapping == AddressDependent || b.Mapping == AddressPortDependent:
+		return "symmetric"
+	}
+	switch b.Filtering {
+	case EndpointIndependent:
+		return "full cone"
+	case AddressDependent:
+		return "restricted cone"
+	case AddressPortDependent:
+		return "port-restricted cone"
+	case AtMostAddressDependent:
+		return "full or restricted cone"
+	}
+	return "cone"
+}
+
+// String is the name with the RFC terms, as the dashboard and `xp2p status` show it.
+func (b Behavior) String() string {
+	if !b.Known() || b.UDPBlocked || b.Mapping == NoNAT && b.Filtering == NoNAT {
+		return b.Name()
+	}
+	return fmt.Sprintf("%s (mapping %s, filtering %s)", b.Name(), b.Mapping, b.Filtering)
+}
+
+// Code is the compact form clients send to the server and the server hands to peers, e.g.
+// "m=ei f=apd pp" (ParseBehavior reads it back).
+func (b Behavior) Code() string {
+	if b.UDPBlocked {
+		return "udp-blocked"
+	}
+	if !b.Known() {
+		return ""
+	}
+	code := "m=" + dependenceCodes[b.Mapping] + " f=" + dependenceCodes[b.Filtering]
+	if b.PortPreserved {
+		code += " pp"
+	}
+	return code
+}
+
+// ParseBehavior reads a Code. It is lenient about what it does not know (a newer peer may
+// send more), strict about what it does: a malformed mapping or filtering value is an error.
+func ParseBehavior(code string) (Behavior, error) {
+	var b Behavior
+	if code == "" {
+		return b, nil
+	}
+	if code == "udp-blocked" {
+		return Behavior{UDPBlocked: true}, nil
+	}
+	for _, field := range strings.Fields(code) {
+		key, val, _ := strings.Cut(field, "=")
+		switch key {
+		case "m", "f":
+			d, ok := parseDependence(val)
+			if !ok {
+				return Behavior{}, fmt.Errorf("nat behaviour %q: bad %s value %q", code, key, val)
+			}
+			if key == "m" {
+				b.Mapping = d
+			} else {
+				b.Filtering = d
+			}
+		case "pp":
+			b.PortPreserved = true
+		}
+	}
+	return b, nil
+}
+
+func parseDependence(s string) (Dependence, bool) {
+	for i, c := range dependenceCodes {
+		if c == s {
+			return Dependence(i), true
+		}
+	}
+	return Unknown, false
+}
+
+// DirectLikely reports whether a direct UDP path between sockets behind a and b can be
+// punched by probing the addresses the server saw, and why not when it cannot. An unknown
+// behaviour on either side is given the benefit of the doubt.
+//
+// The reasoning: a side whose mapping depends on the destination (symmetric) shows its peer a
+// public port the server never saw, so the peer learns it only from an arriving probe. That
+// probe gets in only if the peer's filter lets in a port it has not sent to: endpoint-
+// independent filtering, or address-dependent filtering (the peer has already sent to that
+// address). Two symmetric sides never learn each other's ports.
+func DirectLikely(a, b Behavior) (bool, string) {
+	if a.UDPBlocked || b.UDPBlocked {
+		return false, "UDP is blocked on one side"
+	}
+	symA, symB := symmetric(a), symmetric(b)
+	switch {
+	case symA && symB:
+		return false, "both NATs are symmetric"
+	case symA && b.Filtering == AddressPortDependent:
+		return false, "a symmetric NAT facing a port-restricted one"
+	case symB && a.Filtering == AddressPortDependent:
+		return false, "a symmetric NAT facing a port-restricted one"
+	}
+	return true, ""
+}
+
+func symmetric(b Behavior) bool {
+	return b.Mapping == AddressDependent || b.Mapping == AddressPortDependent
+}
