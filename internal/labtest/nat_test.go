@@ -44,18 +44,22 @@ func TestNATDiscovery(t *testing.T) {
 		{"D1", natlab.NoUDP, "UDP blocked", "unknown", "unknown", false, true},
 		{"E1", natlab.None, "open", "none", "endpoint-independent", true, false},
 	}
+	discover := func(t *testing.T, host, server string) report {
+		// A fixed local port: a random one could collide with what masquerade random picks,
+		// and port preservation is only meaningful for a port we chose.
+		out, err := l.Exec(host, natlab.Binary(t), "nat", "-s", server, "-p", "40123", "-json")
+		if err != nil {
+			t.Fatalf("xp2p nat: %v\n%s", err, out)
+		}
+		var r report
+		if i := strings.Index(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &r) != nil {
+			t.Fatalf("xp2p nat printed no JSON report: %q", out)
+		}
+		return r
+	}
 	for _, c := range cases {
 		t.Run(c.nat, func(t *testing.T) {
-			// A fixed local port: a random one could collide with what masquerade random
-			// picks, and port preservation is only meaningful for a port we chose.
-			out, err := l.Exec(c.host, natlab.Binary(t), "nat", "-s", natlab.ServerIP+":7000", "-p", "40123", "-json")
-			if err != nil {
-				t.Fatalf("xp2p nat: %v\n%s", err, out)
-			}
-			var r report
-			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
-				t.Fatalf("decode %q: %v", out, err)
-			}
+			r := discover(t, c.host, natlab.ServerIP+":7000")
 			t.Logf("%s: %s (mapping %s, filtering %s, public %s, port preserved %v, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Public, r.PortPreserved, r.Notes)
 			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering || r.UDPBlocked != c.udpBlocked {
 				t.Errorf("got %s / %s / %s / blocked %v, want %s / %s / %s / blocked %v",
@@ -76,6 +80,23 @@ func TestNATDiscovery(t *testing.T) {
 			}
 		})
 	}
+
+	// Any RFC 5780 server will do: coturn with two listening addresses offers the tests.
+	t.Run("coturn", func(t *testing.T) {
+		turnserver := natlab.Tool(t, "turnserver", "coturn")
+		// An empty config file: Debian's /etc/turnserver.conf turns RFC 5780 off.
+		l.Start("srv", "coturn", "stdbuf", "-oL", turnserver, "-c", natlab.WriteFile(t, "turnserver.conf", ""),
+			"--stun-only", "--no-cli", "--log-file", "stdout", "--pidfile", natlab.WriteFile(t, "turnserver.pid", ""),
+			"--listening-ip", natlab.ServerIP, "--listening-ip", serverAltIP, "--listening-port", "3478").
+			WaitLog("Total General servers", 10*time.Second)
+		for _, c := range cases[:3] {
+			r := discover(t, c.host, natlab.ServerIP+":3478")
+			t.Logf("coturn, %s: %s (mapping %s, filtering %s, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Notes)
+			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering {
+				t.Errorf("coturn, %s: got %s / %s / %s, want %s / %s / %s", c.nat, r.Type, r.Mapping, r.Filtering, c.typ, c.mapping, c.filtering)
+			}
+		}
+	})
 
 	t.Run("stun-client", func(t *testing.T) {
 		stun := natlab.Tool(t, "stun", "stun-client")
