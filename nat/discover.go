@@ -101,7 +101,9 @@ func Discover(ctx context.Context, cfg DiscoverConfig) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.Hairpinning = hairpin(ctx, mapper, r.Public)
+	if r.Public != r.Local { // hairpinning means something only through a NAT
+		r.Hairpinning = hairpin(ctx, mapper, r.Public)
+	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
