@@ -130,8 +130,10 @@ type Client struct {
 	// Start limits which proxies and visitors run (frp's start); empty runs all.
 	Start []string `toml:"start"`
 
-	Includes          []string          `toml:"includes" xp2p:"ignored"`
-	NatHoleStunServer string            `toml:"natHoleStunServer" xp2p:"ignored"`
+	Includes []string `toml:"includes" xp2p:"ignored"`
+	// NatHoleStunServer is the STUN server (host:port) of the NAT tests; default: the first
+	// server's bindPort. Any RFC 5780 server gives the full result.
+	NatHoleStunServer string            `toml:"natHoleStunServer"`
 	UDPPacketSize     int               `toml:"udpPacketSize" xp2p:"ignored"`
 	Metadatas         map[string]string `toml:"metadatas"`
 }
@@ -151,6 +153,9 @@ type ClientTransport struct {
 	P2PKeepalive int `toml:"p2pKeepalive"`
 	// DisableP2P makes every xp2p session relay through the server (frp's stcp).
 	DisableP2P bool `toml:"disableP2P"`
+	// NATDiscovery measures the NAT's behaviour at start and every 30 minutes (default true):
+	// the dashboard shows it and P2P sessions choose their strategy by it.
+	NATDiscovery *bool `toml:"natDiscovery"`
 	// UDPPort fixes the local port of the client's UDP socket (0 picks one).
 	UDPPort int `toml:"udpPort"`
 

@@ -76,7 +76,7 @@ func (b Behavior) Name() string {
 
 // String is the name with the RFC terms, as the dashboard and `xp2p status` show it.
 func (b Behavior) String() string {
-	if !b.Known() || b.UDPBlocked || b.Mapping == NoNAT && b.Filtering == NoNAT {
+	if !b.Known() || b.UDPBlocked || b.Name() == "open" {
 		return b.Name()
 	}
 	return fmt.Sprintf("%s (mapping %s, filtering %s)", b.Name(), b.Mapping, b.Filtering)

@@ -59,6 +59,9 @@ type Client struct {
 	fatal  chan error
 
 	mu sync.Mutex // guards anyChange
+
+	// nat is the NAT behaviour natLoop measured last (nil: not yet, or discovery is off).
+	nat atomic.Pointer[nat.Behavior]
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -261,6 +264,10 @@ func (c *Client) Start() error {
 		go func() { defer c.wg.Done(); l.connectLoop() }()
 	}
 	go func() { defer c.wg.Done(); c.p2p.acceptLoop() }()
+	if c.cfg.Transport.NATDiscovery == nil || *c.cfg.Transport.NATDiscovery {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.natLoop() }()
+	}
 	c.startVisitors(set.visitors)
 	return nil
 }

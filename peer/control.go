@@ -238,6 +238,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		User:         c.cfg.User,
 		Proof:        auth.Proof(l.token, exporter, auth.RoleClient),
 		PrivateAddrs: c.privateAddrs(),
+		NAT:          c.natBehavior().Code(),
 	}
 	if err := wire.Write(ctrl, login); err != nil {
 		return nil, fmt.Errorf("send login: %w", err)

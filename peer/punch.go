@@ -21,6 +21,10 @@ import (
 // hopeless pairs (symmetric × symmetric) quiet.
 const (
 	punchTimeout    = 10 * time.Second
+	// hopelessTimeout bounds an attempt the two NATs' behaviours say cannot succeed (symmetric
+	// facing symmetric or port-restricted): still tried, briefly, for the private candidates of
+	// peers on one LAN and in case a behaviour changed since it was measured.
+	hopelessTimeout = 3 * time.Second
 	retryFirst      = 5 * time.Second
 	retryMax        = 2 * time.Minute
 	maxCandidates   = 32
@@ -38,6 +42,9 @@ type puncher struct {
 	username  string // "<session id>:<our role>"
 	keepalive time.Duration
 	disabled  bool
+	// hopeless says why a direct path is unlikely for this pair of NATs ("" when it is likely
+	// or unknown): attempts are short and rare then.
+	hopeless string
 
 	wake chan struct{}
 
@@ -69,7 +76,39 @@ func newPuncher(s *p2pSession, ps *wire.PeerSession, relayOnly bool) *puncher {
 	}
 	p.disabled = c.cfg.Transport.DisableP2P || relayOnly
 	p.addCandidates(ps)
+	p.planLocked(ps)
 	return p
+}
+
+// planLocked chooses the punching strategy from the NAT behaviours both sides measured (the
+// peer's arrives with the session; see nat.DirectLikely).
+func (p *puncher) planLocked(ps *wire.PeerSession) {
+	peerNAT, err := nat.ParseBehavior(ps.PeerNAT)
+	if err != nil {
+		return
+	}
+	ours := p.s.m.c.natBehavior()
+	likely, why := nat.DirectLikely(ours, peerNAT)
+	was := p.hopeless
+	p.hopeless = why
+	switch {
+	case likely && was != "":
+		p.retryWait = retryFirst
+	case !likely && was == "":
+		p.retryWait = retryMax
+	}
+	if !likely && was == "" && !p.disabled {
+		p.s.log.Info("direct path unlikely; short attempts only", "why", why, "nat", ours.Name(), "peer_nat", peerNAT.Name(),
+			"attempt", hopelessTimeout, "retry_every", retryMax)
+	}
+}
+
+// attemptLimit is how long one punching attempt lasts.
+func (p *puncher) attemptLimit() time.Duration {
+	if p.hopeless != "" {
+		return hopelessTimeout
+	}
+	return punchTimeout
 }
 
 func (p *puncher) addCandidates(ps *wire.PeerSession) {
@@ -96,6 +135,9 @@ func (p *puncher) addCandidates(ps *wire.PeerSession) {
 // update takes fresh candidates from the server and punches again if there is no direct path.
 func (p *puncher) update(ps *wire.PeerSession) {
 	p.addCandidates(ps)
+	p.mu.Lock()
+	p.planLocked(ps)
+	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -154,7 +196,7 @@ func (p *puncher) step(now time.Time) time.Duration {
 		p.startLocked(now)
 	}
 	elapsed := now.Sub(p.punchStart)
-	if elapsed > punchTimeout {
+	if elapsed > p.attemptLimit() {
 		p.punching = false
 		p.retryAt = now.Add(p.retryWait)
 		p.s.log.Info("no direct path found; staying on relay", "tried", len(p.cands), "next_try_in", p.retryWait)

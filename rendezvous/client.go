@@ -14,6 +14,7 @@ import (
 
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
 )
 
@@ -29,6 +30,9 @@ type client struct {
 	log    *slog.Logger
 
 	writeMu sync.Mutex
+
+	// nat is the client's NAT behaviour code as it last reported it (Login, then NATReport).
+	nat atomic.Pointer[string]
 
 	// udpAddr caches the client's current UDP address for the packet relay (nil over TCP).
 	udpAddr atomic.Pointer[net.UDPAddr]
@@ -82,6 +86,9 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		sessions:    map[string]*p2pSession{},
 	}
 	c.log = s.log.With("client", c.id, "remote", remote.String())
+	if _, err := nat.ParseBehavior(login.NAT); err == nil {
+		c.nat.Store(&login.NAT)
+	}
 	c.work.max = s.cfg.Transport.MaxPoolCount
 	if c.work.max <= 0 {
 		c.work.max = defaultMaxIdleWork
@@ -273,6 +280,8 @@ func (c *client) controlLoop() error {
 			c.repunch(m.SessionID)
 		case *wire.Traffic:
 			c.s.Events.traffic(c, m)
+		case *wire.NATReport:
+			c.setNAT(m.NAT)
 		case *wire.Ping:
 			c.send(&wire.Pong{Seq: m.Seq})
 		case *wire.Pong:
@@ -448,7 +457,7 @@ func (ps *p2pSession) offer(role string) *wire.PeerSession {
 		Role:        role,
 		PeerPublic:  peer.publicAddr(),
 		PeerPrivate: peer.login.PrivateAddrs,
-		PeerNAT:     peer.login.NAT,
+		PeerNAT:     peer.natCode(),
 		RelayToken:  leg.Token[:],
 	}
 }
@@ -532,4 +541,34 @@ func (c *client) serveStream(ctx context.Context, st session.Stream) {
 	}
 	cancel()
 	<-done
+}
+
+// setNAT records the client's report of its NAT behaviour. A code this server cannot read
+// (a newer client's, or garbage) is logged and kept out of what peers are told.
+func (c *client) setNAT(code string) {
+	b, err := nat.ParseBehavior(code)
+	if err != nil {
+		c.log.Warn("client sent an unreadable NAT report", "err", err)
+		return
+	}
+	c.nat.Store(&code)
+	c.log.Info("client NAT", "nat", b.String())
+}
+
+// natCode is the client's NAT behaviour code ("" if it did not report one).
+func (c *client) natCode() string {
+	if p := c.nat.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// natName is the client's NAT behaviour for people: "port-restricted cone (mapping
+// endpoint-independent, filtering address-and-port-dependent)"; "" if not reported.
+func (c *client) natName() string {
+	b, _ := nat.ParseBehavior(c.natCode())
+	if !b.Known() {
+		return ""
+	}
+	return b.String()
 }

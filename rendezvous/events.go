@@ -279,7 +279,7 @@ func (r *sessionReport) snapshot() SessionSnapshot {
 }
 
 func sideOf(c *client) SessionSide {
-	return SessionSide{ClientID: c.id, Hostname: c.login.Hostname, User: c.login.User, Public: c.publicAddr(), NAT: c.login.NAT}
+	return SessionSide{ClientID: c.id, Hostname: c.login.Hostname, User: c.login.User, Public: c.publicAddr(), NAT: c.natName()}
 }
 
 // Histogram counts durations in fixed buckets, without locks.

@@ -129,7 +129,7 @@ func (s *Server) Snapshot() *Snapshot {
 			Version:   c.login.Version,
 			Addr:      c.remote.String(),
 			Transport: c.sess.Transport(),
-			NAT:       c.login.NAT,
+			NAT:       c.natName(),
 			Private:   append([]string(nil), c.login.PrivateAddrs...),
 			Since:     c.since,
 			Sessions:  sessionsOf[c],

@@ -35,7 +35,7 @@ func TestStatusAndReloadCommands(t *testing.T) {
 	if code := run([]string{"status", "-c", path}, &out, &errb); code != 0 {
 		t.Fatalf("status: exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"servers: 1 of 1 connected", "PROXIES (1)", "NAME", "running", "VISITORS: none", "P2P SESSIONS: none"} {
+	for _, want := range []string{"NAT: ", "servers: 1 of 1 connected", "PROXIES (1)", "NAME", "running", "VISITORS: none", "P2P SESSIONS: none"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, out.String())
 		}

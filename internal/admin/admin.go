@@ -29,6 +29,8 @@ type Controller interface {
 	Proxies() []peer.ProxyInfo
 	Visitors() []peer.VisitorInfo
 	Sessions() []peer.SessionInfo
+	// NAT describes the NAT in front of the client as it last measured it ("" if not yet).
+	NAT() string
 	// Reload applies a validated configuration: added, removed and changed proxies and
 	// visitors take effect, untouched ones keep their connections; a configuration it cannot
 	// apply is refused as a whole.
@@ -43,6 +45,7 @@ type Status struct {
 	Started  time.Time          `json:"started"`
 	Config   string             `json:"config,omitempty"`
 	Servers  []peer.ServerInfo  `json:"servers"`
+	NAT      string             `json:"nat"`
 	Proxies  []peer.ProxyInfo   `json:"proxies"`
 	Visitors []peer.VisitorInfo `json:"visitors"`
 	Sessions []peer.SessionInfo `json:"sessions"`
@@ -183,6 +186,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Started:  s.started,
 		Config:   s.opts.ConfigPath,
 		Servers:  s.ctl.Servers(),
+		NAT:      s.ctl.NAT(),
 		Proxies:  s.ctl.Proxies(),
 		Visitors: s.ctl.Visitors(),
 		Sessions: s.ctl.Sessions(),

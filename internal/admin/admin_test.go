@@ -30,6 +30,9 @@ type fake struct {
 func (f *fake) Servers() []peer.ServerInfo {
 	return []peer.ServerInfo{{Addr: "127.0.0.1:7000", Connected: true, Transport: "quic", RTT: 1500 * time.Microsecond, Since: time.Now()}}
 }
+func (f *fake) NAT() string {
+	return "port-restricted cone (mapping endpoint-independent, filtering address-and-port-dependent)"
+}
 func (f *fake) Proxies() []peer.ProxyInfo {
 	return []peer.ProxyInfo{{Name: "ssh", Type: "tcp", Local: "127.0.0.1:22", Remote: "0.0.0.0:6000", Status: "running", BytesIn: 1536, BytesOut: 5 << 20, Conns: 2}}
 }
@@ -112,7 +115,7 @@ func TestStatusAndReload(t *testing.T) {
 	}
 	var out bytes.Buffer
 	WriteStatus(&out, st)
-	for _, want := range []string{"servers: 1 of 1 connected", "PROXIES (1)", "ssh", "0.0.0.0:6000", "running", "1.50 KB", "5.00 MB",
+	for _, want := range []string{"NAT: port-restricted cone", "servers: 1 of 1 connected", "PROXIES (1)", "ssh", "0.0.0.0:6000", "running", "1.50 KB", "5.00 MB",
 		"VISITORS (1)", "nas-visitor", "127.0.0.1:8096/tcp", "P2P SESSIONS (1)", "203.0.113.5:4000", "12.0ms", "1.00 GB"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status table lacks %q:\n%s", want, out.String())

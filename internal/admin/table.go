@@ -24,6 +24,11 @@ func WriteStatus(w io.Writer, st *Status) {
 			connected++
 		}
 	}
+	nat := st.NAT
+	if nat == "" {
+		nat = "not measured yet"
+	}
+	fmt.Fprintf(w, "NAT: %s\n", nat)
 	fmt.Fprintf(w, "servers: %d of %d connected\n", connected, len(st.Servers))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range st.Servers {

@@ -235,6 +235,14 @@ func TestTrafficThroughRealProxy(t *testing.T) {
 	if len(clients) != 1 || len(clients[0].Proxies) != 1 || clients[0].Proxies[0] != "web" || clients[0].Transport == "" || clients[0].Address == "" {
 		t.Errorf("clients: %+v", clients)
 	}
+	// The client measures its NAT in the background and reports it: on loopback, none.
+	for deadline := time.Now().Add(10 * time.Second); len(clients) == 1 && clients[0].NAT == "" && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		a.mustGet("/api/clients", &clients)
+	}
+	if len(clients) != 1 || clients[0].NAT != "open" {
+		t.Errorf("client NAT on loopback = %+v, want open", clients)
+	}
 	t.Logf("measured: %d+%d bytes in, %d+%d out through a real tcp proxy; API and /metrics agree to the byte", send1, send2, reply1, reply2)
 }
 

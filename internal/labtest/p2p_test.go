@@ -103,6 +103,13 @@ func TestP2PMatrix(t *testing.T) {
 				l = natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: tc.provider}, {Name: "V", NAT: tc.visitor}}})
 			}
 			p := startPair(t, l, provHost, visHost, "")
+			if !tc.direct {
+				// Both sides measure their NAT at start (xp2p nat's tests); with both
+				// measurements in hand, the session knows a direct path is unlikely.
+				p.provider.WaitLog("NAT behaviour", 10*time.Second)
+				p.visitor.WaitLog("NAT behaviour", 10*time.Second)
+				p.server.WaitLog("client NAT", 5*time.Second)
+			}
 			d := exchange(t, l, visHost, visitorAddr, 4<<20, 0)
 			ready := p.visitor.WaitLog(`p2p session ready.*`, 5*time.Second)[0]
 			t.Logf("4 MB echoed in %s; visitor: time_to_ready=%s", d.Round(time.Millisecond), field(ready, "time_to_ready"))
@@ -125,6 +132,8 @@ func TestP2PMatrix(t *testing.T) {
 				if !strings.Contains(ready, "path=relay") {
 					t.Errorf("session not relayed: %s", ready)
 				}
+				line := p.visitor.WaitLog(`direct path unlikely.*`, time.Second)[0]
+				t.Logf("visitor: %s", line[strings.Index(line, "why="):])
 			}
 			if tc.provider == natlab.NoUDP {
 				if tr := field(p.provider.WaitLog(`logged in to server.*`, time.Second)[0], "transport"); tr != "tcp" {

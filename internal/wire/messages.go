@@ -44,6 +44,7 @@ func init() {
 	register(func() Message { return new(WorkConn) })
 	register(func() Message { return new(Ping) })
 	register(func() Message { return new(Pong) })
+	register(func() Message { return new(NATReport) })
 }
 
 // Login is the first message a client sends on its control stream.
@@ -69,7 +70,25 @@ func (m *Login) Validate() error {
 	if len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
+	if err := validateNAT(m.NAT); err != nil {
+		return err
+	}
 	return validateAddrs("privateAddrs", m.PrivateAddrs)
+}
+
+// maxNATLen bounds a NAT behaviour code (package nat's Code: "m=ei|ad f=ei|ad pp" and room to grow).
+const maxNATLen = 64
+
+func validateNAT(code string) error {
+	if len(code) > maxNATLen {
+		return fmt.Errorf("nat: %d bytes, at most %d", len(code), maxNATLen)
+	}
+	for _, r := range code {
+		if r < 0x20 || r > 0x7e {
+			return fmt.Errorf("nat: %q has a character outside printable ASCII", code)
+		}
+	}
+	return nil
 }
 
 // LoginResult answers Login. Error is set when the login was refused.
@@ -218,6 +237,9 @@ func (m *PeerSession) Validate() error {
 	}
 	if len(m.RelayToken) != RelayTokenLen {
 		return fmt.Errorf("relayToken must be %d bytes", RelayTokenLen)
+	}
+	if err := validateNAT(m.PeerNAT); err != nil {
+		return fmt.Errorf("peer %w", err)
 	}
 	if m.PeerPublic != "" {
 		if _, err := netip.ParseAddrPort(m.PeerPublic); err != nil {
@@ -409,3 +431,12 @@ type Pong struct {
 
 func (*Pong) MessageType() string { return "pong" }
 func (*Pong) Validate() error     { return nil }
+
+// NATReport tells the server what the client learned of its NAT after logging in (the NAT
+// tests run in the background, so the first Login usually carries none).
+type NATReport struct {
+	NAT string `json:"nat"`
+}
+
+func (*NATReport) MessageType() string { return "natReport" }
+func (m *NATReport) Validate() error   { return validateNAT(m.NAT) }

@@ -41,6 +41,7 @@ func validMessages() []Message {
 		&WorkConn{RunID: "r", Proof: proof},
 		&Ping{Seq: 1},
 		&Pong{Seq: 1},
+		&NATReport{NAT: "m=ei f=apd pp"},
 	}
 }
 
@@ -90,6 +91,8 @@ func TestValidate(t *testing.T) {
 		{&Traffic{Sessions: []SessionTraffic{{SessionID: nil}}}, "sessionId"},
 		{&Traffic{Sessions: make([]SessionTraffic, 1025)}, "too many"},
 		{&WorkConn{RunID: "r"}, "proof"},
+		{&Login{RunID: "r", Proof: proof, NAT: strings.Repeat("m", 65)}, "at most 64"},
+		{&NATReport{NAT: "m=ei\x00"}, "printable"},
 	}
 	for _, b := range bad {
 		err := b.m.Validate()
