@@ -144,6 +144,14 @@ func (c *Client) complete(file string, pos positions) error {
 	if t.UDPPort != 0 {
 		checkPort(l, "transport.udpPort", t.UDPPort, false)
 	}
+	if t.PortMappingGateway != "" {
+		checkIP(l, "transport.portMappingGateway", t.PortMappingGateway)
+	}
+	if c.NatHoleStunServer != "" {
+		if _, _, err := net.SplitHostPort(c.NatHoleStunServer); err != nil {
+			l.at("natHoleStunServer", "%q is not HOST:PORT", c.NatHoleStunServer)
+		}
+	}
 	if (t.TLS.TrustedCaFile != "") && t.TLS.ServerName == "" {
 		t.TLS.ServerName = c.ServerAddr
 	}

@@ -62,6 +62,8 @@ type Client struct {
 
 	// nat is the NAT behaviour natLoop measured last (nil: not yet, or discovery is off).
 	nat atomic.Pointer[nat.Behavior]
+	// mapped is the router's NAT-PMP mapping of the UDP socket (portMapLoop).
+	mapped atomic.Pointer[netip.AddrPort]
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -267,6 +269,10 @@ func (c *Client) Start() error {
 	if c.cfg.Transport.NATDiscovery == nil || *c.cfg.Transport.NATDiscovery {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.natLoop() }()
+	}
+	if c.cfg.Transport.PortMapping {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.portMapLoop() }()
 	}
 	c.startVisitors(set.visitors)
 	return nil

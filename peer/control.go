@@ -239,6 +239,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		Proof:        auth.Proof(l.token, exporter, auth.RoleClient),
 		PrivateAddrs: c.privateAddrs(),
 		NAT:          c.natBehavior().Code(),
+		Mapped:       c.mappedString(),
 	}
 	if err := wire.Write(ctrl, login); err != nil {
 		return nil, fmt.Errorf("send login: %w", err)

@@ -48,7 +48,12 @@ func (c *Client) measureNAT() {
 		return
 	}
 	c.log.Info("NAT behaviour", "nat", b.String(), "public", r.Public, "hairpinning", r.Hairpinning, "server", server, "notes", r.Notes)
-	report := &wire.NATReport{NAT: b.Code()}
+	c.reportNAT()
+}
+
+// reportNAT sends what the client knows of its NAT (behaviour, router mapping) to every server.
+func (c *Client) reportNAT() {
+	report := &wire.NATReport{NAT: c.natBehavior().Code(), Mapped: c.mappedString()}
 	for _, ctl := range c.controls() {
 		ctl.send(report)
 	}

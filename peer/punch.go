@@ -20,7 +20,7 @@ import (
 // becomes possible (a firewall rule lifted, a NAT mapping back); later ones back off to keep
 // hopeless pairs (symmetric × symmetric) quiet.
 const (
-	punchTimeout    = 10 * time.Second
+	punchTimeout = 10 * time.Second
 	// hopelessTimeout bounds an attempt the two NATs' behaviours say cannot succeed (symmetric
 	// facing symmetric or port-restricted): still tried, briefly, for the private candidates of
 	// peers on one LAN and in case a behaviour changed since it was measured.
@@ -89,6 +89,10 @@ func (p *puncher) planLocked(ps *wire.PeerSession) {
 	}
 	ours := p.s.m.c.natBehavior()
 	likely, why := nat.DirectLikely(ours, peerNAT)
+	if ps.PeerMapped != "" || p.s.m.c.mappedAddr().IsValid() {
+		// A router's port mapping lets every probe in, whatever its NAT's filtering.
+		likely, why = true, ""
+	}
 	was := p.hopeless
 	p.hopeless = why
 	switch {
@@ -129,6 +133,9 @@ func (p *puncher) addCandidates(ps *wire.PeerSession) {
 	}
 	if ps.PeerPublic != "" {
 		add(ps.PeerPublic, nat.KindPublic)
+	}
+	if ps.PeerMapped != "" {
+		add(ps.PeerMapped, nat.KindMapped)
 	}
 }
 

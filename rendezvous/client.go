@@ -33,6 +33,8 @@ type client struct {
 
 	// nat is the client's NAT behaviour code as it last reported it (Login, then NATReport).
 	nat atomic.Pointer[string]
+	// mapped is the address the client's router maps to its UDP socket (NAT-PMP), "" if none.
+	mapped atomic.Pointer[string]
 
 	// udpAddr caches the client's current UDP address for the packet relay (nil over TCP).
 	udpAddr atomic.Pointer[net.UDPAddr]
@@ -89,6 +91,7 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 	if _, err := nat.ParseBehavior(login.NAT); err == nil {
 		c.nat.Store(&login.NAT)
 	}
+	c.mapped.Store(&login.Mapped)
 	c.work.max = s.cfg.Transport.MaxPoolCount
 	if c.work.max <= 0 {
 		c.work.max = defaultMaxIdleWork
@@ -282,6 +285,9 @@ func (c *client) controlLoop() error {
 			c.s.Events.traffic(c, m)
 		case *wire.NATReport:
 			c.setNAT(m.NAT)
+			if old := c.mapped.Swap(&m.Mapped); *old != m.Mapped {
+				c.log.Info("client port mapping", "mapped", m.Mapped)
+			}
 		case *wire.Ping:
 			c.send(&wire.Pong{Seq: m.Seq})
 		case *wire.Pong:
@@ -458,6 +464,7 @@ func (ps *p2pSession) offer(role string) *wire.PeerSession {
 		PeerPublic:  peer.publicAddr(),
 		PeerPrivate: peer.login.PrivateAddrs,
 		PeerNAT:     peer.natCode(),
+		PeerMapped:  *peer.mapped.Load(),
 		RelayToken:  leg.Token[:],
 	}
 }

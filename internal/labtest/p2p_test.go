@@ -261,3 +261,37 @@ func TestP2PPathDiesAndComesBack(t *testing.T) {
 	d := <-done
 	t.Logf("64 MB echoed intact in %s across direct → relay → direct", d.Round(time.Millisecond))
 }
+
+// TestP2PPortMapping: a port-restricted NAT facing a symmetric one relays (TestP2PMatrix), unless
+// the router maps the provider's port (NAT-PMP, transport.portMapping): then the symmetric side's
+// probes get in and the session goes direct. The mapping is removed when the provider stops.
+func TestP2PPortMapping(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Sym}}})
+	l.ServePortMapping("P")
+	server := startServer(t, l)
+	echoService(t, l, "P1", "127.0.0.1:9000")
+	provider := startClient(t, l, "P1", "provider", providerConfig("transport.portMapping = true\ntransport.udpPort = 40123"))
+	mapped := field(provider.WaitLog(`port mapped by the router.*`, 10*time.Second)[0], "public")
+	if want := l.NATIP("P") + ":40123"; mapped != want {
+		t.Errorf("mapped %s, want %s", mapped, want)
+	}
+	server.WaitLog("client port mapping", 5*time.Second)
+	if table := l.PortMappings("P"); !strings.Contains(table, "udp dport 40123 dnat to "+l.IP("P1")+":40123") {
+		t.Fatalf("NAT-PMP mapping not in the NAT's rules:\n%s", table)
+	}
+	provider.WaitLog("xp2p service published", 10*time.Second)
+	visitor := startClient(t, l, "V1", "visitor", visitorConfig(""))
+	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
+	line := visitor.WaitLog(`direct path locked.*role=visitor.*`, 10*time.Second)[0]
+	t.Logf("port-restricted (mapped) × symmetric: visitor locked %s in %s", field(line, "remote"), field(line, "time_to_direct"))
+	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
+	if n := visitor.Count("direct path unlikely"); n > 0 {
+		t.Errorf("the visitor gave up on a direct path the mapping makes possible")
+	}
+
+	provider.Stop()
+	if table := l.PortMappings("P"); strings.Contains(table, "dport 40123") {
+		t.Errorf("the mapping outlived the provider:\n%s", table)
+	}
+}

@@ -60,6 +60,8 @@ type Login struct {
 	PrivateAddrs []string `json:"privateAddrs,omitempty"`
 	// NAT is the client's own view of its NAT behaviour, if it measured it ("" if not).
 	NAT string `json:"nat,omitempty"`
+	// Mapped is the public address its router maps to the UDP socket (NAT-PMP), if any.
+	Mapped string `json:"mapped,omitempty"`
 }
 
 func (*Login) MessageType() string { return "login" }
@@ -71,6 +73,9 @@ func (m *Login) Validate() error {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
 	if err := validateNAT(m.NAT); err != nil {
+		return err
+	}
+	if err := validateOptionalAddr("mapped", m.Mapped); err != nil {
 		return err
 	}
 	return validateAddrs("privateAddrs", m.PrivateAddrs)
@@ -210,6 +215,8 @@ type PeerSession struct {
 	PeerPublic string `json:"peerPublic,omitempty"`
 	// PeerPrivate are the peer's reported LAN candidates.
 	PeerPrivate []string `json:"peerPrivate,omitempty"`
+	// PeerMapped is the address the peer's router maps to its socket (NAT-PMP), if any.
+	PeerMapped string `json:"peerMapped,omitempty"`
 	// PeerNAT is the peer's NAT behaviour as it reported it.
 	PeerNAT string `json:"peerNat,omitempty"`
 	// RelayToken prefixes the receiver's relayed packets in both directions.
@@ -250,6 +257,9 @@ func (m *PeerSession) Validate() error {
 		if _, err := netip.ParseAddrPort(m.RelayAddr); err != nil {
 			return fmt.Errorf("relayAddr: %w", err)
 		}
+	}
+	if err := validateOptionalAddr("peerMapped", m.PeerMapped); err != nil {
+		return err
 	}
 	return validateAddrs("peerPrivate", m.PeerPrivate)
 }
@@ -436,7 +446,25 @@ func (*Pong) Validate() error     { return nil }
 // tests run in the background, so the first Login usually carries none).
 type NATReport struct {
 	NAT string `json:"nat"`
+	// Mapped is the address the router maps to the client's socket (NAT-PMP; "" for none).
+	Mapped string `json:"mapped,omitempty"`
 }
 
 func (*NATReport) MessageType() string { return "natReport" }
-func (m *NATReport) Validate() error   { return validateNAT(m.NAT) }
+func (m *NATReport) Validate() error {
+	if err := validateNAT(m.NAT); err != nil {
+		return err
+	}
+	return validateOptionalAddr("mapped", m.Mapped)
+}
+
+// validateOptionalAddr checks an address:port field that may be empty.
+func validateOptionalAddr(key, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddrPort(v); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}

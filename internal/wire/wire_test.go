@@ -41,7 +41,7 @@ func validMessages() []Message {
 		&WorkConn{RunID: "r", Proof: proof},
 		&Ping{Seq: 1},
 		&Pong{Seq: 1},
-		&NATReport{NAT: "m=ei f=apd pp"},
+		&NATReport{NAT: "m=ei f=apd pp", Mapped: "203.0.113.10:40000"},
 	}
 }
 
@@ -93,6 +93,9 @@ func TestValidate(t *testing.T) {
 		{&WorkConn{RunID: "r"}, "proof"},
 		{&Login{RunID: "r", Proof: proof, NAT: strings.Repeat("m", 65)}, "at most 64"},
 		{&NATReport{NAT: "m=ei\x00"}, "printable"},
+		{&NATReport{Mapped: "1.2.3.4"}, "mapped"},
+		{&Login{RunID: "r", Proof: proof, Mapped: "x:1"}, "mapped"},
+		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerMapped: "nope"}, "peerMapped"},
 	}
 	for _, b := range bad {
 		err := b.m.Validate()
