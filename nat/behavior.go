@@ -2,6 +2,8 @@ package nat
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -11,11 +13,11 @@ type Dependence uint8
 
 // Dependences, from the most permissive.
 const (
-	Unknown             Dependence = iota // not measured (or the test could not decide)
-	NoNAT                                 // the host's own address is public: nothing to map or filter
-	EndpointIndependent                   // one mapping for every destination; anyone may send to it
-	AddressDependent                      // depends on the remote address only
-	AddressPortDependent                  // depends on the remote address and port
+	Unknown              Dependence = iota // not measured (or the test could not decide)
+	NoNAT                                  // the host's own address is public: nothing to map or filter
+	EndpointIndependent                    // one mapping for every destination; anyone may send to it
+	AddressDependent                       // depends on the remote address only
+	AddressPortDependent                   // depends on the remote address and port
 	// AtMostAddressDependent is a measurement without a second server address: endpoint-
 	// independent or address-dependent, which only a second address could tell apart.
 	AtMostAddressDependent
@@ -39,7 +41,14 @@ type Behavior struct {
 	Mapping       Dependence // RFC 4787 mapping behaviour
 	Filtering     Dependence // RFC 4787 filtering behaviour
 	PortPreserved bool       // the public port equals the local port
+	// PortDelta is the step between the public ports of a symmetric NAT's consecutive new
+	// mappings, when it allocates them in sequence (0: not predictable, or not symmetric).
+	// A peer then predicts the port its next mapping gets.
+	PortDelta int
 }
+
+// maxPortDelta bounds a believable allocation step: larger steps look like random ports.
+const maxPortDelta = 64
 
 // Known reports whether anything was measured.
 func (b Behavior) Known() bool { return b.UDPBlocked || b.Mapping != Unknown }
@@ -79,6 +88,9 @@ func (b Behavior) String() string {
 	if !b.Known() || b.UDPBlocked || b.Name() == "open" {
 		return b.Name()
 	}
+	if b.PortDelta != 0 {
+		return fmt.Sprintf("%s (mapping %s, sequential ports +%d, filtering %s)", b.Name(), b.Mapping, b.PortDelta, b.Filtering)
+	}
 	return fmt.Sprintf("%s (mapping %s, filtering %s)", b.Name(), b.Mapping, b.Filtering)
 }
 
@@ -94,6 +106,9 @@ func (b Behavior) Code() string {
 	code := "m=" + dependenceCodes[b.Mapping] + " f=" + dependenceCodes[b.Filtering]
 	if b.PortPreserved {
 		code += " pp"
+	}
+	if b.PortDelta != 0 {
+		code += " d=" + strconv.Itoa(b.PortDelta)
 	}
 	return code
 }
@@ -123,6 +138,12 @@ func ParseBehavior(code string) (Behavior, error) {
 			}
 		case "pp":
 			b.PortPreserved = true
+		case "d":
+			d, err := strconv.Atoi(val)
+			if err != nil || d < 1 || d > maxPortDelta {
+				return Behavior{}, fmt.Errorf("nat behaviour %q: bad port step %q (1-%d)", code, val, maxPortDelta)
+			}
+			b.PortDelta = d
 		}
 	}
 	return b, nil
@@ -145,7 +166,9 @@ func parseDependence(s string) (Dependence, bool) {
 // public port the server never saw, so the peer learns it only from an arriving probe. That
 // probe gets in only if the peer's filter lets in a port it has not sent to: endpoint-
 // independent filtering, or address-dependent filtering (the peer has already sent to that
-// address). Two symmetric sides never learn each other's ports.
+// address). Two symmetric sides never learn each other's ports. Unless the symmetric side
+// hands out ports in sequence: then the other side predicts the next ones and probes them
+// (PredictPorts), which opens its filter for the port the symmetric side's probe will come from.
 func DirectLikely(a, b Behavior) (bool, string) {
 	if a.UDPBlocked || b.UDPBlocked {
 		return false, "UDP is blocked on one side"
@@ -154,12 +177,36 @@ func DirectLikely(a, b Behavior) (bool, string) {
 	switch {
 	case symA && symB:
 		return false, "both NATs are symmetric"
-	case symA && b.Filtering == AddressPortDependent:
+	case symA && b.Filtering == AddressPortDependent && a.PortDelta == 0:
 		return false, "a symmetric NAT facing a port-restricted one"
-	case symB && a.Filtering == AddressPortDependent:
+	case symB && a.Filtering == AddressPortDependent && b.PortDelta == 0:
 		return false, "a symmetric NAT facing a port-restricted one"
 	}
 	return true, ""
+}
+
+// PredictWindow is how many ports past the one the server saw a peer probes on a symmetric NAT
+// with sequential ports: the mappings the symmetric side made since (its NAT tests, other
+// sessions) push its next port further.
+const PredictWindow = 16
+
+// PredictPorts returns the addresses a side behind ours should probe to reach a peer behind
+// peerNAT whose mapping towards the server is public: the next PredictWindow ports of its
+// sequence, when the peer is symmetric with sequential ports and we are not symmetric (two
+// symmetric sides would both need to predict, which this does not attempt). Nil otherwise.
+func PredictPorts(ours, peerNAT Behavior, public netip.AddrPort) []netip.AddrPort {
+	if !symmetric(peerNAT) || peerNAT.PortDelta == 0 || symmetric(ours) || !public.IsValid() {
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, PredictWindow)
+	for k := 1; k <= PredictWindow; k++ {
+		port := int(public.Port()) + k*peerNAT.PortDelta
+		if port > 65535 {
+			break
+		}
+		out = append(out, netip.AddrPortFrom(public.Addr(), uint16(port)))
+	}
+	return out
 }
 
 func symmetric(b Behavior) bool {

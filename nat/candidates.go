@@ -16,7 +16,9 @@ const (
 	KindPrivate Kind = "private" // a LAN address of the host, with the UDP socket's port
 	KindPublic  Kind = "public"  // the address the server observed on the socket
 	KindPeer    Kind = "peer"    // the source of an authenticated probe (peer-reflexive)
-	KindMapped  Kind = "mapped"  // an address mapped by the router (UPnP/NAT-PMP/PCP)
+	KindMapped  Kind = "mapped"  // an address mapped by the router (NAT-PMP)
+	// KindPredicted is a guess at the next port of a symmetric NAT with sequential ports.
+	KindPredicted Kind = "predicted"
 )
 
 // Candidate is one address:port at which a peer may be reachable.

@@ -132,6 +132,7 @@ func (r *Report) mapping(ctx context.Context, p *prober) ([]string, error) {
 			r.Behavior.Mapping = AtMostAddressDependent
 		} else {
 			r.Behavior.Mapping = AddressPortDependent
+			r.Behavior.PortDelta = portDelta(r.Public, res.mapped)
 		}
 		return []string{"the server has one address: endpoint-independent and address-dependent behaviour cannot be told apart"}, nil
 	}
@@ -154,10 +155,26 @@ func (r *Report) mapping(ctx context.Context, p *prober) ([]string, error) {
 	}
 	if res3.mapped == res2.mapped {
 		r.Behavior.Mapping = AddressDependent
+		r.Behavior.PortDelta = portDelta(r.Public, res2.mapped)
 	} else {
 		r.Behavior.Mapping = AddressPortDependent
+		// Two steps must both look sequential (the filtering tests' socket, running at the
+		// same time, may have taken a port in between: the smaller step is the NAT's).
+		d1, d2 := portDelta(r.Public, res2.mapped), portDelta(res2.mapped, res3.mapped)
+		if d1 != 0 && d2 != 0 {
+			r.Behavior.PortDelta = min(d1, d2)
+		}
 	}
 	return nil, nil
+}
+
+// portDelta is the step from one new mapping's port to the next, if it looks like a sequence.
+func portDelta(a, b netip.AddrPort) int {
+	d := int(b.Port()) - int(a.Port())
+	if a.Addr() != b.Addr() || d < 1 || d > maxPortDelta {
+		return 0
+	}
+	return d
 }
 
 // filtering runs tests II and III of RFC 5780 section 4.4 on a fresh socket.

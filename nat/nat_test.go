@@ -30,6 +30,7 @@ func TestBehaviorCodeRoundTrip(t *testing.T) {
 		{Behavior{Mapping: AtMostAddressDependent, Filtering: AtMostAddressDependent}, "m=ei|ad f=ei|ad", "full or restricted cone"},
 		{Behavior{Mapping: AddressDependent, Filtering: AddressPortDependent}, "m=ad f=apd", "symmetric"},
 		{Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}, "m=apd f=apd", "symmetric"},
+		{Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 2}, "m=apd f=apd d=2", "symmetric"},
 	}
 	for _, c := range cases {
 		if got := c.b.Code(); got != c.code {
@@ -46,7 +47,7 @@ func TestBehaviorCodeRoundTrip(t *testing.T) {
 }
 
 func TestParseBehaviorErrors(t *testing.T) {
-	for _, code := range []string{"m=weird f=ei", "m=ei f=", "f=xx"} {
+	for _, code := range []string{"m=weird f=ei", "m=ei f=", "f=xx", "m=apd d=0", "m=apd d=65", "m=apd d=x"} {
 		if _, err := ParseBehavior(code); err == nil {
 			t.Errorf("ParseBehavior(%q): no error", code)
 		}
@@ -67,6 +68,7 @@ func TestDirectLikely(t *testing.T) {
 		portRest = Behavior{Mapping: EndpointIndependent, Filtering: AddressPortDependent}
 		sym      = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
 		symAD    = Behavior{Mapping: AddressDependent, Filtering: AddressDependent}
+		symSeq   = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 1}
 	)
 	cases := []struct {
 		a, b Behavior
@@ -83,6 +85,9 @@ func TestDirectLikely(t *testing.T) {
 		{sym, sym, false},
 		{symAD, sym, false},
 		{portRest, symAD, false},
+		{portRest, symSeq, true}, // the port-restricted side predicts the next ports
+		{symSeq, sym, false},
+		{symSeq, symSeq, false},
 	}
 	for _, c := range cases {
 		for _, pair := range [][2]Behavior{{c.a, c.b}, {c.b, c.a}} {
@@ -387,5 +392,24 @@ func TestPortMapperWithoutGateway(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %v with a 300 ms timeout", took)
+	}
+}
+
+func TestPredictPorts(t *testing.T) {
+	portRest := Behavior{Mapping: EndpointIndependent, Filtering: AddressPortDependent}
+	symSeq := Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 2}
+	sym := Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
+	public := netip.MustParseAddrPort("203.0.113.20:30000")
+	got := PredictPorts(portRest, symSeq, public)
+	if len(got) != PredictWindow || got[0].Port() != 30002 || got[PredictWindow-1].Port() != 30000+2*PredictWindow || got[0].Addr() != public.Addr() {
+		t.Errorf("PredictPorts = %v", got)
+	}
+	for name, c := range map[string][2]Behavior{"random ports": {portRest, sym}, "both symmetric": {symSeq, symSeq}, "unknown": {{}, {}}} {
+		if got := PredictPorts(c[0], c[1], public); got != nil {
+			t.Errorf("%s: predicted %v", name, got)
+		}
+	}
+	if got := PredictPorts(portRest, symSeq, netip.MustParseAddrPort("203.0.113.20:65530")); len(got) != 2 {
+		t.Errorf("near the top of the port range: %v", got)
 	}
 }

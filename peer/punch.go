@@ -137,6 +137,14 @@ func (p *puncher) addCandidates(ps *wire.PeerSession) {
 	if ps.PeerMapped != "" {
 		add(ps.PeerMapped, nat.KindMapped)
 	}
+	// A symmetric peer with sequential ports: its probes will come from one of its next ports;
+	// probing those opens our filter for it (and, once its mapping exists, reaches it).
+	if peerNAT, err := nat.ParseBehavior(ps.PeerNAT); err == nil {
+		public, _ := netip.ParseAddrPort(ps.PeerPublic)
+		for _, ap := range nat.PredictPorts(p.s.m.c.natBehavior(), peerNAT, public) {
+			add(ap.String(), nat.KindPredicted)
+		}
+	}
 }
 
 // update takes fresh candidates from the server and punches again if there is no direct path.

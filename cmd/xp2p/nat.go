@@ -77,6 +77,9 @@ func printNATReport(w io.Writer, r *nat.Report) {
 		row("mapping", b.Mapping.String())
 		row("filtering", b.Filtering.String())
 		row("port preserved", yesNo(b.PortPreserved))
+		if b.PortDelta != 0 {
+			row("port allocation", fmt.Sprintf("sequential, +%d per new mapping (predictable)", b.PortDelta))
+		}
 		row("hairpinning", hairpinText(r.Hairpinning))
 		row("round trip", r.RTT.Round(10*time.Microsecond).String())
 		row("direct P2P with", outlook(b))
@@ -100,6 +103,7 @@ func outlook(b nat.Behavior) string {
 		{"full cone", nat.Behavior{Mapping: nat.EndpointIndependent, Filtering: nat.EndpointIndependent}},
 		{"restricted cone", nat.Behavior{Mapping: nat.EndpointIndependent, Filtering: nat.AddressDependent}},
 		{"port-restricted cone", nat.Behavior{Mapping: nat.EndpointIndependent, Filtering: nat.AddressPortDependent}},
+		{"symmetric with sequential ports", nat.Behavior{Mapping: nat.AddressPortDependent, Filtering: nat.AddressPortDependent, PortDelta: 1}},
 		{"symmetric", nat.Behavior{Mapping: nat.AddressPortDependent, Filtering: nat.AddressPortDependent}},
 	}
 	var yes, no []string
@@ -145,6 +149,7 @@ type natReportJSON struct {
 	Mapping       string   `json:"mapping"`
 	Filtering     string   `json:"filtering"`
 	PortPreserved bool     `json:"portPreserved"`
+	PortDelta     int      `json:"portDelta,omitempty"`
 	Hairpinning   *bool    `json:"hairpinning"`
 	RTTMillis     float64  `json:"rttMs"`
 	Notes         []string `json:"notes"`
@@ -154,7 +159,7 @@ func natJSON(r *nat.Report) natReportJSON {
 	j := natReportJSON{
 		Server: r.Server.String(), Type: r.Behavior.Name(), Code: r.Behavior.Code(),
 		UDPBlocked: r.Behavior.UDPBlocked, Mapping: r.Behavior.Mapping.String(), Filtering: r.Behavior.Filtering.String(),
-		PortPreserved: r.Behavior.PortPreserved, Hairpinning: r.Hairpinning,
+		PortPreserved: r.Behavior.PortPreserved, PortDelta: r.Behavior.PortDelta, Hairpinning: r.Hairpinning,
 		RTTMillis: float64(r.RTT.Microseconds()) / 1000, Notes: append([]string{}, r.Notes...),
 	}
 	if r.Other.IsValid() {

@@ -18,7 +18,7 @@ const serverAltIP = "203.0.113.3"
 func TestNATDiscovery(t *testing.T) {
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{
 		{Name: "A", NAT: natlab.Easy}, {Name: "B", NAT: natlab.Sym}, {Name: "C", NAT: natlab.Open},
-		{Name: "D", NAT: natlab.NoUDP}, {Name: "E", NAT: natlab.None},
+		{Name: "D", NAT: natlab.NoUDP}, {Name: "E", NAT: natlab.None}, {Name: "F", NAT: natlab.SymSeq},
 	}})
 	if out, err := l.Exec("srv", "ip", "addr", "add", serverAltIP+"/24", "dev", "eth0"); err != nil {
 		t.Fatalf("second server address: %v: %s", err, out)
@@ -29,20 +29,23 @@ func TestNATDiscovery(t *testing.T) {
 
 	type report struct {
 		Type, Mapping, Filtering, Public string
-		UDPBlocked, PortPreserved       bool
-		Hairpinning                     *bool
-		Notes                           []string
+		UDPBlocked, PortPreserved        bool
+		PortDelta                        int
+		Hairpinning                      *bool
+		Notes                            []string
 	}
 	cases := []struct {
-		host, nat                  string
-		typ, mapping, filtering    string
+		host, nat                 string
+		typ, mapping, filtering   string
 		portPreserved, udpBlocked bool
+		portDelta                 int
 	}{
-		{"A1", natlab.Easy, "port-restricted cone", "endpoint-independent", "address-and-port-dependent", true, false},
-		{"B1", natlab.Sym, "symmetric", "address-and-port-dependent", "address-and-port-dependent", false, false},
-		{"C1", natlab.Open, "full cone", "endpoint-independent", "endpoint-independent", true, false},
-		{"D1", natlab.NoUDP, "UDP blocked", "unknown", "unknown", false, true},
-		{"E1", natlab.None, "open", "none", "endpoint-independent", true, false},
+		{"A1", natlab.Easy, "port-restricted cone", "endpoint-independent", "address-and-port-dependent", true, false, 0},
+		{"B1", natlab.Sym, "symmetric", "address-and-port-dependent", "address-and-port-dependent", false, false, 0},
+		{"C1", natlab.Open, "full cone", "endpoint-independent", "endpoint-independent", true, false, 0},
+		{"D1", natlab.NoUDP, "UDP blocked", "unknown", "unknown", false, true, 0},
+		{"E1", natlab.None, "open", "none", "endpoint-independent", true, false, 0},
+		{"F1", natlab.SymSeq, "symmetric", "address-and-port-dependent", "address-and-port-dependent", false, false, 1},
 	}
 	discover := func(t *testing.T, host, server string) report {
 		// A fixed local port: a random one could collide with what masquerade random picks,
@@ -64,6 +67,9 @@ func TestNATDiscovery(t *testing.T) {
 			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering || r.UDPBlocked != c.udpBlocked {
 				t.Errorf("got %s / %s / %s / blocked %v, want %s / %s / %s / blocked %v",
 					r.Type, r.Mapping, r.Filtering, r.UDPBlocked, c.typ, c.mapping, c.filtering, c.udpBlocked)
+			}
+			if r.PortDelta != c.portDelta {
+				t.Errorf("port step %d, want %d", r.PortDelta, c.portDelta)
 			}
 			if !c.udpBlocked && r.PortPreserved != c.portPreserved {
 				t.Errorf("port preserved %v, want %v", r.PortPreserved, c.portPreserved)

@@ -14,8 +14,10 @@
 //
 // NAT kinds follow ../shared/natlab.sh: easy (masquerade: endpoint-independent mapping with
 // port preservation, address-and-port-dependent filtering), sym (masquerade random: a new random
-// port per destination), open (easy, plus every inbound port 1024-65535 forwarded to the first
-// host: full cone), noudp (easy, all outbound UDP dropped), none (hosts on the public segment).
+// port per destination), symseq (symmetric with sequential ports: each new UDP flow gets the
+// next port, as many cheap routers and CGNATs do), open (easy, plus every inbound port
+// 1024-65535 forwarded to the first host: full cone), noudp (easy, all outbound UDP dropped),
+// none (hosts on the public segment).
 package natlab
 
 import (
@@ -32,11 +34,13 @@ import (
 
 // NAT kinds.
 const (
-	Easy  = "easy"
-	Sym   = "sym"
-	Open  = "open"
-	NoUDP = "noudp"
-	None  = "none"
+	Easy = "easy"
+	Sym  = "sym"
+	// SymSeq is symmetric with sequential port allocation (predictable ports).
+	SymSeq = "symseq"
+	Open   = "open"
+	NoUDP  = "noudp"
+	None   = "none"
 )
 
 // Addresses of the public hosts.
@@ -230,15 +234,24 @@ func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
 	if err := run(cmds...); err != nil {
 		return err
 	}
-	return l.nft(nat, natRules(s.NAT, lan))
+	return l.nft(nat, natRules(s.NAT, lan, pub))
 }
 
 // natRules returns the nftables ruleset of a NAT kind, as in ../shared/natlab.sh.
-func natRules(kind, lan string) string {
+func natRules(kind, lan, pub string) string {
 	masq, extra, udpOut := "masquerade", "", ""
 	switch kind {
 	case Sym:
 		masq = "masquerade random"
+	case SymSeq:
+		// NAT rules run once per new flow: numgen hands each new UDP flow the next port. (Through
+		// a map: nftables puts a bare numgen value into the port in host byte order.)
+		ports := make([]string, 256)
+		for i := range ports {
+			ports[i] = fmt.Sprintf("%d : %d", i, 30000+i)
+		}
+		masq = `meta l4proto udp snat to ` + pub + ` : numgen inc mod 256 map { ` + strings.Join(ports, ", ") + ` }
+    oifname "wan0" masquerade`
 	case Open:
 		extra = `iifname "wan0" meta l4proto { tcp, udp } th dport 1024-65535 dnat to ` + lan + `.2`
 	case NoUDP:

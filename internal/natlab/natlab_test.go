@@ -42,7 +42,7 @@ func mapped(t *testing.T, host net.PacketConn, listener net.PacketConn, listener
 
 func TestNATKinds(t *testing.T) {
 	t.Parallel()
-	l := New(t, Config{Sides: []Side{{Name: "E", NAT: Easy}, {Name: "S", NAT: Sym}, {Name: "O", NAT: Open}, {Name: "N", NAT: NoUDP}}})
+	l := New(t, Config{Sides: []Side{{Name: "E", NAT: Easy}, {Name: "S", NAT: Sym}, {Name: "O", NAT: Open}, {Name: "N", NAT: NoUDP}, {Name: "Q", NAT: SymSeq}}})
 	srv := l.ListenPacket("srv", "udp4", ServerIP+":3478")
 	pub := l.ListenPacket("pub", "udp4", PublicIP+":3479")
 
@@ -74,6 +74,14 @@ func TestNATKinds(t *testing.T) {
 		b := mapped(t, h, pub, PublicIP+":3479")
 		if a == b {
 			t.Errorf("symmetric NAT mapped one socket to %s for two destinations: want a new mapping per destination", a)
+		}
+	})
+	t.Run("symseq", func(t *testing.T) {
+		h := l.ListenPacket("Q1", "udp4", ":40000")
+		a := mapped(t, h, srv, ServerIP+":3478")
+		b := mapped(t, h, pub, PublicIP+":3479")
+		if b.Port() != a.Port()+1 || a.Addr() != b.Addr() {
+			t.Errorf("sequential symmetric NAT mapped %s then %s: want the next port for the next destination", a, b)
 		}
 	})
 	t.Run("open", func(t *testing.T) {

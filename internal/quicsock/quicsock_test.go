@@ -181,7 +181,9 @@ func TestWriteSegmentsAndGROSplit(t *testing.T) {
 // passFilter lets everything through: QUIC over a quicsock.Conn must behave as over the socket.
 type passFilter struct{}
 
-func (passFilter) Receive(d []byte, _ *net.UDPAddr, _ []byte) ([]byte, net.Addr, bool) { return d, nil, false }
+func (passFilter) Receive(d []byte, _ *net.UDPAddr, _ []byte) ([]byte, net.Addr, bool) {
+	return d, nil, false
+}
 func (passFilter) Send(_ *Conn, _, _ []byte, _ int, to *net.UDPAddr) (*net.UDPAddr, bool, error) {
 	return to, false, nil
 }
