@@ -191,16 +191,23 @@ func DirectLikely(a, b Behavior) (bool, string) {
 const PredictWindow = 16
 
 // PredictPorts returns the addresses a side behind ours should probe to reach a peer behind
-// peerNAT whose mapping towards the server is public: the next PredictWindow ports of its
-// sequence, when the peer is symmetric with sequential ports and we are not symmetric (two
-// symmetric sides would both need to predict, which this does not attempt). Nil otherwise.
+// peerNAT whose mapping towards the server is public: the next ports of its sequence (the next
+// PredictWindow steps), when the peer is symmetric with sequential ports and we are not
+// symmetric (two symmetric sides would both need to predict, which this does not attempt).
+// Nil otherwise. A step of 2 may be a step of 1 measured while another flow took a port in
+// between, so small steps are covered port by port.
 func PredictPorts(ours, peerNAT Behavior, public netip.AddrPort) []netip.AddrPort {
 	if !symmetric(peerNAT) || peerNAT.PortDelta == 0 || symmetric(ours) || !public.IsValid() {
 		return nil
 	}
-	out := make([]netip.AddrPort, 0, PredictWindow)
-	for k := 1; k <= PredictWindow; k++ {
-		port := int(public.Port()) + k*peerNAT.PortDelta
+	step := peerNAT.PortDelta
+	if step <= 2 {
+		step = 1
+	}
+	span := PredictWindow * peerNAT.PortDelta
+	out := make([]netip.AddrPort, 0, span/step)
+	for off := step; off <= span; off += step {
+		port := int(public.Port()) + off
 		if port > 65535 {
 			break
 		}

@@ -75,6 +75,11 @@ func Discover(ctx context.Context, cfg DiscoverConfig) (*Report, error) {
 
 	r := &Report{Server: server, Local: localAddr(mapSock, server)}
 	mapper := &prober{conn: mapSock, rto: cfg.RTO, tries: cfg.Tries}
+	filterer := &prober{conn: filterSock, rto: cfg.RTO, tries: cfg.Tries}
+	// The filtering socket's own mapping first, before the mapping tests: a NAT that hands out
+	// ports in sequence then gives the mapping tests consecutive ports, and the step between
+	// them is the NAT's. (Its later change requests make no new mapping: same destination.)
+	_, filterErr := filterer.bind(ctx, server, ChangeRequest{})
 	start := time.Now()
 	first, err := mapper.bind(ctx, server, ChangeRequest{})
 	if errors.Is(err, ErrNoAnswer) {
@@ -92,7 +97,10 @@ func Discover(ctx context.Context, cfg DiscoverConfig) (*Report, error) {
 	var g errgroup.Group
 	var filterNotes []string
 	g.Go(func() error {
-		filterer := &prober{conn: filterSock, rto: cfg.RTO, tries: cfg.Tries}
+		if filterErr != nil {
+			filterNotes = []string{fmt.Sprintf("filtering: the second socket got no answer (%v): filtering not tested", filterErr)}
+			return nil
+		}
 		var err error
 		r.Behavior.Filtering, filterNotes, err = filtering(ctx, filterer, server, r.Other)
 		return err
@@ -177,14 +185,11 @@ func portDelta(a, b netip.AddrPort) int {
 	return d
 }
 
-// filtering runs tests II and III of RFC 5780 section 4.4 on a fresh socket.
+// filtering runs tests II and III of RFC 5780 section 4.4 on a fresh socket that has made its
+// own mapping towards the server's primary address.
 func filtering(ctx context.Context, p *prober, server, other netip.AddrPort) (Dependence, []string, error) {
 	if !other.IsValid() {
 		return Unknown, nil, nil
-	}
-	// The fresh socket's own mapping towards the primary address.
-	if _, err := p.bind(ctx, server, ChangeRequest{}); err != nil {
-		return Unknown, []string{"filtering: the fresh socket got no answer: filtering not tested"}, nil
 	}
 	twoAddrs := other.Addr() != server.Addr()
 	if twoAddrs {

@@ -401,15 +401,21 @@ func TestPredictPorts(t *testing.T) {
 	sym := Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
 	public := netip.MustParseAddrPort("203.0.113.20:30000")
 	got := PredictPorts(portRest, symSeq, public)
-	if len(got) != PredictWindow || got[0].Port() != 30002 || got[PredictWindow-1].Port() != 30000+2*PredictWindow || got[0].Addr() != public.Addr() {
-		t.Errorf("PredictPorts = %v", got)
+	// A step of 2 is covered port by port: it may be a step of 1 with a flow in between.
+	if len(got) != 2*PredictWindow || got[0].Port() != 30001 || got[len(got)-1].Port() != 30000+2*PredictWindow || got[0].Addr() != public.Addr() {
+		t.Errorf("PredictPorts(step 2) = %v", got)
 	}
+	symSeq.PortDelta = 5
+	if got := PredictPorts(portRest, symSeq, public); len(got) != PredictWindow || got[0].Port() != 30005 || got[1].Port() != 30010 {
+		t.Errorf("PredictPorts(step 5) = %v", got)
+	}
+	symSeq.PortDelta = 2
 	for name, c := range map[string][2]Behavior{"random ports": {portRest, sym}, "both symmetric": {symSeq, symSeq}, "unknown": {{}, {}}} {
 		if got := PredictPorts(c[0], c[1], public); got != nil {
 			t.Errorf("%s: predicted %v", name, got)
 		}
 	}
-	if got := PredictPorts(portRest, symSeq, netip.MustParseAddrPort("203.0.113.20:65530")); len(got) != 2 {
+	if got := PredictPorts(portRest, symSeq, netip.MustParseAddrPort("203.0.113.20:65530")); len(got) != 5 {
 		t.Errorf("near the top of the port range: %v", got)
 	}
 }

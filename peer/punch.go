@@ -27,7 +27,7 @@ const (
 	hopelessTimeout = 3 * time.Second
 	retryFirst      = 5 * time.Second
 	retryMax        = 2 * time.Minute
-	maxCandidates   = 32
+	maxCandidates   = 48 // private, public, mapped and up to 32 predicted
 	maxKnownAddrs   = 16
 	maxOpenTxs      = 512
 	monitorInterval = 500 * time.Millisecond
