@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/testnet"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
 )
@@ -204,18 +205,8 @@ func startClient(t testing.TB, toml string) *testClient {
 	return c
 }
 
-// eventually polls cond every few milliseconds until it holds or timeout passes; then it fails
-// the test with what describe says (called then, so it sees the latest state).
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, describe func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, describe())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually polls cond until it holds (testnet.Eventually).
+var eventually = testnet.Eventually
 
 // proxyInfo returns the client's view of one proxy.
 func proxyInfo(c *testClient, name string) (peer.ProxyInfo, bool) {
@@ -252,63 +243,11 @@ func waitRunning(t testing.TB, c *testClient, name string) string {
 	return pi.Remote
 }
 
-// tcpService is a local service on loopback run by a test.
-type tcpService struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func (s *tcpService) Port() int    { return s.ln.Addr().(*net.TCPAddr).Port }
-func (s *tcpService) Addr() string { return s.ln.Addr().String() }
-
-// Close stops accepting, closes open connections and waits for their handlers.
-func (s *tcpService) Close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+// tcpService is a local service on loopback run by a test (testnet.Service).
+type tcpService = testnet.Service
 
 // startTCPService serves each connection with handle, which need not close it.
-func startTCPService(t testing.TB, handle func(c *net.TCPConn)) *tcpService {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &tcpService{ln: ln, conns: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					c.Close()
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-				}()
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	t.Cleanup(s.Close)
-	return s
-}
+var startTCPService = testnet.StartService
 
 // echoHandler copies everything back and passes the end of input on as a half close.
 func echoHandler(c *net.TCPConn) {

@@ -159,6 +159,9 @@ type Service struct {
 // Port is the service's port.
 func (s *Service) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
+// Addr is the service's address, host:port.
+func (s *Service) Addr() string { return s.ln.Addr().String() }
+
 // Close stops the service and waits for its handlers.
 func (s *Service) Close() {
 	s.ln.Close()
