@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -49,6 +48,20 @@ const (
 	PublicIP = "203.0.113.2"
 )
 
+// TB is what the lab needs of its owner: a test's testing.TB, or the stand-in of a program
+// that builds labs (the benchmark suite, ./bench). Fatal ends the owner's current piece of work;
+// cleanups run when it ends.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Failed() bool
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skipf(format string, args ...any)
+	TempDir() string
+}
+
 // Side is one NAT and the hosts behind it.
 type Side struct {
 	Name  string // "A", "B", ...: hosts are Name+"1", Name+"2", ...
@@ -65,7 +78,7 @@ type Config struct {
 
 // Lab is a running lab; it is torn down when the test ends.
 type Lab struct {
-	t      testing.TB
+	t      TB
 	prefix string
 	hosts  map[string]string // host name → IP
 	sides  map[string]Side
@@ -73,7 +86,7 @@ type Lab struct {
 
 // Require skips the test when the lab cannot run here (not root, tools missing), or fails it
 // when XP2P_LAB_REQUIRED=1 (as in CI), where a skipped lab would hide a broken environment.
-func Require(t testing.TB) {
+func Require(t TB) {
 	t.Helper()
 	why := ""
 	switch {
@@ -97,7 +110,7 @@ func Require(t testing.TB) {
 }
 
 // New builds a lab; Require is called first.
-func New(t testing.TB, cfg Config) *Lab {
+func New(t TB, cfg Config) *Lab {
 	t.Helper()
 	Require(t)
 	id := make([]byte, 3)

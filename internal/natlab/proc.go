@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -232,7 +231,7 @@ var (
 )
 
 // Binary builds ./cmd/xp2p of the module under test once per test binary and returns its path.
-func Binary(t testing.TB) string {
+func Binary(t TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -261,7 +260,7 @@ func Binary(t testing.TB) string {
 }
 
 // WriteFile writes a config file into the test's temporary directory and returns its path.
-func WriteFile(t testing.TB, name, content string) string {
+func WriteFile(t TB, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -275,7 +274,7 @@ func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
 // Tool returns the path of an external program a test needs (from Debian package pkg). It skips
 // the test when the program is missing, or fails it when XP2P_LAB_REQUIRED=1 (as in CI).
-func Tool(t testing.TB, name, pkg string) string {
+func Tool(t TB, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err == nil {
