@@ -22,6 +22,7 @@ import (
 //	'D' + uint64   download: sends that many bytes
 //
 // Neither needs a half close: frp's tcp proxy closes both directions when one ends.
+//
 //	'E'            echo: copies everything back
 //	'C'            connect: answers one byte and closes
 //
