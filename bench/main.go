@@ -1,6 +1,6 @@
 // Command bench measures xp2p against frp and direct TCP in the NAT lab, in one run: the tcp
 // proxy through the server (throughput, round trips, new connections, CPU, memory), P2P in
-// easy × easy (time to first byte, time to direct, throughput), the NAT matrix (who connects,
+// easy × easy (time to first byte, time to direct, throughput), the NAT matrix of easy, open, sym, noudp and symseq NATs (who connects,
 // directly or relayed) and server memory per proxy. It writes a markdown report and SVG plots
 // to a results folder and a summary to the terminal. Run as root (network namespaces):
 //

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/natlab"
@@ -55,7 +56,12 @@ func classic(o *options, bins *binaries, p *progress) (*results, error) {
 		procs := map[string][2]int{} // system → server, client pid
 		for _, s := range o.systems(bins) {
 			srv := s.startServer(t, l)
-			cli := s.startClient(t, l, "A1", s.name+"-client", s.clientConfig("")+s.tcpProxies(1, s.remotePort()))
+			extra := ""
+			if s.name == "xp2p" {
+				// For experiments: xp2p client keys to try, e.g. "transport.poolCount = 8".
+				extra = os.Getenv("XP2P_BENCH_CLIENT")
+			}
+			cli := s.startClient(t, l, "A1", s.name+"-client", s.clientConfig(extra)+s.tcpProxies(1, s.remotePort()))
 			if s.name == "xp2p" {
 				srv.WaitLog("proxy online", 10*time.Second)
 			} else {
@@ -170,6 +176,7 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 					v.WaitLog("start visitor success", 10*time.Second)
 				}
 				d := dialer{l, "V1", s.visitorAddr()}
+				dialed := time.Now()
 				ttfb, err := d.firstByte()
 				if err != nil {
 					t.Fatalf("%s first byte: %v", s.name, err)
@@ -180,9 +187,8 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 					if ms, ok := timeToDirect(v); ok {
 						res.add("time to direct path", s.name, ms)
 					}
-				} else if path == "direct" {
-					// frp carries nothing before its hole is punched: direct from the first byte.
-					res.add("time to direct path", s.name, ttfb)
+				} else if at, ok := frpHoleTime(v); ok {
+					res.add("time to direct path", s.name, float64(at.Sub(dialed).Microseconds())/1e3)
 				}
 				if path != "direct" {
 					res.notes = append(res.notes, fmt.Sprintf("%s rep %d: the session stayed relayed in easy × easy", s.name, rep+1))
@@ -230,7 +236,7 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 }
 
 // matrixKinds are the NAT kinds of section 3, on each side.
-var matrixKinds = []string{natlab.Easy, natlab.Open, natlab.Sym, natlab.NoUDP}
+var matrixKinds = []string{natlab.Easy, natlab.Open, natlab.Sym, natlab.NoUDP, natlab.SymSeq}
 
 // matrixCell is one system's outcome for one NAT pair.
 type matrixCell struct {
@@ -293,51 +299,58 @@ func matrix(o *options, bins *binaries, p *progress) map[[2]string]map[string]ma
 }
 
 // memory measures section 4: the server's RSS with 1, 100 and 1000 classic proxies of one
-// client (idle), for each system.
+// client (idle), for each system, with a fresh server each repetition.
 func memory(o *options, bins *binaries, p *progress) (*results, error) {
 	res := newResults()
 	err := run("memory", o.logw, func(t *step) {
 		l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "A", NAT: natlab.Easy}}})
 		addServerAlt(t, l)
 		serve(l, "A1", fmt.Sprintf("127.0.0.1:%d", servicePort))
-		for _, s := range o.systems(bins) {
-			srv := s.startServer(t, l)
-			time.Sleep(300 * time.Millisecond)
-			res.add("server RSS, no proxy", s.name, rssMiB(srv.PID()))
-			for _, n := range o.proxyCounts {
-				p.set("memory: %s server with %d proxies", s.name, n)
-				base := 20000
-				if s.name == "frp" {
-					base = 30000
-				}
-				online := srv.Count("proxy online")
-				cli := s.startClient(t, l, "A1", fmt.Sprintf("%s-client-%d", s.name, n), s.clientConfig("")+s.tcpProxies(n, base))
-				deadline := time.Now().Add(60 * time.Second)
-				for {
-					got := srv.Count("proxy online") - online
-					if s.name == "frp" {
-						got = cli.Count("start proxy success")
-					}
-					if got >= n {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("%s: %d of %d proxies up after 60 s", s.name, got, n)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				time.Sleep(time.Second) // settle
-				res.add(fmt.Sprintf("server RSS, %d proxies", n), s.name, rssMiB(srv.PID()))
-				res.add(fmt.Sprintf("client RSS, %d proxies", n), s.name, rssMiB(cli.PID()))
-				cli.Stop()
-				// The next client counts its own proxies: wait until these are gone.
-				time.Sleep(500 * time.Millisecond)
-				if s.name == "xp2p" {
-					srv.WaitLog("client disconnected", 10*time.Second)
-				}
+		for rep := range o.reps {
+			for _, s := range o.systems(bins) {
+				memoryOnce(t, l, s, o, res, p, rep)
 			}
-			srv.Stop()
 		}
 	})
 	return res, err
+}
+
+func memoryOnce(t *step, l *natlab.Lab, s system, o *options, res *results, p *progress, rep int) {
+	srv := s.startServer(t, l)
+	defer srv.Stop()
+	time.Sleep(300 * time.Millisecond)
+	res.add("server RSS, no proxy", s.name, rssMiB(srv.PID()))
+	for _, n := range o.proxyCounts {
+		p.set("memory: %s server with %d proxies, rep %d/%d", s.name, n, rep+1, o.reps)
+		base := 20000
+		if s.name == "frp" {
+			base = 30000
+		}
+		online := srv.Count("proxy online")
+		cli := s.startClient(t, l, "A1", fmt.Sprintf("%s-client-%d-%d", s.name, n, rep), s.clientConfig("")+s.tcpProxies(n, base))
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got := srv.Count("proxy online") - online
+			if s.name == "frp" {
+				got = cli.Count("start proxy success")
+			}
+			if got >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of %d proxies up after 60 s", s.name, got, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // settle
+		res.add(fmt.Sprintf("server RSS, %d proxies", n), s.name, rssMiB(srv.PID()))
+		res.add(fmt.Sprintf("client RSS, %d proxies", n), s.name, rssMiB(cli.PID()))
+		gone := srv.Count("client disconnected")
+		cli.Stop()
+		// The next client's ports must be free again: wait until the server let these go.
+		for s.name == "xp2p" && srv.Count("client disconnected") == gone && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,7 +60,7 @@ func (s system) clientConfig(extra string) string {
 	port := xp2pPort
 	if s.name == "frp" {
 		port = frpPort
-		extra = fmt.Sprintf("natHoleStunServer = \"%s:%d\"\nlog.level = \"info\"\n", natlab.ServerIP, xp2pPort) + extra
+		extra = fmt.Sprintf("natHoleStunServer = \"%s:%d\"\nlog.level = \"info\"\nlog.disablePrintColor = true\n", natlab.ServerIP, xp2pPort) + extra
 	}
 	return fmt.Sprintf("serverAddr = %q\nserverPort = %d\nauth.token = %q\n%s\n", natlab.ServerIP, port, token, extra)
 }
@@ -189,4 +188,15 @@ func timeToDirect(visitor *natlab.Proc) (float64, bool) {
 	return float64(d.Microseconds()) / 1e3, true
 }
 
-var _ = filepath.Join
+// frpHoleTime is when frpc logged its punched hole (its log lines start with a local time
+// stamp to the millisecond; the bench runs on the same clock).
+func frpHoleTime(visitor *natlab.Proc) (time.Time, bool) {
+	for _, line := range strings.Split(visitor.Output(), "\n") {
+		if !strings.Contains(line, "establishing nat hole connection successful") || len(line) < 23 {
+			continue
+		}
+		at, err := time.ParseInLocation("2006-01-02 15:04:05.000", line[:23], time.Local)
+		return at, err == nil
+	}
+	return time.Time{}, false
+}

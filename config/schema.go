@@ -165,7 +165,8 @@ type ClientTransport struct {
 	UDPPort int `toml:"udpPort"`
 
 	// PoolCount is how many idle TCP work connections the client keeps per server for its tcp
-	// proxies (default 4; -1: none, every user connection rides a session stream).
+	// proxies (default 8; -1: none, every user connection rides a session stream). Refills are
+	// paced (200 handshakes/s): beyond that, users ride session streams.
 	PoolCount            int    `toml:"poolCount"`
 	TCPMux               *bool  `toml:"tcpMux" xp2p:"ignored"`
 	TCPMuxKeepalive      int    `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
