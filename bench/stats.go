@@ -84,5 +84,8 @@ func formatRatio(r float64) string {
 	if math.IsNaN(r) || math.IsInf(r, 0) {
 		return "—"
 	}
+	if r < 0.1 {
+		return fmt.Sprintf("%.2g×", r) // 0.0042×, not 0.00×
+	}
 	return fmt.Sprintf("%.2f×", r)
 }

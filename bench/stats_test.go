@@ -41,6 +41,7 @@ func TestRatioAndFormat(t *testing.T) {
 	}{
 		{formatRatio(Ratio(3, 2)), "1.50×"},
 		{formatRatio(Ratio(1, 0)), "—"},
+		{formatRatio(Ratio(4.2, 1000)), "0.0042×"},
 		{formatRatio(Ratio(math.NaN(), 2)), "—"},
 		{formatSample(Sample{2, 1, 3}), "2.00 (1.00–3.00)"},
 		{formatSample(Sample{1500, 1400}), "1450 (1400–1500)"},

@@ -49,6 +49,7 @@ func (c *Client) measureNAT() {
 	}
 	c.log.Info("NAT behaviour", "nat", b.String(), "public", r.Public, "hairpinning", r.Hairpinning, "server", server, "notes", r.Notes)
 	c.reportNAT()
+	c.p2p.natLearned()
 }
 
 // reportNAT sends what the client knows of its NAT (behaviour, router mapping) to every server.

@@ -222,6 +222,26 @@ func (m *p2pSessions) closeAll() {
 	}
 }
 
+// natLearned is called when the client has measured its NAT anew: sessions still relayed ask
+// the server to re-offer candidates, which carry both sides' NAT reports now, so that both
+// punch again at once with the strategy the pair allows (port prediction, or short attempts).
+// Sessions start before the first measurement ends (it takes a second or two).
+func (m *p2pSessions) natLearned() {
+	m.mu.Lock()
+	var relayed []*p2pSession
+	for _, s := range m.byID {
+		if s.path.direct.Load() == nil && !s.punch.disabled {
+			relayed = append(relayed, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range relayed {
+		if ctl := s.link.ctl.Load(); ctl != nil {
+			ctl.send(&wire.Repunch{SessionID: s.id})
+		}
+	}
+}
+
 // serverReconnected is called when a new session to l's server is up. Sessions whose relay
 // the old session held keep their direct paths; those without one cannot relay any more and
 // end, so that visitors build fresh ones through the new session.
