@@ -313,6 +313,11 @@ func (l *serverLink) serve(ctl *control) error {
 	}
 	l.setControl(ctl)
 	c.reloadMu.Unlock()
+	// The NAT measurement runs on its own: if it ended between the Login (which carried what was
+	// known then) and setControl, its report went to the controls of that moment, not this one.
+	if c.natBehavior().Known() || c.mappedAddr().IsValid() {
+		ctl.send(&wire.NATReport{NAT: c.natBehavior().Code(), Mapped: c.mappedString()})
+	}
 	defer func() {
 		l.setControl(nil)
 		for _, lp := range c.set.Load().proxies {
