@@ -153,8 +153,12 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 			remote = "(via server)"
 		}
 		fmt.Fprintf(out, "P2P session %s to %q: path %s, %s ↔ %s\n", s.ID, s.Service, s.Path, s.Local, remote)
+		toDirect := s.TimeToDirect.Round(time.Microsecond).String()
+		if s.TimeToDirect == 0 {
+			toDirect = "none (relayed)"
+		}
 		fmt.Fprintf(out, "  time to first byte %s (relayed through the server at first), time to direct path %s, RTT %s\n",
-			s.TimeToReady.Round(time.Microsecond), s.TimeToDirect.Round(time.Microsecond), s.RTT.Round(time.Microsecond))
+			s.TimeToReady.Round(time.Microsecond), toDirect, s.RTT.Round(time.Microsecond))
 		fmt.Fprintf(out, "  bytes: %d on the direct path, %d through the relay\n", s.DirectBytes, s.RelayBytes)
 	}
 	fmt.Fprintln(out, "\nEverything is shut down when the demo ends. Run `xp2p demo -v` to see the components' logs.")
