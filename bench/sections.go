@@ -280,7 +280,7 @@ func matrix(o *options, bins *binaries, p *progress) map[[2]string]map[string]ma
 						cell.err = err.Error()
 					} else {
 						cell.connected, cell.ms = true, ms
-						cell.path = s.path(v, 5*time.Second) // xp2p may move to direct once both NATs are measured
+						cell.path = s.path(v, 8*time.Second) // xp2p may move to direct once both NATs are measured
 					}
 					out[pair][s.name] = cell
 					v.Stop()

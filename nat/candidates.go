@@ -19,6 +19,8 @@ const (
 	KindMapped  Kind = "mapped"  // an address mapped by the router (NAT-PMP)
 	// KindPredicted is a guess at the next port of a symmetric NAT with sequential ports.
 	KindPredicted Kind = "predicted"
+	// KindBirthday is a path found by birthday punching, on one of the hard side's extra sockets.
+	KindBirthday Kind = "birthday"
 )
 
 // Candidate is one address:port at which a peer may be reachable.

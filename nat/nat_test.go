@@ -419,3 +419,30 @@ func TestPredictPorts(t *testing.T) {
 		t.Errorf("near the top of the port range: %v", got)
 	}
 }
+
+func TestBirthdayRole(t *testing.T) {
+	var (
+		portRest = Behavior{Mapping: EndpointIndependent, Filtering: AddressPortDependent}
+		restrict = Behavior{Mapping: EndpointIndependent, Filtering: AddressDependent}
+		sym      = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
+		symSeq   = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 1}
+		blocked  = Behavior{UDPBlocked: true}
+	)
+	cases := []struct {
+		ours, peer Behavior
+		want       string
+	}{
+		{sym, portRest, "hard"},
+		{portRest, sym, "easy"},
+		{sym, sym, ""},         // two symmetric NATs: no side can wait for the other
+		{symSeq, portRest, ""}, // predictable: port prediction instead
+		{restrict, sym, ""},    // a restricted cone lets the probe in anyway
+		{Behavior{}, sym, ""},  // unknown: nothing to plan
+		{blocked, sym, ""},
+	}
+	for _, c := range cases {
+		if got := BirthdayRole(c.ours, c.peer); got != c.want {
+			t.Errorf("BirthdayRole(%s, %s) = %q, want %q", c.ours.Code(), c.peer.Code(), got, c.want)
+		}
+	}
+}

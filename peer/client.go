@@ -64,6 +64,8 @@ type Client struct {
 	nat atomic.Pointer[nat.Behavior]
 	// mapped is the router's NAT-PMP mapping of the UDP socket (portMapLoop).
 	mapped atomic.Pointer[netip.AddrPort]
+	// birthdaySlots bounds the sessions that hold birthday punching's extra sockets at once.
+	birthdaySlots chan struct{}
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -159,6 +161,8 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 		paths:     newPaths(),
 		anyChange: make(chan struct{}),
 		fatal:     make(chan error, 1),
+
+		birthdaySlots: make(chan struct{}, maxBirthdays),
 	}
 	for i, ep := range cfg.Endpoints() {
 		c.links = append(c.links, newLink(c, i, ep))

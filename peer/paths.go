@@ -49,11 +49,14 @@ type path struct {
 	token   wire.RelayToken
 	route   atomic.Pointer[relayRoute] // how relayed packets leave: the pairing server
 
-	direct     atomic.Pointer[net.UDPAddr] // nil: relayed
-	lastRecv   atomic.Int64                // unix nanos of the last packet from the direct address
-	lastSend   atomic.Int64                // unix nanos of the last QUIC packet sent direct
-	relayBytes atomic.Int64                // bytes sent and received over the relay
-	directByte atomic.Int64                // bytes sent and received on the direct path
+	direct atomic.Pointer[net.UDPAddr] // nil: relayed
+	// via is the socket the direct path runs on when it is not the client's own: one of the
+	// extra sockets of birthday punching (nil: the client's socket).
+	via        atomic.Pointer[net.UDPConn]
+	lastRecv   atomic.Int64 // unix nanos of the last packet from the direct address
+	lastSend   atomic.Int64 // unix nanos of the last QUIC packet sent direct
+	relayBytes atomic.Int64 // bytes sent and received over the relay
+	directByte atomic.Int64 // bytes sent and received on the direct path
 }
 
 // relayRoute is how a session's relayed packets reach its server: over UDP to udp, or, for a
@@ -133,11 +136,18 @@ func (t *paths) addKnown(p *path, addr *net.UDPAddr) {
 
 // setDirect makes addr the session's path (nil goes back to the relay). Known addresses stay
 // known: packets from them still reach the session.
-func (t *paths) setDirect(p *path, addr *net.UDPAddr) {
+func (t *paths) setDirect(p *path, addr *net.UDPAddr) { t.setDirectVia(p, addr, nil) }
+
+// setDirectVia is setDirect for a path that runs on another socket than the client's own (its
+// packets come in through that socket's reader, see sideSockets).
+func (t *paths) setDirectVia(p *path, addr *net.UDPAddr, via *net.UDPConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	p.via.Store(via)
 	if addr != nil {
-		t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+		if via == nil {
+			t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+		}
 		p.lastRecv.Store(time.Now().UnixNano())
 	}
 	p.direct.Store(addr)
@@ -214,7 +224,12 @@ func (t *paths) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.A
 			t.held.hold(tok, data)
 			return nil, nil, true
 		}
-		p.relayBytes.Add(int64(len(payload)))
+		if p.via.Load() != nil && t.isInjector(from) {
+			// Fed in by the reader of the extra socket the direct path runs on (birthday).
+			p.directByte.Add(int64(len(payload)))
+		} else {
+			p.relayBytes.Add(int64(len(payload)))
+		}
 		return payload, p.virtual, false
 	}
 	if t.onSTUN != nil {
@@ -235,6 +250,17 @@ func (t *paths) Send(c *quicsock.Conn, b, oob []byte, segSize int, to *net.UDPAd
 	if d := p.direct.Load(); d != nil {
 		p.lastSend.Store(time.Now().UnixNano())
 		p.directByte.Add(int64(len(b)))
+		if via := p.via.Load(); via != nil {
+			// Another socket: one write per packet (it has no GSO set-up); a failed write is a
+			// lost packet to QUIC.
+			if segSize <= 0 || segSize >= len(b) {
+				segSize = len(b)
+			}
+			for off := 0; off < len(b); off += segSize {
+				via.WriteToUDP(b[off:min(off+segSize, len(b))], d)
+			}
+			return nil, true, nil
+		}
 		return d, false, nil
 	}
 	p.relayBytes.Add(int64(len(b)))

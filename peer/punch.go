@@ -54,11 +54,24 @@ type puncher struct {
 	txs        map[[stun.TransactionIDSize]byte]time.Time
 	locked     *net.UDPAddr
 	lockedKind nat.Kind
-	punching   bool
-	punchStart time.Time
-	retryAt    time.Time
-	retryWait  time.Duration
-	lastProbe  time.Time
+	// lockedVia is the extra socket the locked path runs on (birthday punching), nil: ours.
+	lockedVia *net.UDPConn
+
+	// Birthday punching (birthday.go): our role, the peer's public address, the hard side's
+	// extra sockets of this attempt and of earlier ones (waited for when the session ends).
+	birthday      string
+	peerPublic    netip.AddrPort
+	sides         *sideSockets
+	retired       []*sideSockets
+	lastSideProbe time.Time
+	sprayed       int
+	sprayTx       [stun.TransactionIDSize]byte
+	birthdayBusy  bool
+	punching      bool
+	punchStart    time.Time
+	retryAt       time.Time
+	retryWait     time.Duration
+	lastProbe     time.Time
 }
 
 func newPuncher(s *p2pSession, ps *wire.PeerSession, relayOnly bool) *puncher {
@@ -89,6 +102,13 @@ func (p *puncher) planLocked(ps *wire.PeerSession) {
 	}
 	ours := p.s.m.c.natBehavior()
 	likely, why := nat.DirectLikely(ours, peerNAT)
+	if role := nat.BirthdayRole(ours, peerNAT); role != "" && !p.disabled {
+		if p.birthday == "" {
+			p.s.log.Info("birthday punching planned", "part", role, "nat", ours.Name(), "peer_nat", peerNAT.Name())
+		}
+		p.birthday = role
+		likely, why = true, ""
+	}
 	if ps.PeerMapped != "" || p.s.m.c.mappedAddr().IsValid() {
 		// A router's port mapping lets every probe in, whatever its NAT's filtering.
 		likely, why = true, ""
@@ -133,6 +153,9 @@ func (p *puncher) addCandidates(ps *wire.PeerSession) {
 	}
 	if ps.PeerPublic != "" {
 		add(ps.PeerPublic, nat.KindPublic)
+		if ap, err := netip.ParseAddrPort(ps.PeerPublic); err == nil {
+			p.peerPublic = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
 	}
 	if ps.PeerMapped != "" {
 		add(ps.PeerMapped, nat.KindMapped)
@@ -163,6 +186,7 @@ func (p *puncher) run() {
 	if p.disabled {
 		return
 	}
+	defer p.waitSides()
 	p.mu.Lock()
 	p.startLocked(time.Now())
 	p.mu.Unlock()
@@ -212,6 +236,10 @@ func (p *puncher) step(now time.Time) time.Duration {
 	}
 	elapsed := now.Sub(p.punchStart)
 	if elapsed > p.attemptLimit() {
+		p.retireSidesLocked()
+		p.sprayed = 0
+		p.sprayTx = [stun.TransactionIDSize]byte{}
+		p.birthdayBusy = false
 		p.punching = false
 		p.retryAt = now.Add(p.retryWait)
 		p.s.log.Info("no direct path found; staying on relay", "tried", len(p.cands), "next_try_in", p.retryWait)
@@ -219,6 +247,18 @@ func (p *puncher) step(now time.Time) time.Duration {
 	}
 	for ap := range p.cands {
 		p.probeLocked(ap, now)
+	}
+	switch p.birthday {
+	case "hard":
+		if p.sides == nil && p.peerPublic.IsValid() && !p.birthdayBusy {
+			if !p.openSidesLocked() {
+				p.birthdayBusy = true // this attempt goes without; the next one tries again
+				p.s.log.Info("birthday punching skipped: the client runs as many as it may", "max", maxBirthdays)
+			}
+		}
+		p.probeSidesLocked(now)
+	case "easy":
+		p.sprayLocked()
 	}
 	switch {
 	case elapsed < time.Second:
@@ -243,6 +283,10 @@ func (p *puncher) monitorLocked(now time.Time) time.Duration {
 		dst := p.locked
 		p.locked = nil
 		p.s.m.c.paths.setDirect(path, nil)
+		if p.lockedVia != nil {
+			p.lockedVia.Close()
+			p.lockedVia = nil
+		}
 		p.s.log.Warn("direct path lost; back to relay", "remote", dst.String(), "silence", silence.Round(time.Millisecond))
 		p.retryWait = retryFirst
 		p.retryAt = now
@@ -273,7 +317,41 @@ func (p *puncher) probeLocked(ap netip.AddrPort, now time.Time) {
 		p.txs[msg.TransactionID] = now
 	}
 	p.lastProbe = now
+	if p.lockedVia != nil && p.locked != nil && key(p.locked) == ap {
+		p.lockedVia.WriteToUDP(msg.Raw, p.locked)
+		return
+	}
 	p.s.m.c.sock.WriteRaw(msg.Raw, nil, net.UDPAddrFromAddrPort(ap))
+}
+
+// retireSidesLocked closes the attempt's extra sockets but the one the path runs on, if any;
+// their readers are waited for when the session ends.
+func (p *puncher) retireSidesLocked() {
+	if p.sides == nil {
+		return
+	}
+	if p.lockedVia != nil {
+		p.sides.keepOnly(p.lockedVia)
+	} else {
+		p.sides.keepOnly(nil)
+	}
+	p.retired = append(p.retired, p.sides)
+	p.sides = nil
+}
+
+// waitSides closes every extra socket and waits for their readers (the session is over).
+func (p *puncher) waitSides() {
+	p.mu.Lock()
+	p.retireSidesLocked()
+	all := p.retired
+	p.retired = nil
+	if p.lockedVia != nil {
+		p.lockedVia.Close()
+	}
+	p.mu.Unlock()
+	for _, ss := range all {
+		ss.close()
+	}
 }
 
 // handleSTUN is the socket's STUN handler: it finds the session a probe or answer belongs to.
@@ -333,7 +411,7 @@ func (p *puncher) handle(msg *stun.Message, from *net.UDPAddr) {
 			p.probeLocked(ap, now)
 		}
 	case stun.BindingSuccess:
-		if _, ok := p.txs[msg.TransactionID]; !ok {
+		if _, ok := p.txs[msg.TransactionID]; !ok && (p.sprayTx == [stun.TransactionIDSize]byte{} || msg.TransactionID != p.sprayTx) {
 			return
 		}
 		delete(p.txs, msg.TransactionID)
@@ -359,13 +437,23 @@ func (p *puncher) learnLocked(ap netip.AddrPort, from *net.UDPAddr) {
 	p.s.m.c.paths.addKnown(p.s.path, from)
 }
 
-func (p *puncher) lockLocked(addr *net.UDPAddr, now time.Time) {
+func (p *puncher) lockLocked(addr *net.UDPAddr, now time.Time) { p.lockViaLocked(addr, nil, now) }
+
+// lockViaLocked locks the path onto addr, reached through via (nil: the client's socket).
+func (p *puncher) lockViaLocked(addr *net.UDPAddr, via *net.UDPConn, now time.Time) {
 	ap := key(addr)
 	p.locked = &net.UDPAddr{IP: addr.IP, Port: addr.Port}
 	p.lockedKind = p.cands[ap]
+	switch {
+	case via != nil:
+		p.lockedKind = nat.KindBirthday
+	case p.lockedKind == "":
+		p.lockedKind = nat.KindPeer // answered a probe no candidate list named (a sprayed port)
+	}
+	p.lockedVia = via
 	p.punching = false
 	p.retryWait = retryFirst
-	p.s.m.c.paths.setDirect(p.s.path, p.locked)
+	p.s.m.c.paths.setDirectVia(p.s.path, p.locked, via)
 	first := p.s.directAt.CompareAndSwap(0, int64(now.Sub(p.s.created)))
 	args := []any{"remote", ap.String(), "candidate", string(p.lockedKind), "local", p.s.m.c.UDPAddr().String()}
 	if first {

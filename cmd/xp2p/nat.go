@@ -108,7 +108,7 @@ func outlook(b nat.Behavior) string {
 	}
 	var yes, no []string
 	for _, p := range peers {
-		if ok, _ := nat.DirectLikely(b, p.b); ok {
+		if ok, _ := nat.DirectLikely(b, p.b); ok || nat.BirthdayRole(b, p.b) != "" {
 			yes = append(yes, p.name)
 		} else {
 			no = append(no, p.name)
