@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/nat"
 )
@@ -21,16 +23,19 @@ import (
 type stunService struct {
 	log       *slog.Logger
 	responder nat.Responder
-	main      *quicsock.Conn
-	mainPort  uint16
-	alt       *net.UDPConn // nil: no second port
-	wg        sync.WaitGroup
+	// limit bounds the answers per source address: STUN is unauthenticated, so without it a
+	// spoofed flood would turn the server into a reflector aimed at the spoofed address.
+	limit    *auth.FailureLimiter
+	main     *quicsock.Conn
+	mainPort uint16
+	alt      *net.UDPConn // nil: no second port
+	wg       sync.WaitGroup
 }
 
 // newSTUNService binds the second port (if any). A second port that cannot be bound is a
 // warning, not a failure: only `xp2p nat`'s finer tests need it.
 func newSTUNService(log *slog.Logger, bindAddr string, mainPort int, altPort int, altAddr string) *stunService {
-	s := &stunService{log: log, mainPort: uint16(mainPort)}
+	s := &stunService{log: log, mainPort: uint16(mainPort), limit: newSTUNLimiter()}
 	s.responder = nat.Responder{Port: uint16(mainPort), Software: "xp2p " + Version}
 	if ip, err := netip.ParseAddr(bindAddr); err == nil && !ip.IsUnspecified() {
 		s.responder.Primary = ip.Unmap()
@@ -110,6 +115,19 @@ func (s *stunService) serveAlt() {
 	}
 }
 
+// STUN answers per source address: a burst that covers a full RFC 5780 discovery with its
+// retransmissions from several clients behind one CGNAT address, then a steady rate no real
+// client needs (a client asks a few dozen times per NAT check, every few minutes).
+const (
+	stunBurstPerSource    = 200
+	stunIntervalPerSource = 20 * time.Millisecond // 50 answers/s
+	stunSourcesTracked    = 10000
+)
+
+func newSTUNLimiter() *auth.FailureLimiter {
+	return &auth.FailureLimiter{Burst: stunBurstPerSource, Interval: stunIntervalPerSource, MaxEntries: stunSourcesTracked}
+}
+
 // handle answers one packet that arrived on port from from; oob carries its local address.
 func (s *stunService) handle(data []byte, from *net.UDPAddr, oob []byte, port uint16) {
 	if from == nil {
@@ -123,6 +141,9 @@ func (s *stunService) handle(data []byte, from *net.UDPAddr, oob []byte, port ui
 	resp, src, ok := s.responder.Answer(data, fromAP, netip.AddrPortFrom(dst, port))
 	if !ok {
 		return
+	}
+	if !s.limit.Allow(fromAP.Addr()) {
+		return // over its rate: dropped like a lost packet, the client retransmits
 	}
 	var err error
 	switch {

@@ -117,6 +117,27 @@ func TestFailureLimiter(t *testing.T) {
 	}
 }
 
+func TestLimiterAllow(t *testing.T) {
+	l := &FailureLimiter{Burst: 4, Interval: time.Hour, MaxEntries: 100}
+	a := netip.MustParseAddr("2001:db8::1")
+	b := netip.MustParseAddr("192.0.2.7")
+	allowed := 0
+	for range 10 {
+		if l.Allow(a) {
+			allowed++
+		}
+	}
+	if allowed != 4 {
+		t.Fatalf("Allow let %d of 10 through with a burst of 4 and no refill", allowed)
+	}
+	if !l.Allow(b) {
+		t.Fatal("one address's requests used up another's budget")
+	}
+	if ok, _ := l.Check(a); ok {
+		t.Fatal("Check says an exhausted address may go on")
+	}
+}
+
 func TestFailureLimiterMemoryIsBounded(t *testing.T) {
 	l := NewFailureLimiter()
 	for i := range 100_000 {

@@ -49,13 +49,25 @@ func (l *FailureLimiter) Check(addr netip.Addr) (ok bool, retryAfter time.Durati
 
 // Fail records a failed attempt from addr.
 func (l *FailureLimiter) Fail(addr netip.Addr) {
-	addr = addr.Unmap()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := time.Now()
+	l.entryLocked(addr.Unmap(), now).lim.AllowN(now, 1)
+}
+
+// Allow takes one token of addr's bucket if it has one: the limiter used as a plain per-address
+// rate limit (every attempt counts, not only failures).
+func (l *FailureLimiter) Allow(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	return l.entryLocked(addr.Unmap(), now).lim.AllowN(now, 1)
+}
+
+func (l *FailureLimiter) entryLocked(addr netip.Addr, now time.Time) *limiterEntry {
 	if l.entries == nil {
 		l.entries = make(map[netip.Addr]*limiterEntry)
 	}
-	now := time.Now()
 	e, ok := l.entries[addr]
 	if !ok {
 		if len(l.entries) >= l.MaxEntries {
@@ -65,7 +77,7 @@ func (l *FailureLimiter) Fail(addr netip.Addr) {
 		l.entries[addr] = e
 	}
 	e.lastSeen = now
-	e.lim.AllowN(now, 1)
+	return e
 }
 
 // Tracked returns how many addresses are currently tracked (for tests and metrics).

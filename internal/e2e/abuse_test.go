@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v3"
 	"github.com/quic-go/quic-go"
 
 	"github.com/xp2p/xp2p/internal/auth"
@@ -343,4 +344,64 @@ func TestMalformedControl(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSTUNRateLimitPerSource floods the server's STUN port from one address: it answers a
+// burst and then a trickle (no reflector for spoofed floods), while another address is still
+// answered at once.
+func TestSTUNRateLimitPerSource(t *testing.T) {
+	srv := startServer(t, "")
+	target := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srv.Port()}
+	request := func(t *testing.T) []byte {
+		m, err := stun.Build(stun.TransactionID, stun.BindingRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Raw
+	}
+	// countAnswers sends n requests from a socket on ip and counts the answers that arrive
+	// until the socket has been quiet for 300 ms.
+	countAnswers := func(t *testing.T, ip net.IP, n int) int {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadBuffer(1 << 20)
+		got := make(chan int)
+		go func() {
+			answers := 0
+			buf := make([]byte, 1500)
+			for {
+				c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				k, err := c.Read(buf)
+				if err != nil {
+					got <- answers
+					return
+				}
+				if stun.IsMessage(buf[:k]) {
+					answers++
+				}
+			}
+		}()
+		for range n {
+			if _, err := c.WriteToUDP(request(t), target); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return <-got
+	}
+	const flood = 2000
+	start := time.Now()
+	flooded := countAnswers(t, net.IPv4(127, 0, 0, 1), flood)
+	elapsed := time.Since(start)
+	// The burst (200) plus 50/s for the time the flood took, with slack for timing.
+	limit := 200 + int(elapsed.Seconds()*50) + 20
+	if flooded == 0 || flooded > limit {
+		t.Fatalf("%d requests from one address in %v got %d answers, want 1..%d", flood, elapsed, flooded, limit)
+	}
+	if other := countAnswers(t, net.IPv4(127, 0, 0, 2), 5); other != 5 {
+		t.Fatalf("another address got %d of 5 answers while the first was limited", other)
+	}
+	t.Logf("flood of %d: %d answered in %v; the other address: all answered", flood, flooded, elapsed)
 }
