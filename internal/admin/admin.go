@@ -155,6 +155,9 @@ func (s *Server) Handler() http.Handler {
 	})))
 	mux.Handle("/api/status", only("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
 	mux.Handle("/api/reload", only("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
+	if s.cfg.PprofEnable {
+		s.guard.MountPprof(mux)
+	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		webauth.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (the admin endpoint has GET /api/status and POST /api/reload)")
 	}))

@@ -308,3 +308,34 @@ func TestRealClient(t *testing.T) {
 		t.Errorf("after the refused reload: %d proxies, want 2", len(st.Proxies))
 	}
 }
+
+// TestPprof: webServer.pprofEnable in the client config serves Go's profiles on the admin
+// endpoint (loopback only when it has no password, like the rest of it).
+func TestPprof(t *testing.T) {
+	on := startAdmin(t, config.WebServer{PprofEnable: true}, &fake{}, Options{})
+	off := startAdmin(t, config.WebServer{}, &fake{}, Options{})
+	cases := []struct {
+		url, host string
+		code      int
+		body      string
+	}{
+		{on.URL() + "/debug/pprof/heap?debug=1", "", 200, "heap profile"},
+		{on.URL() + "/debug/pprof/heap?debug=1", "rebound.example", 421, "localhost"},
+		{off.URL() + "/debug/pprof/heap?debug=1", "", 404, "no such endpoint"},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest("GET", tc.url, nil)
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.code || !strings.Contains(string(body), tc.body) {
+			t.Errorf("GET %s (Host %q): %d %.200q, want %d with %q", tc.url, tc.host, res.StatusCode, body, tc.code, tc.body)
+		}
+	}
+}

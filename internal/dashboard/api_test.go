@@ -620,3 +620,42 @@ func TestHTTPS(t *testing.T) {
 		}
 	}
 }
+
+// TestPprof: webServer.pprofEnable serves Go's profiles behind the login; without it there are none.
+func TestPprof(t *testing.T) {
+	srv := testnet.StartServer(t, "")
+	on := authCfg()
+	on.PprofEnable = true
+	enabled := startDashboard(t, srv, on, Options{}).URL()
+	disabled := startDashboard(t, srv, authCfg(), Options{}).URL()
+	cases := []struct {
+		name, method, url string
+		login             bool
+		code              int
+		body              string
+	}{
+		{"heap, logged in", "GET", enabled + "/debug/pprof/heap?debug=1", true, 200, "heap profile"},
+		{"goroutines, logged in", "GET", enabled + "/debug/pprof/goroutine?debug=1", true, 200, "goroutine profile"},
+		{"index, logged in", "GET", enabled + "/debug/pprof/", true, 200, "Types of profiles available"},
+		{"no login", "GET", enabled + "/debug/pprof/heap?debug=1", false, 401, "authentication required"},
+		{"wrong method", "POST", enabled + "/debug/pprof/heap", true, 405, "use GET"},
+		{"not enabled", "GET", disabled + "/debug/pprof/heap?debug=1", true, 404, "no such page"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := request(t, tc.method, tc.url, "")
+			if tc.login {
+				req.SetBasicAuth(testUser, testPassword)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.code || !strings.Contains(string(body), tc.body) {
+				t.Fatalf("%s %s: %d %.200q, want %d with %q", tc.method, tc.url, res.StatusCode, body, tc.code, tc.body)
+			}
+		})
+	}
+}

@@ -194,6 +194,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/metrics", method("GET", s.guard.Wrap(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))))
+	if s.cfg.PprofEnable {
+		s.guard.MountPprof(mux)
+	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		webauth.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
 	}))
