@@ -57,7 +57,9 @@ type p2pSession struct {
 
 	punch *puncher
 
-	conn     atomic.Pointer[quic.Conn]
+	conn atomic.Pointer[quic.Conn]
+	// dgrams carries udp flows' datagrams when both ends take them (udp services).
+	dgrams   atomic.Pointer[flowDatagrams]
 	ready    chan struct{} // closed once both ends proved the secret
 	done     chan struct{}
 	endOnce  sync.Once
@@ -193,6 +195,9 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 				ctl.send(&wire.EndSession{SessionID: s.id, Reason: reason})
 			}
 		}
+		if d := s.dgrams.Load(); d != nil {
+			stats = append(stats, "datagrams_sent", d.sent.Load(), "datagrams_received", d.received.Load(), "datagrams_dropped", d.dropped.Load())
+		}
 		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(),
 			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load()}, stats...)...)
 	})
@@ -307,7 +312,11 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		return
 	}
 	kind := s.local.Network
-	if err := wire.Write(st, &wire.PeerHelloResult{Proof: auth.Proof(s.secret, exporter, auth.RoleProvider), Kind: kind}); err != nil {
+	udp := kind == "udp" && conn.ConnectionState().SupportsDatagrams.Remote
+	if udp {
+		s.startDatagrams(conn)
+	}
+	if err := wire.Write(st, &wire.PeerHelloResult{Proof: auth.Proof(s.secret, exporter, auth.RoleProvider), Kind: kind, Datagrams: udp}); err != nil {
 		return
 	}
 	st.Close()
@@ -320,12 +329,21 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.servePeerStream(session.QUICStream(st))
+			s.servePeerStream(st)
 		}()
 	}
 }
 
-func (s *p2pSession) servePeerStream(st session.Stream) {
+// startDatagrams begins dealing the connection's datagrams to udp flows.
+func (s *p2pSession) startDatagrams(conn *quic.Conn) {
+	d := newFlowDatagrams(conn)
+	s.dgrams.Store(d)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); d.run(conn.Context()) }()
+}
+
+func (s *p2pSession) servePeerStream(qs *quic.Stream) {
+	var st session.Stream = session.QUICStream(qs)
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	hdr, err := wire.ReadAs[*wire.PeerStream](st)
 	if err != nil {
@@ -333,6 +351,10 @@ func (s *p2pSession) servePeerStream(st session.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	if d := s.dgrams.Load(); d != nil && hdr.Datagrams {
+		st = &datagramStream{Stream: st, flow: d.register(qs.StreamID())}
+		defer st.Close() // unregisters the flow also when the service cannot be reached
+	}
 	s.streams.Add(1)
 	lp := s.m.c.proxy(s.localName())
 	var ctr relay.Counters
@@ -402,6 +424,9 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 	if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
 		return errors.New("the provider could not prove the secretKey")
 	}
+	if res.Datagrams && res.Kind == "udp" && conn.ConnectionState().SupportsDatagrams.Remote {
+		s.startDatagrams(conn)
+	}
 	s.markReady()
 	s.wg.Add(1)
 	go func() {
@@ -431,7 +456,13 @@ func (s *p2pSession) openStream(ctx context.Context, src string) (session.Stream
 		return nil, err
 	}
 	st := session.QUICStream(qs)
-	if err := wire.Write(st, &wire.PeerStream{Src: src}); err != nil {
+	hdr := &wire.PeerStream{Src: src}
+	if d := s.dgrams.Load(); d != nil {
+		// Registered before the header goes out: the provider's first answer may follow it at once.
+		st = &datagramStream{Stream: st, flow: d.register(qs.StreamID())}
+		hdr.Datagrams = true
+	}
+	if err := wire.Write(st, hdr); err != nil {
 		st.Reset()
 		return nil, err
 	}

@@ -22,7 +22,9 @@ type SessionInfo struct {
 	RelayBytes   int64         `json:"relayBytes"`
 	DirectBytes  int64         `json:"directBytes"`
 	Streams      int64         `json:"streams"`
-	Age          time.Duration `json:"age"`
+	// Datagrams counts the udp datagrams carried in QUIC DATAGRAM frames (sent and received).
+	Datagrams int64         `json:"datagrams,omitempty"`
+	Age       time.Duration `json:"age"`
 }
 
 // Sessions lists the client's P2P sessions.
@@ -54,6 +56,9 @@ func (c *Client) Sessions() []SessionInfo {
 		}
 		if conn := s.conn.Load(); conn != nil {
 			info.RTT = conn.ConnectionStats().SmoothedRTT
+		}
+		if d := s.dgrams.Load(); d != nil {
+			info.Datagrams = d.sent.Load() + d.received.Load()
 		}
 		out = append(out, info)
 	}

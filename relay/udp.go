@@ -149,6 +149,13 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 		u.OnFlow(1)
 		defer u.OnFlow(-1)
 	}
+	back := func(b []byte) {
+		if u.Out != nil {
+			u.Out.Add(int64(len(b)))
+		}
+		u.Conn.WriteToUDPAddrPort(b, f.src)
+		f.lastSeen.Store(time.Now().UnixNano())
+	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -158,17 +165,18 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 			if err != nil {
 				return
 			}
-			if u.Out != nil {
-				u.Out.Add(int64(n))
-			}
-			u.Conn.WriteToUDPAddrPort(buf[:n], f.src)
-			f.lastSeen.Store(time.Now().UnixNano())
+			back(buf[:n])
 		}
 	}()
+	dg := datagramsOf(st)
+	var incoming <-chan []byte // nil (never ready) without datagrams
+	if dg != nil {
+		incoming = dg.Incoming()
+	}
 	for {
 		select {
 		case pkt := <-f.queue:
-			if err := wire.WriteDatagram(st, pkt); err != nil {
+			if err := sendDatagram(dg, st, pkt); err != nil {
 				st.Reset()
 				<-readerDone
 				return
@@ -176,6 +184,8 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 			if u.In != nil {
 				u.In.Add(int64(len(pkt)))
 			}
+		case b := <-incoming:
+			back(b)
 		case <-f.done:
 			st.Close()
 			<-readerDone

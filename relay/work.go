@@ -68,6 +68,30 @@ func serveUDP(st Conn, local Local, c Counters) error {
 	var lastActive atomic.Int64
 	touch := func() { lastActive.Store(time.Now().UnixNano()) }
 	touch()
+	toLocal := func(b []byte) {
+		touch()
+		if c.ToLocal != nil {
+			c.ToLocal.Add(int64(len(b)))
+		}
+		conn.Write(b)
+	}
+	dg := datagramsOf(st)
+	streamDone := make(chan struct{}) // the stream ended: stop taking datagrams
+	datagramsDone := make(chan struct{})
+	go func() {
+		defer close(datagramsDone)
+		if dg == nil {
+			return
+		}
+		for {
+			select {
+			case b := <-dg.Incoming():
+				toLocal(b)
+			case <-streamDone:
+				return
+			}
+		}
+	}()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -87,7 +111,7 @@ func serveUDP(st Conn, local Local, c Counters) error {
 			if c.FromLocal != nil {
 				c.FromLocal.Add(int64(n))
 			}
-			if err := wire.WriteDatagram(st, buf[:n]); err != nil {
+			if err := sendDatagram(dg, st, buf[:n]); err != nil {
 				return
 			}
 		}
@@ -98,12 +122,10 @@ func serveUDP(st Conn, local Local, c Counters) error {
 		if err != nil {
 			break
 		}
-		touch()
-		if c.ToLocal != nil {
-			c.ToLocal.Add(int64(n))
-		}
-		conn.Write(buf[:n])
+		toLocal(buf[:n])
 	}
+	close(streamDone)
+	<-datagramsDone
 	conn.Close()
 	<-done
 	st.Close()

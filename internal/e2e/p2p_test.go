@@ -142,7 +142,7 @@ func TestP2PUDPService(t *testing.T) {
 	provider := startClient(t, clientHeader(srv.Port(), testToken, "")+
 		p2pService("dns", "xp2p", "k", echo.Port(), `protocol = "udp"`))
 	vport := freeUDPTCPPort(t)
-	startClient(t, clientHeader(srv.Port(), testToken, "")+
+	visitor := startClient(t, clientHeader(srv.Port(), testToken, "")+
 		p2pVisitor("v", "xp2p", "dns", "k", vport, `protocol = "udp"`))
 	waitProxyStatus(t, provider, "dns")
 
@@ -157,9 +157,21 @@ func TestP2PUDPService(t *testing.T) {
 		if err := udpAsk(conn, to, []byte(fmt.Sprintf("query-%d", i)), fmt.Sprintf("source %d", i), &resent); err != nil {
 			t.Fatal(err)
 		}
+		// Too large for one QUIC packet: it goes on the flow's stream, intact.
+		big := append([]byte(fmt.Sprintf("source %d big ", i)), bytes.Repeat([]byte{byte(i)}, 8000)...)
+		if err := udpAsk(conn, to, big, fmt.Sprintf("source %d", i), &resent); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := echo.sources(); got != 3 {
 		t.Errorf("the udp service saw %d sources, want 3 (one flow per visitor-side source)", got)
+	}
+	// The small datagrams went in QUIC DATAGRAM frames, both ways (3 queries and 3 answers at
+	// least, more if some were resent).
+	for role, c := range map[string]*testClient{"visitor": visitor, "provider": provider} {
+		if sessions := c.Sessions(); len(sessions) != 1 || sessions[0].Datagrams < 6 {
+			t.Errorf("%s sessions %+v, want one that carried at least 6 QUIC datagrams", role, sessions)
+		}
 	}
 }
 

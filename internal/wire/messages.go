@@ -169,6 +169,9 @@ type WorkStream struct {
 	Proxy string `json:"proxy"`
 	// Src is the remote address of the user the stream serves.
 	Src string `json:"src,omitempty"`
+	// Datagrams: the visitor sends and takes this udp flow's datagrams in QUIC DATAGRAM frames
+	// too, each led by the stream's ID as a varint (the provider answered Datagrams).
+	Datagrams bool `json:"datagrams,omitempty"`
 }
 
 func (*WorkStream) MessageType() string { return "work" }
@@ -292,6 +295,8 @@ type PeerHelloResult struct {
 	Proof []byte `json:"proof,omitempty"`
 	// Kind is the provider service's kind: "tcp" streams or "udp" datagrams.
 	Kind string `json:"kind,omitempty"`
+	// Datagrams: the provider takes a udp flow's datagrams in QUIC DATAGRAM frames too.
+	Datagrams bool `json:"datagrams,omitempty"`
 }
 
 func (*PeerHelloResult) MessageType() string { return "peerHelloResult" }
@@ -306,6 +311,9 @@ func (m *PeerHelloResult) Validate() error {
 type PeerStream struct {
 	// Src is the address of the visitor's local user, for the provider's logs.
 	Src string `json:"src,omitempty"`
+	// Datagrams: the visitor sends and takes this udp flow's datagrams in QUIC DATAGRAM frames
+	// too, each led by the stream's ID as a varint (the provider answered Datagrams).
+	Datagrams bool `json:"datagrams,omitempty"`
 }
 
 func (*PeerStream) MessageType() string { return "peerStream" }

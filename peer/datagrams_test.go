@@ -1,0 +1,130 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xp2p/xp2p/internal/tlsconf"
+)
+
+// quicPair connects two QUIC endpoints with datagrams over loopback, as a session does.
+func quicPair(t *testing.T) (visitor, provider *quic.Conn) {
+	t.Helper()
+	srvTLS, cliTLS, err := tlsconf.Peer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc := &quic.Config{EnableDatagrams: true, InitialPacketSize: p2pPacketSize, DisablePathMTUDiscovery: true}
+	ln, err := quic.ListenAddr("127.0.0.1:0", srvTLS, qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	visitor, err = quic.DialAddr(ctx, ln.Addr().String(), cliTLS, qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider, err = ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { visitor.CloseWithError(0, ""); provider.CloseWithError(0, "") })
+	return visitor, provider
+}
+
+func recvWithin(t *testing.T, ch <-chan []byte, d time.Duration) ([]byte, bool) {
+	t.Helper()
+	select {
+	case b := <-ch:
+		return b, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+func TestFlowDatagrams(t *testing.T) {
+	vc, pc := quicPair(t)
+	v, p := newFlowDatagrams(vc), newFlowDatagrams(pc)
+	done := make(chan struct{}, 2)
+	go func() { v.run(vc.Context()); done <- struct{}{} }()
+	go func() { p.run(pc.Context()); done <- struct{}{} }()
+
+	// A datagram that arrives before the provider registered its flow waits for it, and one
+	// that cannot even name a flow is dropped without harm.
+	vf := v.register(4)
+	if err := vf.Send([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.SendDatagram(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.SendDatagram([]byte{0x40}); err != nil { // a two-byte varint cut short
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for p.dropped.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := p.dropped.Load(); got != 2 {
+		t.Fatalf("%d malformed datagrams dropped, want 2", got)
+	}
+	pf := p.register(4)
+	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || string(b) != "early" {
+		t.Fatalf("early datagram: %q, %v", b, ok)
+	}
+	// Both ways, and flows do not mix.
+	other := v.register(8)
+	p8 := p.register(8)
+	if err := pf.Send([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Send([]byte("other flow")); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := recvWithin(t, vf.Incoming(), 2*time.Second); !ok || string(b) != "answer" {
+		t.Fatalf("answer: %q, %v", b, ok)
+	}
+	if b, ok := recvWithin(t, p8.Incoming(), 2*time.Second); !ok || string(b) != "other flow" {
+		t.Fatalf("flow 8: %q, %v", b, ok)
+	}
+	// Too large for one packet: refused, so that the caller uses the stream.
+	var tooLarge *quic.DatagramTooLargeError
+	if err := vf.Send(make([]byte, 2000)); !errors.As(err, &tooLarge) {
+		t.Fatalf("a 2000-byte datagram: %v, want DatagramTooLargeError", err)
+	}
+	// Datagrams for flows nobody registers are held within bounds, then dropped.
+	stray := v.register(1 << 20)
+	for range 3 * maxPendingDatagrams {
+		stray.Send([]byte("stray"))
+	}
+	deadline = time.Now().Add(2 * time.Second)
+	for p.dropped.Load() < 2+maxPendingDatagrams && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.mu.Lock()
+	held := len(p.pending)
+	p.mu.Unlock()
+	if held > maxPendingDatagrams {
+		t.Fatalf("%d stray datagrams held, bound %d", held, maxPendingDatagrams)
+	}
+	// A closed flow takes no more.
+	pf.close()
+	vf.Send([]byte("after close"))
+	if b, ok := recvWithin(t, pf.Incoming(), 200*time.Millisecond); ok {
+		t.Fatalf("closed flow received %q", b)
+	}
+	vc.CloseWithError(0, "done")
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("datagram readers did not stop when the connection closed")
+		}
+	}
+}
