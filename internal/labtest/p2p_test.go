@@ -1,8 +1,13 @@
 package labtest
 
 import (
+	"bytes"
+	"crypto/rand"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -295,5 +300,119 @@ func TestP2PPortMapping(t *testing.T) {
 	provider.Stop()
 	if table := l.PortMappings("P"); strings.Contains(table, "dport 40123") {
 		t.Errorf("the mapping outlived the provider:\n%s", table)
+	}
+}
+
+// TestP2PUDPDatagramsDirect: a udp service over a direct easy×easy path. Each datagram comes
+// back intact, and they travel in QUIC DATAGRAM frames (no retransmission, no head-of-line
+// blocking), the big one that does not fit a packet on its flow's stream.
+func TestP2PUDPDatagramsDirect(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}}})
+	startServer(t, l)
+	echo := l.ListenPacket("P1", "udp4", "127.0.0.1:9000")
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := echo.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			echo.WriteTo(buf[:n], from)
+		}
+	}()
+	provider := startClient(t, l, "P1", "provider", clientConfig("", `[[proxies]]
+name = "game"
+type = "xp2p"
+secretKey = "lab-secret"
+localPort = 9000
+protocol = "udp"
+`))
+	provider.WaitLog("xp2p service published", 10*time.Second)
+	visitor := startClient(t, l, "V1", "visitor", clientConfig("", `[[visitors]]
+name = "v"
+type = "xp2p"
+serverName = "game"
+secretKey = "lab-secret"
+bindPort = 9001
+protocol = "udp"
+`))
+	user := l.ListenPacket("V1", "udp4", "127.0.0.1:0")
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9001}
+	// The first datagrams may go before the session is up (the visitor queues them).
+	eventually(t, 10*time.Second, "first echo", func() error { return udpEcho(user, to, []byte("hello")) })
+	line := visitor.WaitLog(`direct path locked.*role=visitor.*`, 10*time.Second)[0]
+	t.Logf("direct: %s in %s", field(line, "remote"), field(line, "time_to_direct"))
+
+	const count, size = 2000, 1200
+	var sent sync.Map
+	backc := make(chan int, 1)
+	go func() { // reads while the sender sends: the echoes must not wait in a socket buffer
+		back := 0
+		buf := make([]byte, 65536)
+		for back < count {
+			user.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, _, err := user.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if _, ok := sent.LoadAndDelete(string(buf[:n])); !ok {
+				t.Errorf("a %d-byte datagram came back that was never sent or twice (%.8q)", n, buf[:n])
+				break
+			}
+			back++
+		}
+		backc <- back
+	}()
+	for i := range count {
+		msg := make([]byte, size)
+		rand.Read(msg)
+		copy(msg, fmt.Sprintf("%06d", i))
+		sent.Store(string(msg), true)
+		if _, err := user.WriteTo(msg, to); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 19 {
+			time.Sleep(time.Millisecond) // about 200 Mbit/s: a game or a call, not a flood
+		}
+	}
+	back := <-backc
+	if back < count*95/100 {
+		visitor.Stop()
+		provider.Stop()
+		t.Fatalf("%d of %d datagrams came back\nvisitor: %s\nprovider: %s", back, count,
+			visitor.WaitLog(`p2p session ended.*`, 5*time.Second)[0], provider.WaitLog(`p2p session ended.*`, 5*time.Second)[0])
+	}
+	big := make([]byte, 20000)
+	rand.Read(big)
+	if err := udpEcho(user, to, big); err != nil {
+		t.Fatalf("a 20000-byte datagram: %v", err)
+	}
+	visitor.Stop()
+	ended := visitor.WaitLog(`p2p session ended.*`, 5*time.Second)[0]
+	dgSent, _ := strconv.Atoi(field(ended, "datagrams_sent"))
+	dgReceived, _ := strconv.Atoi(field(ended, "datagrams_received"))
+	t.Logf("%d of %d datagrams echoed; visitor sent %d and received %d QUIC datagrams", back, count, dgSent, dgReceived)
+	if dgSent < count || dgReceived < count*95/100 {
+		t.Errorf("the visitor sent %d and received %d QUIC datagrams, want about %d each way", dgSent, dgReceived, count)
+	}
+}
+
+// udpEcho sends msg to to and waits (a second) for the same bytes back.
+func udpEcho(pc net.PacketConn, to net.Addr, msg []byte) error {
+	if _, err := pc.WriteTo(msg, to); err != nil {
+		return err
+	}
+	buf := make([]byte, 65536)
+	pc.SetReadDeadline(time.Now().Add(time.Second))
+	defer pc.SetReadDeadline(time.Time{})
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(buf[:n], msg) {
+			return nil
+		}
 	}
 }
