@@ -93,6 +93,10 @@ func TestFlowDatagrams(t *testing.T) {
 	if b, ok := recvWithin(t, p8.Incoming(), 2*time.Second); !ok || string(b) != "other flow" {
 		t.Fatalf("flow 8: %q, %v", b, ok)
 	}
+	// What the README promises: a VPN packet at MTU 1280 (WireGuard: 1312 bytes) is a datagram.
+	if err := vf.Send(make([]byte, 1312)); err != nil {
+		t.Fatalf("a 1312-byte datagram: %v", err)
+	}
 	// Too large for one packet: refused, so that the caller uses the stream.
 	var tooLarge *quic.DatagramTooLargeError
 	if err := vf.Send(make([]byte, 2000)); !errors.As(err, &tooLarge) {
