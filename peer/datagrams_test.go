@@ -97,6 +97,9 @@ func TestFlowDatagrams(t *testing.T) {
 	if err := vf.Send(make([]byte, 1312)); err != nil {
 		t.Fatalf("a 1312-byte datagram: %v", err)
 	}
+	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || len(b) != 1312 {
+		t.Fatalf("the 1312-byte datagram arrived as %d bytes (%v)", len(b), ok)
+	}
 	// Too large for one packet: refused, so that the caller uses the stream.
 	var tooLarge *quic.DatagramTooLargeError
 	if err := vf.Send(make([]byte, 2000)); !errors.As(err, &tooLarge) {
@@ -121,7 +124,7 @@ func TestFlowDatagrams(t *testing.T) {
 	pf.close()
 	vf.Send([]byte("after close"))
 	if b, ok := recvWithin(t, pf.Incoming(), 200*time.Millisecond); ok {
-		t.Fatalf("closed flow received %q", b)
+		t.Fatalf("closed flow received %.20q", b)
 	}
 	vc.CloseWithError(0, "done")
 	for range 2 {
