@@ -59,7 +59,7 @@ type p2pSession struct {
 
 	conn atomic.Pointer[quic.Conn]
 	// dgrams carries udp flows' datagrams when both ends take them (udp services).
-	dgrams   atomic.Pointer[flowDatagrams]
+	dgrams   atomic.Pointer[session.FlowDatagrams]
 	ready    chan struct{} // closed once both ends proved the secret
 	done     chan struct{}
 	endOnce  sync.Once
@@ -196,7 +196,8 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 			}
 		}
 		if d := s.dgrams.Load(); d != nil {
-			stats = append(stats, "datagrams_sent", d.sent.Load(), "datagrams_received", d.received.Load(), "datagrams_dropped", d.dropped.Load())
+			sent, received, dropped := d.Counts()
+			stats = append(stats, "datagrams_sent", sent, "datagrams_received", received, "datagrams_dropped", dropped)
 		}
 		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(),
 			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load()}, stats...)...)
@@ -336,10 +337,10 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 
 // startDatagrams begins dealing the connection's datagrams to udp flows.
 func (s *p2pSession) startDatagrams(conn *quic.Conn) {
-	d := newFlowDatagrams(conn)
+	d := session.NewFlowDatagrams(conn)
 	s.dgrams.Store(d)
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); d.run(conn.Context()) }()
+	go func() { defer s.wg.Done(); d.Run(conn.Context()) }()
 }
 
 func (s *p2pSession) servePeerStream(qs *quic.Stream) {
@@ -352,7 +353,7 @@ func (s *p2pSession) servePeerStream(qs *quic.Stream) {
 	}
 	st.SetReadDeadline(time.Time{})
 	if d := s.dgrams.Load(); d != nil && hdr.Datagrams {
-		st = &datagramStream{Stream: st, flow: d.register(qs.StreamID())}
+		st = d.WithFlow(st)
 		defer st.Close() // unregisters the flow also when the service cannot be reached
 	}
 	s.streams.Add(1)
@@ -459,7 +460,7 @@ func (s *p2pSession) openStream(ctx context.Context, src string) (session.Stream
 	hdr := &wire.PeerStream{Src: src}
 	if d := s.dgrams.Load(); d != nil {
 		// Registered before the header goes out: the provider's first answer may follow it at once.
-		st = &datagramStream{Stream: st, flow: d.register(qs.StreamID())}
+		st = d.WithFlow(st)
 		hdr.Datagrams = true
 	}
 	if err := wire.Write(st, hdr); err != nil {

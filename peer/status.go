@@ -58,7 +58,8 @@ func (c *Client) Sessions() []SessionInfo {
 			info.RTT = conn.ConnectionStats().SmoothedRTT
 		}
 		if d := s.dgrams.Load(); d != nil {
-			info.Datagrams = d.sent.Load() + d.received.Load()
+			sent, received, _ := d.Counts()
+			info.Datagrams = sent + received
 		}
 		out = append(out, info)
 	}

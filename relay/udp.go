@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -121,6 +122,14 @@ func (u *UDPFanout) flow(src netip.AddrPort) *udpFlow {
 	return f
 }
 
+// sendDatagram sends b as a datagram when the flow has them and b fits, else on the stream.
+func sendDatagram(dg session.Datagrams, st io.Writer, b []byte) error {
+	if dg != nil && dg.Send(b) == nil {
+		return nil
+	}
+	return wire.WriteDatagram(st, b)
+}
+
 // runFlow opens the flow's stream and pumps datagrams both ways until the flow expires or the
 // stream ends.
 func (u *UDPFanout) runFlow(f *udpFlow) {
@@ -168,7 +177,7 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 			back(buf[:n])
 		}
 	}()
-	dg := datagramsOf(st)
+	dg := session.DatagramsOf(st)
 	var incoming <-chan []byte // nil (never ready) without datagrams
 	if dg != nil {
 		incoming = dg.Incoming()

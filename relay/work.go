@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/internal/netx"
+	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
 )
 
@@ -75,7 +76,7 @@ func serveUDP(st Conn, local Local, c Counters) error {
 		}
 		conn.Write(b)
 	}
-	dg := datagramsOf(st)
+	dg := session.DatagramsOf(st)
 	streamDone := make(chan struct{}) // the stream ended: stop taking datagrams
 	datagramsDone := make(chan struct{})
 	go func() {

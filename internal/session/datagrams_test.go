@@ -1,4 +1,4 @@
-package peer
+package session
 
 import (
 	"context"
@@ -18,7 +18,7 @@ func quicPair(t *testing.T) (visitor, provider *quic.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qc := &quic.Config{EnableDatagrams: true, InitialPacketSize: p2pPacketSize, DisablePathMTUDiscovery: true}
+	qc := &quic.Config{EnableDatagrams: true, InitialPacketSize: 1400, DisablePathMTUDiscovery: true}
 	ln, err := quic.ListenAddr("127.0.0.1:0", srvTLS, qc)
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +50,14 @@ func recvWithin(t *testing.T, ch <-chan []byte, d time.Duration) ([]byte, bool) 
 
 func TestFlowDatagrams(t *testing.T) {
 	vc, pc := quicPair(t)
-	v, p := newFlowDatagrams(vc), newFlowDatagrams(pc)
+	v, p := NewFlowDatagrams(vc), NewFlowDatagrams(pc)
 	done := make(chan struct{}, 2)
-	go func() { v.run(vc.Context()); done <- struct{}{} }()
-	go func() { p.run(pc.Context()); done <- struct{}{} }()
+	go func() { v.Run(vc.Context()); done <- struct{}{} }()
+	go func() { p.Run(pc.Context()); done <- struct{}{} }()
 
 	// A datagram that arrives before the provider registered its flow waits for it, and one
 	// that cannot even name a flow is dropped without harm.
-	vf := v.register(4)
+	vf := v.Register(4)
 	if err := vf.Send([]byte("early")); err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +74,13 @@ func TestFlowDatagrams(t *testing.T) {
 	if got := p.dropped.Load(); got != 2 {
 		t.Fatalf("%d malformed datagrams dropped, want 2", got)
 	}
-	pf := p.register(4)
+	pf := p.Register(4)
 	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || string(b) != "early" {
 		t.Fatalf("early datagram: %q, %v", b, ok)
 	}
 	// Both ways, and flows do not mix.
-	other := v.register(8)
-	p8 := p.register(8)
+	other := v.Register(8)
+	p8 := p.Register(8)
 	if err := pf.Send([]byte("answer")); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestFlowDatagrams(t *testing.T) {
 		t.Fatalf("a 2000-byte datagram: %v, want DatagramTooLargeError", err)
 	}
 	// Datagrams for flows nobody registers are held within bounds, then dropped.
-	stray := v.register(1 << 20)
+	stray := v.Register(1 << 20)
 	for range 3 * maxPendingDatagrams {
 		stray.Send([]byte("stray"))
 	}

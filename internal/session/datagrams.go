@@ -1,4 +1,4 @@
-package peer
+package session
 
 import (
 	"context"
@@ -9,12 +9,41 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
 
-	"github.com/xp2p/xp2p/internal/session"
-	"github.com/xp2p/xp2p/relay"
 )
 
-// flowDatagrams carries the datagrams of a P2P session's udp flows in QUIC DATAGRAM frames
-// (RFC 9221) instead of on the flows' streams: a lost packet is then lost, as UDP expects, and
+// Datagrams carries a udp flow's datagrams beside its stream, unreliably. The stream still
+// carries what Send refuses (a datagram too large for one packet) and says when the flow ends.
+type Datagrams interface {
+	// Send sends one datagram; an error means it was not sent (use the stream).
+	Send(b []byte) error
+	// Incoming delivers the datagrams that arrive for the flow. It is never closed.
+	Incoming() <-chan []byte
+}
+
+// DatagramCarrier is implemented by streams whose flow also has datagrams.
+type DatagramCarrier interface {
+	Datagrams() Datagrams
+}
+
+// DatagramsOf returns the stream's datagrams, or nil when it has none.
+func DatagramsOf(st any) Datagrams {
+	if c, ok := st.(DatagramCarrier); ok {
+		return c.Datagrams()
+	}
+	return nil
+}
+
+// StreamID returns the QUIC stream ID of a stream of a QUIC session.
+func StreamID(st Stream) (quic.StreamID, bool) {
+	if q, ok := st.(quicStream); ok {
+		return q.StreamID(), true
+	}
+	return 0, false
+}
+
+// FlowDatagrams carries the datagrams of a QUIC connection's udp flows (of a P2P session, or of
+// udp proxies on a client's session to the server) in QUIC DATAGRAM frames (RFC 9221) instead of
+// on the flows' streams: a lost packet is then lost, as UDP expects, and
 // does not hold back the ones behind it (a stream would retransmit it first: head-of-line
 // blocking, and TCP-over-TCP meltdown for a VPN or a game running over the flow). Each datagram
 // starts with its flow's stream ID as a QUIC varint, a number both ends know without asking.
@@ -22,7 +51,7 @@ import (
 //
 // The framing is xp2p's own (RFC 9297's quarter-stream-ID belongs to HTTP/3), so it is written
 // here; quic-go supplies the frames and the varints.
-type flowDatagrams struct {
+type FlowDatagrams struct {
 	conn *quic.Conn
 
 	mu      sync.Mutex
@@ -47,12 +76,15 @@ const (
 	pendingDatagramTTL  = 2 * time.Second
 )
 
-func newFlowDatagrams(conn *quic.Conn) *flowDatagrams {
-	return &flowDatagrams{conn: conn, flows: map[quic.StreamID]*datagramFlow{}}
+// NewFlowDatagrams returns the flows' datagrams of conn, which must have datagrams enabled;
+// Run deals the incoming ones.
+func NewFlowDatagrams(conn *quic.Conn) *FlowDatagrams {
+	return &FlowDatagrams{conn: conn, flows: map[quic.StreamID]*datagramFlow{}}
 }
 
-// run reads the connection's datagrams until it closes and deals them to their flows.
-func (d *flowDatagrams) run(ctx context.Context) {
+// Run reads the connection's datagrams until it closes (or ctx ends) and deals them to their
+// flows.
+func (d *FlowDatagrams) Run(ctx context.Context) {
 	for {
 		b, err := d.conn.ReceiveDatagram(ctx)
 		if err != nil {
@@ -67,7 +99,7 @@ func (d *flowDatagrams) run(ctx context.Context) {
 	}
 }
 
-func (d *flowDatagrams) deliver(id quic.StreamID, payload []byte) {
+func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
 	d.mu.Lock()
 	f := d.flows[id]
 	if f == nil {
@@ -79,7 +111,7 @@ func (d *flowDatagrams) deliver(id quic.StreamID, payload []byte) {
 	f.push(payload)
 }
 
-func (d *flowDatagrams) holdLocked(id quic.StreamID, payload []byte) {
+func (d *FlowDatagrams) holdLocked(id quic.StreamID, payload []byte) {
 	now := time.Now()
 	kept := d.pending[:0]
 	for _, p := range d.pending {
@@ -97,8 +129,8 @@ func (d *flowDatagrams) holdLocked(id quic.StreamID, payload []byte) {
 	d.pending = append(d.pending, pendingDatagram{id: id, payload: payload, at: now})
 }
 
-// register starts receiving the datagrams of the flow on stream id.
-func (d *flowDatagrams) register(id quic.StreamID) *datagramFlow {
+// Register starts receiving the datagrams of the flow on stream id.
+func (d *FlowDatagrams) Register(id quic.StreamID) *datagramFlow {
 	f := &datagramFlow{d: d, id: id, in: make(chan []byte, datagramFlowQueue)}
 	d.mu.Lock()
 	d.flows[id] = f
@@ -119,9 +151,9 @@ func (d *flowDatagrams) register(id quic.StreamID) *datagramFlow {
 	return f
 }
 
-// datagramFlow is one flow's share of a session's datagrams; it implements relay.Datagrams.
+// datagramFlow is one flow's share of a connection's datagrams.
 type datagramFlow struct {
-	d    *flowDatagrams
+	d    *FlowDatagrams
 	id   quic.StreamID
 	in   chan []byte
 	once sync.Once
@@ -164,13 +196,30 @@ func (f *datagramFlow) close() {
 	})
 }
 
+// Counts returns how many datagrams were sent, received and dropped (malformed, unclaimed or
+// over a flow's queue).
+func (d *FlowDatagrams) Counts() (sent, received, dropped int64) {
+	return d.sent.Load(), d.received.Load(), d.dropped.Load()
+}
+
+// WithFlow registers st's flow and returns st carrying its datagrams too (a DatagramCarrier);
+// closing or resetting it ends the flow's share. A stream that is not a QUIC stream of this
+// connection's session comes back as it is.
+func (d *FlowDatagrams) WithFlow(st Stream) Stream {
+	id, ok := StreamID(st)
+	if !ok {
+		return st
+	}
+	return &datagramStream{Stream: st, flow: d.Register(id)}
+}
+
 // datagramStream is a udp flow's stream that also carries its datagrams beside it.
 type datagramStream struct {
-	session.Stream
+	Stream
 	flow *datagramFlow
 }
 
-func (s *datagramStream) Datagrams() relay.Datagrams { return s.flow }
+func (s *datagramStream) Datagrams() Datagrams { return s.flow }
 
 func (s *datagramStream) Close() error {
 	s.flow.close()
@@ -182,4 +231,4 @@ func (s *datagramStream) Reset() {
 	s.Stream.Reset()
 }
 
-var _ relay.Datagrams = (*datagramFlow)(nil)
+var _ Datagrams = (*datagramFlow)(nil)
