@@ -74,6 +74,9 @@ type ServerInfo struct {
 	Observed  string        `json:"observed,omitempty"` // this client's address as the server sees it
 	Since     time.Time     `json:"since,omitzero"`
 	RTT       time.Duration `json:"rtt,omitempty"`
+	// Datagrams counts the udp proxies' datagrams carried in QUIC DATAGRAM frames of the
+	// session (sent and received).
+	Datagrams int64 `json:"datagrams,omitempty"`
 }
 
 // Servers lists the client's servers and whether it is connected to each.
@@ -87,6 +90,10 @@ func (c *Client) Servers() []ServerInfo {
 			si.Observed = ctl.observed
 			si.Since = ctl.since
 			si.RTT = ctl.sess.RTT()
+			if ctl.dgrams != nil {
+				sent, received, _ := ctl.dgrams.Counts()
+				si.Datagrams = sent + received
+			}
 		}
 		out = append(out, si)
 	}

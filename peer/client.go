@@ -376,6 +376,7 @@ func (c *Client) controlQUICConfig() *quic.Config {
 		InitialStreamReceiveWindow: 1 << 20,
 		MaxStreamReceiveWindow:     16 << 20,
 		MaxConnectionReceiveWindow: 64 << 20,
+		EnableDatagrams:            true, // udp proxies' datagrams (session.FlowDatagrams)
 	}
 }
 

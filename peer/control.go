@@ -38,6 +38,8 @@ type control struct {
 	relayOut chan []byte
 	// lastPong is when the server last answered a heartbeat (unix nanos).
 	lastPong atomic.Int64
+	// dgrams carries udp proxies' datagrams when the session is QUIC and the server takes them.
+	dgrams *session.FlowDatagrams
 }
 
 // heartbeat pings the server every heartbeatInterval and ends the session when no answer came
@@ -258,7 +260,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 	if !auth.Verify(l.token, exporter, auth.RoleServer, res.Proof) {
 		return nil, errors.New("the server could not prove it knows auth.token: wrong server address, or someone in the middle")
 	}
-	return &control{
+	ctl := &control{
 		c:        c,
 		link:     l,
 		sess:     sess,
@@ -267,7 +269,11 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		since:    time.Now(),
 		pending:  map[uint64]chan *wire.ConnectResult{},
 		relayOut: make(chan []byte, 1024),
-	}, nil
+	}
+	if conn := session.Conn(sess); conn != nil && conn.ConnectionState().SupportsDatagrams.Remote {
+		ctl.dgrams = session.NewFlowDatagrams(conn)
+	}
+	return ctl, nil
 }
 
 // serve runs a logged-in session: registers proxies, handles control messages and work streams.
@@ -284,6 +290,10 @@ func (l *serverLink) serve(ctl *control) error {
 	defer cancel()
 	wg.Add(2)
 	go func() { defer wg.Done(); c.acceptWork(ctx, ctl) }()
+	if ctl.dgrams != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); ctl.dgrams.Run(ctx) }()
+	}
 	go func() {
 		defer wg.Done()
 		select {
@@ -393,11 +403,11 @@ func (c *Client) acceptWork(ctx context.Context, ctl *control) {
 		if err != nil {
 			return
 		}
-		go c.serveWork(st)
+		go c.serveWork(ctl, st)
 	}
 }
 
-func (c *Client) serveWork(st session.Stream) {
+func (c *Client) serveWork(ctl *control, st session.Stream) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	hdr, err := wire.ReadAs[*wire.WorkStream](st)
 	if err != nil {
@@ -405,6 +415,10 @@ func (c *Client) serveWork(st session.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	if hdr.Datagrams && ctl.dgrams != nil {
+		st = ctl.dgrams.WithFlow(st)
+		defer st.Close() // unregisters the flow also when the service cannot be reached
+	}
 	c.serveUser(st, hdr)
 }
 

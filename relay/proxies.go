@@ -28,6 +28,8 @@ type Owner interface {
 	TakeWorkConn() (Conn, bool)
 	// ID names the client in logs and errors.
 	ID() string
+	// FlowDatagrams carries udp flows' datagrams beside their streams (nil: streams only).
+	FlowDatagrams() *session.FlowDatagrams
 }
 
 // Conn is what carries one user connection to a client: a work stream of its session, or a

@@ -278,7 +278,13 @@ func (p *Proxies) addUDPLocked(m *member, req *wire.NewProxy) (int, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := wire.Write(st, &wire.WorkStream{Proxy: m.name, Src: src.String()}); err != nil {
+			hdr := &wire.WorkStream{Proxy: m.name, Src: src.String()}
+			if d := m.owner.FlowDatagrams(); d != nil {
+				// Registered before the header goes out: the client answers right after it.
+				st = d.WithFlow(st)
+				hdr.Datagrams = session.DatagramsOf(st) != nil
+			}
+			if err := wire.Write(st, hdr); err != nil {
 				st.Reset()
 				return nil, err
 			}

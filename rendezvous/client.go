@@ -43,6 +43,9 @@ type client struct {
 
 	work workPool
 
+	// dgrams carries udp proxies' datagrams on a QUIC session whose client takes them (nil: none).
+	dgrams *session.FlowDatagrams
+
 	// done is closed when the session is over and its proxies and sessions are gone.
 	done   chan struct{}
 	pingMu sync.Mutex
@@ -92,6 +95,9 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		c.nat.Store(&login.NAT)
 	}
 	c.mapped.Store(&login.Mapped)
+	if conn := session.Conn(sess); conn != nil && conn.ConnectionState().SupportsDatagrams.Remote {
+		c.dgrams = session.NewFlowDatagrams(conn)
+	}
 	c.work.max = s.cfg.Transport.MaxPoolCount
 	if c.work.max <= 0 {
 		c.work.max = defaultMaxIdleWork
@@ -109,6 +115,9 @@ func (c *client) ID() string { return c.id }
 func (c *client) OpenStream(ctx context.Context) (session.Stream, error) {
 	return c.sess.OpenStream(ctx)
 }
+
+// FlowDatagrams carries udp flows' datagrams beside their streams, or is nil (relay.Owner).
+func (c *client) FlowDatagrams() *session.FlowDatagrams { return c.dgrams }
 
 // RelayUDPAddr is the client's current UDP address (relay.Endpoint). QUIC may have migrated the
 // session to a new address after a NAT rebinding, so it is read from the session each time.
@@ -169,6 +178,10 @@ func (c *client) run() {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); c.acceptStreams(ctx) }()
+	if c.dgrams != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.dgrams.Run(ctx) }()
+	}
 	go func() {
 		defer wg.Done()
 		select {

@@ -201,6 +201,7 @@ func (s *Server) quicConfig() *quic.Config {
 		InitialStreamReceiveWindow: 1 << 20,
 		MaxStreamReceiveWindow:     16 << 20,
 		MaxConnectionReceiveWindow: 64 << 20,
+		EnableDatagrams:            true, // udp proxies' datagrams (session.FlowDatagrams)
 	}
 }
 

@@ -109,6 +109,14 @@ func TestUDPProxy(t *testing.T) {
 			if pi.BytesIn == 0 || pi.BytesOut == 0 {
 				t.Errorf("client counted %d bytes in, %d out", pi.BytesIn, pi.BytesOut)
 			}
+			// Over QUIC the datagrams that fit a packet (1, 17, 512, 1200 bytes: 4 of the 7 sizes,
+			// there and back) ride QUIC DATAGRAM frames; over TCP there are none.
+			dgrams := c.Servers()[0].Datagrams
+			want := int64(sources * perSource * 2 * 4 / 7 * 9 / 10)
+			if transport == "quic" && dgrams < want || transport == "tcp" && dgrams != 0 {
+				t.Errorf("%d datagrams in QUIC DATAGRAM frames over %s, want %s", dgrams, transport,
+					map[string]string{"quic": fmt.Sprintf("at least %d", want), "tcp": "none"}[transport])
+			}
 		})
 	}
 }

@@ -1,6 +1,7 @@
 // Package session gives xp2p one shape for a multiplexed TLS 1.3 connection, whether it runs
 // over QUIC (UDP) or over TLS and yamux (TCP), so that the control, proxy and relay code above
-// it never asks which one it has.
+// it never asks which one it has; on QUIC it also carries udp flows' datagrams beside their
+// streams (FlowDatagrams).
 package session
 
 import (

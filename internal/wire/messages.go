@@ -169,8 +169,8 @@ type WorkStream struct {
 	Proxy string `json:"proxy"`
 	// Src is the remote address of the user the stream serves.
 	Src string `json:"src,omitempty"`
-	// Datagrams: the visitor sends and takes this udp flow's datagrams in QUIC DATAGRAM frames
-	// too, each led by the stream's ID as a varint (the provider answered Datagrams).
+	// Datagrams: the server sends and takes this udp flow's datagrams in QUIC DATAGRAM frames of
+	// the control session too, each led by the stream's ID as a varint.
 	Datagrams bool `json:"datagrams,omitempty"`
 }
 
