@@ -8,7 +8,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
-
 )
 
 // Datagrams carries a udp flow's datagrams beside its stream, unreliably. The stream still
