@@ -89,13 +89,28 @@ func (d *FlowDatagrams) Run(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		id, n, err := quicvarint.Parse(b)
+		id, payload, err := splitFlowDatagram(b)
 		if err != nil {
 			d.dropped.Add(1) // malformed: the peer is authenticated, but never trust a length
 			continue
 		}
-		d.deliver(quic.StreamID(id), b[n:])
+		d.deliver(id, payload)
 	}
+}
+
+// splitFlowDatagram reads a flow datagram: its flow's stream ID and the payload after it.
+func splitFlowDatagram(b []byte) (quic.StreamID, []byte, error) {
+	id, n, err := quicvarint.Parse(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return quic.StreamID(id), b[n:], nil
+}
+
+// appendFlowDatagram writes a flow datagram (the inverse of splitFlowDatagram).
+func appendFlowDatagram(buf []byte, id quic.StreamID, payload []byte) []byte {
+	buf = quicvarint.Append(buf, uint64(id))
+	return append(buf, payload...)
 }
 
 func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
@@ -170,9 +185,7 @@ func (f *datagramFlow) push(b []byte) {
 // Send sends one datagram of the flow; an error (too large for a QUIC packet, connection
 // closed) tells the caller to use the flow's stream.
 func (f *datagramFlow) Send(b []byte) error {
-	buf := make([]byte, 0, quicvarint.Len(uint64(f.id))+len(b))
-	buf = quicvarint.Append(buf, uint64(f.id))
-	buf = append(buf, b...)
+	buf := appendFlowDatagram(make([]byte, 0, quicvarint.Len(uint64(f.id))+len(b)), f.id, b)
 	if err := f.d.conn.SendDatagram(buf); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -134,4 +135,27 @@ func TestFlowDatagrams(t *testing.T) {
 			t.Fatal("datagram readers did not stop when the connection closed")
 		}
 	}
+}
+
+// FuzzSplitFlowDatagram: any bytes a peer sends either fail to parse or split into an ID and a
+// payload that encode back to the same bytes' payload under that ID.
+func FuzzSplitFlowDatagram(f *testing.F) {
+	f.Add([]byte{0x04, 'h', 'i'})
+	f.Add([]byte{0x40})
+	f.Add([]byte{0x7f, 0xff, 0})
+	f.Add([]byte{0xc0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, payload, err := splitFlowDatagram(b)
+		if err != nil {
+			return
+		}
+		again, p2, err := splitFlowDatagram(appendFlowDatagram(nil, id, payload))
+		if err != nil || again != id || !bytes.Equal(p2, payload) {
+			t.Fatalf("%x: id %d payload %x; re-encoded: %d %x %v", b, id, payload, again, p2, err)
+		}
+		if len(payload) >= len(b) {
+			t.Fatalf("%x: payload %x is not shorter than the datagram", b, payload)
+		}
+	})
 }
