@@ -194,7 +194,7 @@ func (p *puncher) handleSide(c *net.UDPConn, data []byte, from *net.UDPAddr) {
 	if !ok || idHex != p.s.idHex || role == p.s.role {
 		return
 	}
-	if stun.NewShortTermIntegrity(p.key).Check(msg) != nil || stun.Fingerprint.Check(msg) != nil {
+	if !p.authentic(msg) {
 		return
 	}
 	now := time.Now()
@@ -202,11 +202,8 @@ func (p *puncher) handleSide(c *net.UDPConn, data []byte, from *net.UDPAddr) {
 	defer p.mu.Unlock()
 	switch msg.Type {
 	case stun.BindingRequest:
-		resp, err := stun.Build(stun.NewTransactionIDSetter(msg.TransactionID), stun.BindingSuccess,
-			&stun.XORMappedAddress{IP: from.IP, Port: from.Port},
-			stun.NewUsername(p.username), stun.NewShortTermIntegrity(p.key), stun.Fingerprint)
-		if err == nil {
-			c.WriteToUDP(resp.Raw, from)
+		if resp, err := p.answer(msg, from); err == nil {
+			c.WriteToUDP(resp, from)
 		}
 	case stun.BindingSuccess:
 	default:

@@ -379,11 +379,27 @@ func (m *p2pSessions) handleSTUN(data []byte, from *net.UDPAddr) {
 	s.punch.handle(msg, from)
 }
 
+// authentic reports whether a probe carries the session's integrity and a valid fingerprint.
+func (p *puncher) authentic(msg *stun.Message) bool {
+	return stun.NewShortTermIntegrity(p.key).Check(msg) == nil && stun.Fingerprint.Check(msg) == nil
+}
+
+// answer builds the authenticated success response to the peer's probe from from.
+func (p *puncher) answer(req *stun.Message, from *net.UDPAddr) ([]byte, error) {
+	resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+		&stun.XORMappedAddress{IP: from.IP, Port: from.Port},
+		stun.NewUsername(p.username), stun.NewShortTermIntegrity(p.key), stun.Fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Raw, nil
+}
+
 func (p *puncher) handle(msg *stun.Message, from *net.UDPAddr) {
 	if p.disabled {
 		return
 	}
-	if stun.NewShortTermIntegrity(p.key).Check(msg) != nil || stun.Fingerprint.Check(msg) != nil {
+	if !p.authentic(msg) {
 		return
 	}
 	ap := key(from)
@@ -392,13 +408,11 @@ func (p *puncher) handle(msg *stun.Message, from *net.UDPAddr) {
 	defer p.mu.Unlock()
 	switch msg.Type {
 	case stun.BindingRequest:
-		resp, err := stun.Build(stun.NewTransactionIDSetter(msg.TransactionID), stun.BindingSuccess,
-			&stun.XORMappedAddress{IP: from.IP, Port: from.Port},
-			stun.NewUsername(p.username), stun.NewShortTermIntegrity(p.key), stun.Fingerprint)
+		resp, err := p.answer(msg, from)
 		if err != nil {
 			return
 		}
-		p.s.m.c.sock.WriteRaw(resp.Raw, nil, from)
+		p.s.m.c.sock.WriteRaw(resp, nil, from)
 		p.learnLocked(ap, from)
 		if _, ok := p.cands[ap]; !ok && len(p.cands) < maxCandidates {
 			// Peer-reflexive: the peer's NAT gave it an address the server never saw (it is

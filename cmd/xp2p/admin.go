@@ -51,18 +51,12 @@ func startAdmin(cfg *config.Client, path string, c *peer.Client, log *slog.Logge
 const adminTimeout = 30 * time.Second
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	var path string
 	var asJSON bool
-	_, code, ok := flags("status -c client.toml", "Asks a running client (through its admin endpoint, webServer.* in its config)\nfor its servers, proxies, visitors and P2P sessions, and prints them.", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "c", "", "the running client's config file")
+	path, code, ok := configFlags("status -c client.toml", "Asks a running client (through its admin endpoint, webServer.* in its config)\nfor its servers, proxies, visitors and P2P sessions, and prints them.", "the running client's config file", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the admin endpoint's JSON answer")
 	})
 	if !ok {
 		return code
-	}
-	if path == "" {
-		fmt.Fprintln(stderr, "xp2p status: -c client.toml is required")
-		return 2
 	}
 	cfg, _, err := config.LoadClient(path)
 	if err != nil {
@@ -91,16 +85,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func runReload(args []string, stdout, stderr io.Writer) int {
-	var path string
-	_, code, ok := flags("reload -c client.toml", "Checks client.toml, then asks the running client (through its admin endpoint) to apply it:\nadded, removed and changed proxies and visitors take effect, the others keep their connections.\nA config the client cannot apply is refused as a whole.", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "c", "", "the client's config file, edited")
-	})
+	path, code, ok := configFlags("reload -c client.toml", "Checks client.toml, then asks the running client (through its admin endpoint) to apply it:\nadded, removed and changed proxies and visitors take effect, the others keep their connections.\nA config the client cannot apply is refused as a whole.", "the client's config file, edited", args, stderr, nil)
 	if !ok {
 		return code
-	}
-	if path == "" {
-		fmt.Fprintln(stderr, "xp2p reload: -c client.toml is required")
-		return 2
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

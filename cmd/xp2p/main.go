@@ -98,6 +98,27 @@ func flags(name, summary string, args []string, stderr io.Writer, define func(*f
 	return fs, 0, true
 }
 
+// configFlags parses the flags of a command whose -c FILE is required (name is its usage line,
+// "verb -c FILE ..."); more defines its other flags.
+func configFlags(name, summary, fileHelp string, args []string, stderr io.Writer, more func(*flag.FlagSet)) (path string, code int, ok bool) {
+	_, code, ok = flags(name, summary, args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "c", "", fileHelp)
+		if more != nil {
+			more(fs)
+		}
+	})
+	if !ok {
+		return "", code, false
+	}
+	if path == "" {
+		verb, rest, _ := strings.Cut(name, " -c ")
+		file, _, _ := strings.Cut(rest, " ")
+		fmt.Fprintf(stderr, "xp2p %s: -c %s is required\n", verb, file)
+		return "", 2, false
+	}
+	return path, 0, true
+}
+
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -124,16 +145,9 @@ func logWarnings(log *slog.Logger, warnings []string) {
 }
 
 func runServer(args []string, stderr io.Writer) int {
-	var path string
-	_, code, ok := flags("server -c server.toml", "Runs the xp2p server: clients log in on bindPort (UDP and TCP).", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "c", "", "server config file (frps.toml keys)")
-	})
+	path, code, ok := configFlags("server -c server.toml", "Runs the xp2p server: clients log in on bindPort (UDP and TCP).", "server config file (frps.toml keys)", args, stderr, nil)
 	if !ok {
 		return code
-	}
-	if path == "" {
-		fmt.Fprintln(stderr, "xp2p server: -c server.toml is required")
-		return 2
 	}
 	cfg, warnings, err := config.LoadServer(path)
 	if err != nil {
@@ -163,16 +177,9 @@ func runServer(args []string, stderr io.Writer) int {
 }
 
 func runClient(args []string, stderr io.Writer) int {
-	var path string
-	_, code, ok := flags("client -c client.toml", "Runs an xp2p client: publishes [[proxies]], binds [[visitors]].", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "c", "", "client config file (frpc.toml keys)")
-	})
+	path, code, ok := configFlags("client -c client.toml", "Runs an xp2p client: publishes [[proxies]], binds [[visitors]].", "client config file (frpc.toml keys)", args, stderr, nil)
 	if !ok {
 		return code
-	}
-	if path == "" {
-		fmt.Fprintln(stderr, "xp2p client: -c client.toml is required")
-		return 2
 	}
 	cfg, warnings, err := config.LoadClient(path)
 	if err != nil {
@@ -204,16 +211,9 @@ func runClient(args []string, stderr io.Writer) int {
 // runVerify checks a config file. It tells server from client configs by their keys: a client
 // config names its server (serverAddr), proxies or visitors.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	var path string
-	_, code, ok := flags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "c", "", "config file to check")
-	})
+	path, code, ok := configFlags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", "config file to check", args, stderr, nil)
 	if !ok {
 		return code
-	}
-	if path == "" {
-		fmt.Fprintln(stderr, "xp2p verify: -c FILE is required")
-		return 2
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
