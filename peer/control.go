@@ -397,6 +397,9 @@ func (c *Client) proxyResult(l *serverLink, m *wire.NewProxyResult) {
 }
 
 // acceptWork serves the streams the server opens: one per user connection or udp source.
+// Each stream's goroutine lives as long as its user connection (the stream failing with the
+// session aborts it); it is not waited for here, so that a local service slow to answer a
+// half-closed connection never holds up a reconnect.
 func (c *Client) acceptWork(ctx context.Context, ctl *control) {
 	for {
 		st, err := ctl.sess.AcceptStream(ctx)

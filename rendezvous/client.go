@@ -514,14 +514,18 @@ func (s *Server) endSession(ps *p2pSession, by *client, reason string) {
 	}
 }
 
-// acceptStreams serves the streams a client opens: its TCP relay stream.
+// acceptStreams serves the streams a client opens: its TCP relay stream. It returns when the
+// session ends, after the streams it served.
 func (c *client) acceptStreams(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		st, err := c.sess.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		go c.serveStream(ctx, st)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.serveStream(ctx, st) }()
 	}
 }
 
