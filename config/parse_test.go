@@ -98,6 +98,12 @@ func TestErrors(t *testing.T) {
 		{"heartbeat order", false, "serverAddr = \"a\"\ntransport.heartbeatInterval = 40\ntransport.heartbeatTimeout = 30\n",
 			[]string{"c.toml:2:1: transport.heartbeatInterval: 40 s must be below transport.heartbeatTimeout (30 s)"}},
 		{"start names", false, "serverAddr = \"a\"\nstart = [\"nope\"]\n", []string{"c.toml:2:10: start[0]: no proxy or visitor is named \"nope\""}},
+		{"proxy protocol version", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\ntransport.proxyProtocolVersion = \"v3\"\n",
+			[]string{"c.toml:6:1: proxies[0].transport.proxyProtocolVersion: unknown version \"v3\""}},
+		{"proxy protocol on udp", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"udp\"\nlocalPort = 1\ntransport.proxyProtocolVersion = \"v2\"\n",
+			[]string{"c.toml:6:1: proxies[0].transport.proxyProtocolVersion: the PROXY protocol is for tcp services"}},
+		{"proxy protocol on a visitor", false, "serverAddr = \"a\"\n[[visitors]]\nname = \"v\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 2\ntransport.proxyProtocolVersion = \"v1\"\n",
+			[]string{"c.toml:8:1: visitors[0].transport.proxyProtocolVersion: set it on the provider's [[proxies]] entry"}},
 		{"duplicate servers", false, "serverAddr = \"a\"\n[[servers]]\naddr = \"a\"\n", []string{"c.toml:3:1: servers[0].addr: a:7000 is already named by serverAddr"}},
 	}
 	for _, tc := range cases {

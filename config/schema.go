@@ -207,11 +207,13 @@ type Proxy struct {
 
 // ProxyTransport: xp2p always encrypts; compression and bandwidth limits are not implemented.
 type ProxyTransport struct {
-	UseEncryption        bool   `toml:"useEncryption" xp2p:"ignored"`
-	UseCompression       bool   `toml:"useCompression" xp2p:"ignored"`
-	BandwidthLimit       string `toml:"bandwidthLimit" xp2p:"ignored"`
-	BandwidthLimitMode   string `toml:"bandwidthLimitMode" xp2p:"ignored"`
-	ProxyProtocolVersion string `toml:"proxyProtocolVersion" xp2p:"ignored"`
+	UseEncryption      bool   `toml:"useEncryption" xp2p:"ignored"`
+	UseCompression     bool   `toml:"useCompression" xp2p:"ignored"`
+	BandwidthLimit     string `toml:"bandwidthLimit" xp2p:"ignored"`
+	BandwidthLimitMode string `toml:"bandwidthLimitMode" xp2p:"ignored"`
+	// ProxyProtocolVersion ("v1" or "v2") makes the client send a PROXY protocol header to the
+	// local service first, with the user's address (tcp proxies and tcp xp2p services).
+	ProxyProtocolVersion string `toml:"proxyProtocolVersion"`
 }
 
 // LoadBalancer puts proxies of several clients behind one remote port (frp groups).

@@ -218,6 +218,13 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	if p.LoadBalancer.GroupKey != "" && p.LoadBalancer.Group == "" {
 		l.at(key+".loadBalancer.groupKey", "set loadBalancer.group too")
 	}
+	switch v := p.Transport.ProxyProtocolVersion; {
+	case v == "":
+	case v != "v1" && v != "v2":
+		l.at(key+".transport.proxyProtocolVersion", "unknown version %q; use \"v1\" or \"v2\"", v)
+	case p.Type == TypeUDP || p.Protocol == "udp":
+		l.at(key+".transport.proxyProtocolVersion", "the PROXY protocol is for tcp services; this one is udp")
+	}
 }
 
 func (v *Visitor) complete(l *errorList, key string, names, binds map[string]string) {
@@ -247,6 +254,9 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	}
 	checkIP(l, key+".bindAddr", v.BindAddr)
 	checkPort(l, key+".bindPort", v.BindPort, false)
+	if v.Transport.ProxyProtocolVersion != "" {
+		l.at(key+".transport.proxyProtocolVersion", "set it on the provider's [[proxies]] entry: the provider talks to the service")
+	}
 	bind := v.Protocol + " " + net.JoinHostPort(v.BindAddr, strconv.Itoa(v.BindPort))
 	if prev, dup := binds[bind]; dup && v.BindPort != 0 {
 		l.at(key+".bindPort", "%s is already bound by %s", bind, prev)

@@ -439,7 +439,8 @@ func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
 	}
 	lp.conns.Add(1)
 	defer lp.conns.Add(-1)
-	local := relay.Local{Network: lp.cfg.Type, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))}
+	local := relay.Local{Network: lp.cfg.Type, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)),
+		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst)}
 	if err := relay.ServeStream(st, local, relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
 		c.log.Warn("local service unreachable", "proxy", name, "src", hdr.Src, "err", err)
 	}

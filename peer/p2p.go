@@ -359,12 +359,14 @@ func (s *p2pSession) servePeerStream(qs *quic.Stream) {
 	s.streams.Add(1)
 	lp := s.m.c.proxy(s.localName())
 	var ctr relay.Counters
+	local := s.local
 	if lp != nil {
 		ctr = relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}
 		lp.conns.Add(1)
 		defer lp.conns.Add(-1)
+		local.Preamble = proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst)
 	}
-	if err := relay.ServeStream(st, s.local, ctr); err != nil {
+	if err := relay.ServeStream(st, local, ctr); err != nil {
 		s.log.Warn("local service unreachable", "src", hdr.Src, "err", err)
 	}
 }
@@ -447,7 +449,7 @@ type SecretError struct{ Reason string }
 func (e *SecretError) Error() string { return "provider refused: " + e.Reason }
 
 // openStream opens a stream to the provider for one local user.
-func (s *p2pSession) openStream(ctx context.Context, src string) (session.Stream, error) {
+func (s *p2pSession) openStream(ctx context.Context, src, dst string) (session.Stream, error) {
 	conn := s.conn.Load()
 	if conn == nil {
 		return nil, errors.New("session not connected")
@@ -457,7 +459,7 @@ func (s *p2pSession) openStream(ctx context.Context, src string) (session.Stream
 		return nil, err
 	}
 	st := session.QUICStream(qs)
-	hdr := &wire.PeerStream{Src: src}
+	hdr := &wire.PeerStream{Src: src, Dst: dst}
 	if d := s.dgrams.Load(); d != nil {
 		// Registered before the header goes out: the provider's first answer may follow it at once.
 		st = d.WithFlow(st)

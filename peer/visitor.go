@@ -78,7 +78,7 @@ func (v *visitor) listen() error {
 				if err != nil {
 					return nil, err
 				}
-				return s.openStream(ctx, src.String())
+				return s.openStream(ctx, src.String(), v.addr())
 			},
 			OnFlow: func(d int) { v.conns.Add(int64(d)) },
 		}
@@ -151,7 +151,7 @@ func (v *visitor) handle(conn *net.TCPConn) {
 	s, err := v.session(ctx)
 	var st session.Stream
 	if err == nil {
-		st, err = s.openStream(ctx, conn.RemoteAddr().String())
+		st, err = s.openStream(ctx, conn.RemoteAddr().String(), conn.LocalAddr().String())
 	}
 	cancel()
 	if err != nil {

@@ -274,7 +274,7 @@ func (m *member) serve(user *net.TCPConn, log *slog.Logger) bool {
 		m.mu.Unlock()
 	}()
 
-	st, err := m.open(user.RemoteAddr().String())
+	st, err := m.open(user.RemoteAddr().String(), user.LocalAddr().String())
 	if err != nil {
 		log.Debug("open work stream", "proxy", m.name, "client", m.owner.ID(), "err", err)
 		return false
@@ -288,8 +288,8 @@ func (m *member) serve(user *net.TCPConn, log *slog.Logger) bool {
 // open returns a connection to the member's client for one user, header written: a pooled TCP
 // work connection when the client has one idle (TLS over TCP moves bytes for a fraction of the
 // CPU a QUIC stream needs), else at once a new stream of the client's session.
-func (m *member) open(src string) (Conn, error) {
-	hdr := &wire.WorkStream{Proxy: m.name, Src: src}
+func (m *member) open(src, dst string) (Conn, error) {
+	hdr := &wire.WorkStream{Proxy: m.name, Src: src, Dst: dst}
 	for range 4 {
 		w, ok := m.owner.TakeWorkConn()
 		if !ok {

@@ -21,6 +21,8 @@ type Local struct {
 	DialTimeout time.Duration
 	// UDPIdle ends a udp stream after this much silence in both directions.
 	UDPIdle time.Duration
+	// Preamble is written to a tcp service before the user's bytes (a PROXY protocol header).
+	Preamble []byte
 }
 
 // Counters receive the bytes a work stream moves; either may be nil.
@@ -50,6 +52,15 @@ func serveTCP(st Conn, local Local, c Counters) error {
 	if err != nil {
 		st.Reset()
 		return fmt.Errorf("dial local service %s: %w", local.Addr, err)
+	}
+	if len(local.Preamble) > 0 {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := conn.Write(local.Preamble); err != nil {
+			conn.Close()
+			st.Reset()
+			return fmt.Errorf("PROXY protocol header to %s: %w", local.Addr, err)
+		}
+		conn.SetWriteDeadline(time.Time{})
 	}
 	netx.Pipe(st, netx.TCP{TCPConn: conn.(*net.TCPConn)}, c.ToLocal, c.FromLocal)
 	return nil

@@ -167,8 +167,10 @@ func (m *CloseProxy) Validate() error   { return validateName("name", m.Name) }
 // carries length-prefixed datagrams of one remote source.
 type WorkStream struct {
 	Proxy string `json:"proxy"`
-	// Src is the remote address of the user the stream serves.
+	// Src is the remote address of the user the stream serves; Dst the server's address the
+	// user reached (both for the PROXY protocol).
 	Src string `json:"src,omitempty"`
+	Dst string `json:"dst,omitempty"`
 	// Datagrams: the server sends and takes this udp flow's datagrams in QUIC DATAGRAM frames of
 	// the control session too, each led by the stream's ID as a varint.
 	Datagrams bool `json:"datagrams,omitempty"`
@@ -309,8 +311,10 @@ func (m *PeerHelloResult) Validate() error {
 
 // PeerStream opens every further stream of a visitor↔provider session.
 type PeerStream struct {
-	// Src is the address of the visitor's local user, for the provider's logs.
+	// Src is the address of the visitor's local user, Dst the visitor's port it reached (for the
+	// provider's logs and the PROXY protocol).
 	Src string `json:"src,omitempty"`
+	Dst string `json:"dst,omitempty"`
 	// Datagrams: the visitor sends and takes this udp flow's datagrams in QUIC DATAGRAM frames
 	// too, each led by the stream's ID as a varint (the provider answered Datagrams).
 	Datagrams bool `json:"datagrams,omitempty"`
