@@ -104,6 +104,10 @@ func TestErrors(t *testing.T) {
 			[]string{"c.toml:6:1: proxies[0].transport.proxyProtocolVersion: the PROXY protocol is for tcp services"}},
 		{"proxy protocol on a visitor", false, "serverAddr = \"a\"\n[[visitors]]\nname = \"v\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 2\ntransport.proxyProtocolVersion = \"v1\"\n",
 			[]string{"c.toml:8:1: visitors[0].transport.proxyProtocolVersion: set it on the provider's [[proxies]] entry"}},
+		{"bandwidth limit", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\ntransport.bandwidthLimit = \"10Mbps\"\ntransport.bandwidthLimitMode = \"both\"\n",
+			[]string{"c.toml:6:1: proxies[0].transport.bandwidthLimit: \"10MBPS\": use a number with KB or MB", "c.toml:7:1: proxies[0].transport.bandwidthLimitMode: unknown mode \"both\""}},
+		{"bandwidth limit on the server for udp", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"udp\"\nlocalPort = 1\ntransport.bandwidthLimit = \"1MB\"\ntransport.bandwidthLimitMode = \"server\"\n",
+			[]string{"c.toml:7:1: proxies[0].transport.bandwidthLimitMode: \"server\" is for tcp proxies"}},
 		{"duplicate servers", false, "serverAddr = \"a\"\n[[servers]]\naddr = \"a\"\n", []string{"c.toml:3:1: servers[0].addr: a:7000 is already named by serverAddr"}},
 	}
 	for _, tc := range cases {

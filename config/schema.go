@@ -205,12 +205,14 @@ type Proxy struct {
 	Metadatas    map[string]string `toml:"metadatas"`
 }
 
-// ProxyTransport: xp2p always encrypts; compression and bandwidth limits are not implemented.
+// ProxyTransport: xp2p always encrypts, and does not compress.
 type ProxyTransport struct {
-	UseEncryption      bool   `toml:"useEncryption" xp2p:"ignored"`
-	UseCompression     bool   `toml:"useCompression" xp2p:"ignored"`
-	BandwidthLimit     string `toml:"bandwidthLimit" xp2p:"ignored"`
-	BandwidthLimitMode string `toml:"bandwidthLimitMode" xp2p:"ignored"`
+	UseEncryption  bool `toml:"useEncryption" xp2p:"ignored"`
+	UseCompression bool `toml:"useCompression" xp2p:"ignored"`
+	// BandwidthLimit caps a proxy's traffic, both directions together ("512KB", "10MB" per
+	// second); BandwidthLimitMode says where: "client" (default) or "server" (tcp proxies).
+	BandwidthLimit     string `toml:"bandwidthLimit"`
+	BandwidthLimitMode string `toml:"bandwidthLimitMode"`
 	// ProxyProtocolVersion ("v1" or "v2") makes the client send a PROXY protocol header to the
 	// local service first, with the user's address (tcp proxies and tcp xp2p services).
 	ProxyProtocolVersion string `toml:"proxyProtocolVersion"`

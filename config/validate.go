@@ -218,6 +218,20 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	if p.LoadBalancer.GroupKey != "" && p.LoadBalancer.Group == "" {
 		l.at(key+".loadBalancer.groupKey", "set loadBalancer.group too")
 	}
+	if bw := p.Transport.BandwidthLimit; bw != "" {
+		if _, err := ParseBandwidth(bw); err != nil {
+			l.at(key+".transport.bandwidthLimit", "%v", err)
+		}
+	}
+	switch m := p.Transport.BandwidthLimitMode; m {
+	case "", "client":
+	case "server":
+		if p.Type != TypeTCP {
+			l.at(key+".transport.bandwidthLimitMode", "\"server\" is for tcp proxies (a %s service's traffic does not pass the server's limiter); use \"client\"", p.Type)
+		}
+	default:
+		l.at(key+".transport.bandwidthLimitMode", "unknown mode %q; use \"client\" or \"server\"", m)
+	}
 	switch v := p.Transport.ProxyProtocolVersion; {
 	case v == "":
 	case v != "v1" && v != "v2":
@@ -254,6 +268,9 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	}
 	checkIP(l, key+".bindAddr", v.BindAddr)
 	checkPort(l, key+".bindPort", v.BindPort, false)
+	if v.Transport.BandwidthLimit != "" || v.Transport.BandwidthLimitMode != "" {
+		l.at(key+".transport.bandwidthLimit", "set it on the provider's [[proxies]] entry")
+	}
 	if v.Transport.ProxyProtocolVersion != "" {
 		l.at(key+".transport.proxyProtocolVersion", "set it on the provider's [[proxies]] entry: the provider talks to the service")
 	}
@@ -343,6 +360,17 @@ func defaultSeconds(l *errorList, key string, v *int, def int) {
 	case *v > 24*3600:
 		l.at(key, "%d seconds is more than a day", *v)
 	}
+}
+
+// BandwidthBytes is the proxy's bandwidthLimit in bytes per second (0: none); mode is where
+// it applies, "client" or "server".
+func (p *Proxy) BandwidthBytes() (perSecond int64, mode string) {
+	n, _ := ParseBandwidth(p.Transport.BandwidthLimit) // validated
+	mode = p.Transport.BandwidthLimitMode
+	if mode == "" {
+		mode = "client"
+	}
+	return n, mode
 }
 
 // ParseBandwidth parses "10MB", "512KB" (bytes per second) into bytes per second.

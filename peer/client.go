@@ -19,8 +19,10 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
@@ -86,6 +88,9 @@ type localProxy struct {
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 	conns    atomic.Int64
+	// limit caps the proxy's traffic here (bandwidthLimitMode "client"; nil: none), shared by
+	// all its connections on every server.
+	limit *rate.Limiter
 
 	mu     sync.Mutex
 	status map[int]proxyStatus // by link index
@@ -181,7 +186,11 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 }
 
 func newLocalProxy(p config.Proxy) *localProxy {
-	return &localProxy{cfg: p, status: map[int]proxyStatus{}}
+	lp := &localProxy{cfg: p, status: map[int]proxyStatus{}}
+	if bw, mode := p.BandwidthBytes(); mode == "client" {
+		lp.limit = netx.NewByteLimiter(bw)
+	}
+	return lp
 }
 
 // selectedProxies returns the proxies the config runs (all, or those named in start).

@@ -371,6 +371,9 @@ func (l *serverLink) serve(ctl *control) error {
 
 func newProxyMsg(p config.Proxy) *wire.NewProxy {
 	m := &wire.NewProxy{Name: p.Name, Type: p.Type, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group, GroupKey: p.LoadBalancer.GroupKey}
+	if bw, mode := p.BandwidthBytes(); mode == "server" {
+		m.BandwidthLimit = bw
+	}
 	if config.IsP2P(p.Type) {
 		m.Type = wire.ProxyXP2P
 	}
@@ -440,7 +443,7 @@ func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
 	lp.conns.Add(1)
 	defer lp.conns.Add(-1)
 	local := relay.Local{Network: lp.cfg.Type, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)),
-		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst)}
+		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst), Limit: lp.limit}
 	if err := relay.ServeStream(st, local, relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
 		c.log.Warn("local service unreachable", "proxy", name, "src", hdr.Src, "err", err)
 	}

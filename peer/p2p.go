@@ -365,6 +365,7 @@ func (s *p2pSession) servePeerStream(qs *quic.Stream) {
 		lp.conns.Add(1)
 		defer lp.conns.Add(-1)
 		local.Preamble = proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst)
+		local.Limit = lp.limit
 	}
 	if err := relay.ServeStream(st, local, ctr); err != nil {
 		s.log.Warn("local service unreachable", "src", hdr.Src, "err", err)

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -100,6 +102,8 @@ type member struct {
 	owner Owner
 	name  string
 	stats *Stats
+	// limit caps the member's traffic, both directions of all its connections (nil: none).
+	limit *rate.Limiter
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -138,7 +142,8 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 	if max := p.cfg.MaxPortsPerClient; max > 0 && p.perOwner[owner] >= max {
 		return "", ErrTooManyPorts
 	}
-	m := &member{owner: owner, name: req.Name, stats: p.stats.Get(req.Name, req.Type), conns: map[*trackedConn]struct{}{}}
+	m := &member{owner: owner, name: req.Name, stats: p.stats.Get(req.Name, req.Type), conns: map[*trackedConn]struct{}{},
+		limit: netx.NewByteLimiter(req.BandwidthLimit)}
 	var port int
 	var err error
 	switch req.Type {
@@ -281,7 +286,7 @@ func (m *member) serve(user *net.TCPConn, log *slog.Logger) bool {
 	}
 	m.stats.connOpened()
 	defer m.stats.connClosed()
-	netx.Pipe(netx.TCP{TCPConn: user}, st, &m.stats.bytesIn, &m.stats.bytesOut)
+	netx.Pipe(netx.Limit(netx.TCP{TCPConn: user}, m.limit), netx.Limit(st, m.limit), &m.stats.bytesIn, &m.stats.bytesOut)
 	return true
 }
 

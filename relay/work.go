@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -23,6 +25,9 @@ type Local struct {
 	UDPIdle time.Duration
 	// Preamble is written to a tcp service before the user's bytes (a PROXY protocol header).
 	Preamble []byte
+	// Limit caps the traffic in bytes, both directions together (nil: none); shared by the
+	// proxy's connections. udp datagrams over it are dropped.
+	Limit *rate.Limiter
 }
 
 // Counters receive the bytes a work stream moves; either may be nil.
@@ -62,7 +67,7 @@ func serveTCP(st Conn, local Local, c Counters) error {
 		}
 		conn.SetWriteDeadline(time.Time{})
 	}
-	netx.Pipe(st, netx.TCP{TCPConn: conn.(*net.TCPConn)}, c.ToLocal, c.FromLocal)
+	netx.Pipe(netx.Limit(st, local.Limit), netx.Limit(netx.TCP{TCPConn: conn.(*net.TCPConn)}, local.Limit), c.ToLocal, c.FromLocal)
 	return nil
 }
 
@@ -82,6 +87,9 @@ func serveUDP(st Conn, local Local, c Counters) error {
 	touch()
 	toLocal := func(b []byte) {
 		touch()
+		if local.Limit != nil && !local.Limit.AllowN(time.Now(), len(b)) {
+			return // over the limit: dropped, as a router would
+		}
 		if c.ToLocal != nil {
 			c.ToLocal.Add(int64(len(b)))
 		}
@@ -120,6 +128,9 @@ func serveUDP(st Conn, local Local, c Counters) error {
 				return
 			}
 			touch()
+			if local.Limit != nil && !local.Limit.AllowN(time.Now(), n) {
+				continue
+			}
 			if c.FromLocal != nil {
 				c.FromLocal.Add(int64(n))
 			}

@@ -382,7 +382,7 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 	s.mu.Unlock()
 	// Group members share a port and may share a name across clients (frp allows it); the name
 	// registry then only keeps the first owner.
-	addr, err := s.proxies.Add(c, &wire.NewProxy{Name: name, Type: m.Type, RemotePort: m.RemotePort, Group: m.Group, GroupKey: m.GroupKey})
+	addr, err := s.proxies.Add(c, &wire.NewProxy{Name: name, Type: m.Type, RemotePort: m.RemotePort, Group: m.Group, GroupKey: m.GroupKey, BandwidthLimit: m.BandwidthLimit})
 	if err != nil {
 		reply.Error = err.Error()
 		c.log.Info("proxy refused", "proxy", name, "err", err)

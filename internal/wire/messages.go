@@ -121,10 +121,15 @@ type NewProxy struct {
 	RemotePort int    `json:"remotePort,omitempty"`
 	Group      string `json:"group,omitempty"`
 	GroupKey   string `json:"groupKey,omitempty"`
+	// BandwidthLimit caps the proxy's traffic at the server, in bytes per second (0: none).
+	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
 }
 
 func (*NewProxy) MessageType() string { return "newProxy" }
 func (m *NewProxy) Validate() error {
+	if m.BandwidthLimit < 0 {
+		return errors.New("bandwidthLimit must not be negative")
+	}
 	if err := validateName("name", m.Name); err != nil {
 		return err
 	}
