@@ -108,6 +108,8 @@ func TestErrors(t *testing.T) {
 			[]string{"c.toml:6:1: proxies[0].transport.bandwidthLimit: \"10MBPS\": use a number with KB or MB", "c.toml:7:1: proxies[0].transport.bandwidthLimitMode: unknown mode \"both\""}},
 		{"bandwidth limit on the server for udp", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"udp\"\nlocalPort = 1\ntransport.bandwidthLimit = \"1MB\"\ntransport.bandwidthLimitMode = \"server\"\n",
 			[]string{"c.toml:7:1: proxies[0].transport.bandwidthLimitMode: \"server\" is for tcp proxies"}},
+		{"health check", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\nhealthCheck.type = \"icmp\"\n[[proxies]]\nname = \"y\"\ntype = \"tcp\"\nlocalPort = 2\nhealthCheck.type = \"http\"\nhealthCheck.path = \"health\"\nhealthCheck.maxFailed = -1\n",
+			[]string{"c.toml:6:1: proxies[0].healthCheck.type: unknown type \"icmp\"", "c.toml:12:1: proxies[1].healthCheck.path: \"health\" must start with /", "c.toml:13:1: proxies[1].healthCheck.maxFailed: must not be negative"}},
 		{"duplicate servers", false, "serverAddr = \"a\"\n[[servers]]\naddr = \"a\"\n", []string{"c.toml:3:1: servers[0].addr: a:7000 is already named by serverAddr"}},
 	}
 	for _, tc := range cases {

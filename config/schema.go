@@ -200,7 +200,7 @@ type Proxy struct {
 
 	Transport    ProxyTransport    `toml:"transport"`
 	LoadBalancer LoadBalancer      `toml:"loadBalancer"`
-	HealthCheck  HealthCheck       `toml:"healthCheck" xp2p:"ignored"`
+	HealthCheck  HealthCheck       `toml:"healthCheck"`
 	Annotations  map[string]string `toml:"annotations"`
 	Metadatas    map[string]string `toml:"metadatas"`
 }
@@ -224,7 +224,9 @@ type LoadBalancer struct {
 	GroupKey string `toml:"groupKey"`
 }
 
-// HealthCheck is frp's; accepted and ignored.
+// HealthCheck probes the local service (frp's): "tcp" connects, "http" expects a 2xx answer to
+// GET path. After maxFailed failures in a row the proxy is withdrawn from the servers until a
+// probe succeeds again.
 type HealthCheck struct {
 	Type            string `toml:"type"`
 	TimeoutSeconds  int    `toml:"timeoutSeconds"`

@@ -232,6 +232,32 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	default:
 		l.at(key+".transport.bandwidthLimitMode", "unknown mode %q; use \"client\" or \"server\"", m)
 	}
+	switch hc := &p.HealthCheck; hc.Type {
+	case "":
+	case "tcp", "http":
+		if p.Type == TypeUDP || p.Protocol == "udp" {
+			l.at(key+".healthCheck.type", "a %s check cannot probe a udp service", hc.Type)
+		}
+		if hc.Type == "http" && hc.Path == "" {
+			hc.Path = "/"
+		}
+		if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
+			l.at(key+".healthCheck.path", "%q must start with /", hc.Path)
+		}
+		positive := func(k string, v *int, def int) {
+			switch {
+			case *v < 0:
+				l.at(key+".healthCheck."+k, "must not be negative")
+			case *v == 0:
+				*v = def
+			}
+		}
+		positive("timeoutSeconds", &hc.TimeoutSeconds, 3)
+		positive("maxFailed", &hc.MaxFailed, 1)
+		positive("intervalSeconds", &hc.IntervalSeconds, 10)
+	default:
+		l.at(key+".healthCheck.type", "unknown type %q; use \"tcp\" or \"http\"", hc.Type)
+	}
 	switch v := p.Transport.ProxyProtocolVersion; {
 	case v == "":
 	case v != "v1" && v != "v2":

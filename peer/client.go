@@ -91,6 +91,12 @@ type localProxy struct {
 	// limit caps the proxy's traffic here (bandwidthLimitMode "client"; nil: none), shared by
 	// all its connections on every server.
 	limit *rate.Limiter
+	// unhealthy is why the last health checks failed (nil: healthy, or no check); the proxy is
+	// then not registered on any server.
+	unhealthy atomic.Pointer[string]
+	// stop ends the proxy's health checks (closed when a reload removes or replaces it).
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	mu     sync.Mutex
 	status map[int]proxyStatus // by link index
@@ -100,6 +106,18 @@ type proxyStatus struct {
 	state  string // "running" or "error: ..."
 	remote string // where the server published it
 }
+
+// startHealth starts the proxy's health checks, if it has any.
+func (c *Client) startHealth(lp *localProxy) {
+	if lp.cfg.HealthCheck.Type == "" {
+		return
+	}
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.healthLoop(lp) }()
+}
+
+// stopHealth ends the proxy's health checks.
+func (lp *localProxy) stopHealth() { lp.stopOnce.Do(func() { close(lp.stop) }) }
 
 // forget drops what l's server said (its session ended): the proxy is pending there again.
 func (lp *localProxy) forget(l *serverLink) {
@@ -186,7 +204,7 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 }
 
 func newLocalProxy(p config.Proxy) *localProxy {
-	lp := &localProxy{cfg: p, status: map[int]proxyStatus{}}
+	lp := &localProxy{cfg: p, status: map[int]proxyStatus{}, stop: make(chan struct{})}
 	if bw, mode := p.BandwidthBytes(); mode == "client" {
 		lp.limit = netx.NewByteLimiter(bw)
 	}
@@ -279,6 +297,9 @@ func (c *Client) Start() error {
 		go func() { defer c.wg.Done(); l.connectLoop() }()
 	}
 	go func() { defer c.wg.Done(); c.p2p.acceptLoop() }()
+	for _, lp := range set.proxies {
+		c.startHealth(lp)
+	}
 	if c.cfg.Transport.NATDiscovery == nil || *c.cfg.Transport.NATDiscovery {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.natLoop() }()

@@ -316,6 +316,10 @@ func (l *serverLink) serve(ctl *control) error {
 	// lost nor sent twice.
 	c.reloadMu.Lock()
 	for _, lp := range c.set.Load().proxies {
+		if why := lp.unhealthy.Load(); why != nil {
+			lp.setStatus(l, "unhealthy: "+*why, "")
+			continue
+		}
 		if err := ctl.send(newProxyMsg(lp.cfg)); err != nil {
 			c.reloadMu.Unlock()
 			return err

@@ -128,6 +128,12 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 	c.set.Store(next)
 	c.startVisitors(startVisitors)
 	for _, op := range closeProxies {
+		op.stopHealth()
+	}
+	for _, np := range openProxies {
+		c.startHealth(np)
+	}
+	for _, op := range closeProxies {
 		if config.IsP2P(op.cfg.Type) {
 			c.p2p.endService(op.cfg.Name)
 		}
