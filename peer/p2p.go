@@ -31,6 +31,8 @@ const (
 // p2pSessions are the client's P2P sessions, as provider and as visitor.
 type p2pSessions struct {
 	c *Client
+	// secretFailures slows down visitors that guess a service's secretKey, by their address.
+	secretFailures *auth.FailureLimiter
 
 	mu        sync.Mutex
 	byID      map[string]*p2pSession
@@ -52,8 +54,9 @@ type p2pSession struct {
 	requested time.Time
 	log       *slog.Logger
 
-	// Provider side: the service behind the session.
-	local relay.Local
+	// Provider side: the service behind the session, and where the visitor comes from.
+	local  relay.Local
+	peerIP netip.Addr
 
 	punch *puncher
 
@@ -70,7 +73,8 @@ type p2pSession struct {
 }
 
 func newP2PSessions(c *Client) *p2pSessions {
-	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{}}
+	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{},
+		secretFailures: auth.NewFailureLimiter()}
 }
 
 // sessionOpts are this side's settings of a session.
@@ -99,6 +103,7 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 		ready:   make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.peerIP, _ = netip.ParseAddr(ps.PeerIP) // invalid (an older server): one shared bucket
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
 	s.path = m.c.paths.add(tok)
 	s.path.route.Store(ctl.relayRoute())
@@ -305,11 +310,21 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 	if err != nil {
 		return
 	}
-	if string(hello.SessionID) != string(s.id) || !auth.Verify(s.secret, exporter, auth.RoleVisitor, hello.Proof) {
-		s.log.Warn("visitor refused: wrong secretKey", "service", s.service)
-		wire.Write(st, &wire.PeerHelloResult{Error: fmt.Sprintf("wrong secretKey for service %q", s.service)})
+	refuse := func(why string) {
+		wire.Write(st, &wire.PeerHelloResult{Error: why})
 		st.Close()
 		time.Sleep(100 * time.Millisecond) // let the refusal reach the visitor
+	}
+	limiter := s.m.secretFailures
+	if ok, wait := limiter.Check(s.peerIP); !ok {
+		s.log.Warn("visitor refused: too many wrong secretKeys", "visitor_ip", s.peerIP, "retry_in", wait.Round(time.Second))
+		refuse(fmt.Sprintf("too many wrong secretKeys from %s for service %q; retry in %s", s.peerIP, s.service, wait.Round(time.Second)))
+		return
+	}
+	if string(hello.SessionID) != string(s.id) || !auth.Verify(s.secret, exporter, auth.RoleVisitor, hello.Proof) {
+		limiter.Fail(s.peerIP)
+		s.log.Warn("visitor refused: wrong secretKey", "service", s.service, "visitor_ip", s.peerIP)
+		refuse(fmt.Sprintf("wrong secretKey for service %q", s.service))
 		return
 	}
 	kind := s.local.Network

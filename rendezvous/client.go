@@ -475,6 +475,7 @@ func (ps *p2pSession) offer(role string) *wire.PeerSession {
 		Service:     ps.service,
 		Role:        role,
 		PeerPublic:  peer.publicAddr(),
+		PeerIP:      peer.remote.Addr().String(),
 		PeerPrivate: peer.login.PrivateAddrs,
 		PeerNAT:     peer.natCode(),
 		PeerMapped:  *peer.mapped.Load(),

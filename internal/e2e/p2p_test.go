@@ -133,6 +133,21 @@ func TestP2PWrongSecretKey(t *testing.T) {
 		})
 	eventually(t, 5*time.Second, func() bool { return provider.log.Count("visitor refused: wrong secretKey") > 0 },
 		func() string { return "the provider did not log the refusal:\n" + provider.log.tail(20) })
+
+	// Guessing is slowed down: after 5 wrong keys from one address, the provider refuses that
+	// address without checking, for 10 s per further try.
+	for range 8 {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", vport), 5*time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(15 * time.Second))
+			c.Read(make([]byte, 16))
+			c.Close()
+		}
+	}
+	if n := provider.log.Count("visitor refused: wrong secretKey"); n > 5 {
+		t.Errorf("the provider checked %d wrong secretKeys from one address, want at most 5", n)
+	}
+	eventually(t, 5*time.Second, func() bool { return visitor.log.Count("too many wrong secretKeys") > 0 },
+		func() string { return "the visitor was not told it is being slowed down:\n" + visitor.log.tail(20) })
 }
 
 func TestP2PUDPService(t *testing.T) {

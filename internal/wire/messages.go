@@ -223,6 +223,9 @@ type PeerSession struct {
 	// PeerPublic is the peer's address as the server observed it on the peer's UDP socket
 	// ("" when the peer reaches the server over TCP only).
 	PeerPublic string `json:"peerPublic,omitempty"`
+	// PeerIP is the address the peer's session to the server comes from (UDP or TCP): what a
+	// provider limits wrong secretKeys by.
+	PeerIP string `json:"peerIp,omitempty"`
 	// PeerPrivate are the peer's reported LAN candidates.
 	PeerPrivate []string `json:"peerPrivate,omitempty"`
 	// PeerMapped is the address the peer's router maps to its socket (NAT-PMP), if any.
