@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures xp2p against frp and direct TCP in the NAT lab, in one run: the tcp
 // proxy through the server (throughput, round trips, new connections, CPU, memory), P2P in
 // easy × easy (time to first byte, time to direct, throughput), the NAT matrix of easy, open, sym, noudp and symseq NATs (who connects,

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package labtest runs xp2p through real NATs: the server, providers and visitors are the xp2p
 // binary in network namespaces behind nftables NATs of every kind (package natlab).
 package labtest

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package natlab builds a NAT lab for tests: Linux network namespaces joined by veth pairs and
 // bridges, with nftables NATs of the kinds xp2p must handle, hosts behind them, a public server
 // and a public user. Tests run xp2p as real processes inside the namespaces and reach services

@@ -1,0 +1,8 @@
+//go:build freebsd
+
+package quicsock
+
+import "golang.org/x/sys/unix"
+
+// ipv4DstInfo is the control message that carries an IPv4 packet's local address.
+const ipv4DstInfo = unix.IP_RECVDSTADDR
