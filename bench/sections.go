@@ -43,6 +43,8 @@ var classicRows = []struct {
 	{"CPU per GB moved (server + client)", "CPU-s/GB", false},
 	{"client RSS, idle", "MiB", false},
 	{"client RSS, under load", "MiB", false},
+	{"server RSS, idle", "MiB", false},
+	{"server RSS, under load", "MiB", false},
 }
 
 // classic measures section 1: a tcp service behind an easy NAT published through the server
@@ -83,6 +85,7 @@ func classic(o *options, bins *binaries, p *progress) (*results, error) {
 		}
 		for name, pids := range procs {
 			res.add("client RSS, idle", name, rssMiB(pids[1]))
+			res.add("server RSS, idle", name, rssMiB(pids[0]))
 		}
 		for rep := range o.reps {
 			for i := range order {
@@ -119,6 +122,7 @@ func classic(o *options, bins *binaries, p *progress) (*results, error) {
 				}
 				if name != "direct TCP" {
 					res.add("client RSS, under load", name, rssMiB(pids[1]))
+					res.add("server RSS, under load", name, rssMiB(pids[0]))
 				}
 				rtts, err := d.rtt(o.rtts)
 				if err != nil {
