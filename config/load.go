@@ -313,7 +313,11 @@ func ignoredKeys(name string, pos positions, t reflect.Type) []string {
 			if f.Tag.Get("xp2p") == "ignored" {
 				if pos.has(key) {
 					line, col := pos.find(key)
-					out = append(out, fmt.Sprintf("%s:%d:%d: %s is an frp option that xp2p does not implement; ignored", name, line, col, key))
+					why := "an frp option that xp2p does not implement"
+					if w := f.Tag.Get("why"); w != "" {
+						why = "not needed: " + w
+					}
+					out = append(out, fmt.Sprintf("%s:%d:%d: %s is %s; ignored", name, line, col, key, why))
 				}
 				continue
 			}

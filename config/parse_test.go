@@ -45,8 +45,16 @@ func TestTemplatingServersAndWarnings(t *testing.T) {
 	if len(eps) != 2 || eps[0].Addr != "vps.example.com:7000" || eps[1].Addr != "5.6.7.8:7000" || eps[1].Token != "from-env" {
 		t.Errorf("endpoints %+v", eps)
 	}
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "p2p.toml:13:1: proxies[0].transport.useEncryption") {
-		t.Errorf("want one warning for transport.useEncryption at 13:1, got %q", warnings)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "p2p.toml:13:1: proxies[0].transport.useEncryption is not needed: xp2p always encrypts") {
+		t.Errorf("want one warning for transport.useEncryption at 13:1 saying why, got %q", warnings)
+	}
+	_, warnings, err = ParseClient("c.toml", []byte("serverAddr = \"a\"\nkcpBindPort = 1\n"))
+	if err == nil {
+		t.Fatal("kcpBindPort is a server key: want an unknown-key error in a client config")
+	}
+	_, warnings, err = ParseServer("s.toml", []byte("kcpBindPort = 7000\n"))
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "s.toml:1:1: kcpBindPort is an frp option that xp2p does not implement; ignored") {
+		t.Errorf("kcpBindPort: %v, warnings %q", err, warnings)
 	}
 	if v := c.Visitors[0]; v.BindAddr != "127.0.0.1" || v.Protocol != "tcp" || !v.KeepTunnelOpen {
 		t.Errorf("visitor defaults: %+v", v)

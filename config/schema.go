@@ -95,7 +95,7 @@ type ServerTransport struct {
 
 	// MaxPoolCount caps the idle work connections the server keeps per client (default 32).
 	MaxPoolCount            int   `toml:"maxPoolCount"`
-	TCPMux                  *bool `toml:"tcpMux" xp2p:"ignored"`
+	TCPMux                  *bool `toml:"tcpMux" xp2p:"ignored" why:"xp2p always multiplexes (QUIC, or yamux over TLS on TCP)"`
 	TCPMuxKeepaliveInterval int   `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
 	TCPKeepAlive            int   `toml:"tcpKeepalive" xp2p:"ignored"`
 }
@@ -168,7 +168,7 @@ type ClientTransport struct {
 	// proxies (default 8; -1: none, every user connection rides a session stream). Refills are
 	// paced (200 handshakes/s): beyond that, users ride session streams.
 	PoolCount            int    `toml:"poolCount"`
-	TCPMux               *bool  `toml:"tcpMux" xp2p:"ignored"`
+	TCPMux               *bool  `toml:"tcpMux" xp2p:"ignored" why:"xp2p always multiplexes (QUIC, or yamux over TLS on TCP)"`
 	TCPMuxKeepalive      int    `toml:"tcpMuxKeepaliveInterval" xp2p:"ignored"`
 	ConnectServerLocalIP string `toml:"connectServerLocalIP" xp2p:"ignored"`
 	ProxyURL             string `toml:"proxyURL" xp2p:"ignored"`
@@ -177,7 +177,7 @@ type ClientTransport struct {
 
 // ClientTLS: the control session is always TLS 1.3; these keys pin the server's certificate.
 type ClientTLS struct {
-	Enable                    *bool  `toml:"enable" xp2p:"ignored"`
+	Enable                    *bool  `toml:"enable" xp2p:"ignored" why:"the session to the server is always TLS 1.3"`
 	TrustedCaFile             string `toml:"trustedCaFile"`
 	ServerName                string `toml:"serverName"`
 	CertFile                  string `toml:"certFile" xp2p:"ignored"`
@@ -207,8 +207,8 @@ type Proxy struct {
 
 // ProxyTransport: xp2p always encrypts, and does not compress.
 type ProxyTransport struct {
-	UseEncryption  bool `toml:"useEncryption" xp2p:"ignored"`
-	UseCompression bool `toml:"useCompression" xp2p:"ignored"`
+	UseEncryption  bool `toml:"useEncryption" xp2p:"ignored" why:"xp2p always encrypts (TLS 1.3)"`
+	UseCompression bool `toml:"useCompression" xp2p:"ignored" why:"xp2p does not compress: most traffic is compressed or encrypted already"`
 	// BandwidthLimit caps a proxy's traffic, both directions together ("512KB", "10MB" per
 	// second); BandwidthLimitMode says where: "client" (default) or "server" (tcp proxies).
 	BandwidthLimit     string `toml:"bandwidthLimit"`
@@ -250,8 +250,8 @@ type Visitor struct {
 	KeepTunnelOpen    bool           `toml:"keepTunnelOpen"`
 	MaxRetriesAnHour  int            `toml:"maxRetriesAnHour" xp2p:"ignored"`
 	MinRetryInterval  int            `toml:"minRetryInterval" xp2p:"ignored"`
-	FallbackTo        string         `toml:"fallbackTo" xp2p:"ignored"`
-	FallbackTimeoutMs int            `toml:"fallbackTimeoutMs" xp2p:"ignored"`
+	FallbackTo        string         `toml:"fallbackTo" xp2p:"ignored" why:"an xp2p session is relayed from its first byte and moves to the direct path by itself"`
+	FallbackTimeoutMs int            `toml:"fallbackTimeoutMs" xp2p:"ignored" why:"an xp2p session is relayed from its first byte and moves to the direct path by itself"`
 	Transport         ProxyTransport `toml:"transport"`
 }
 
