@@ -46,6 +46,9 @@ type errorList struct {
 	file string
 	pos  positions
 	errs Errors
+	// label prefixes the keys this list names to others ("conf.d/web.toml: " for an included
+	// file), so that a duplicate across files says where the first one is.
+	label string
 }
 
 // at records a problem with the value of key (located at the key, or at the nearest enclosing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -41,9 +42,61 @@ func ParseServer(name string, data []byte) (*Server, []string, error) {
 	return parse[Server](name, data)
 }
 
-// ParseClient decodes and validates a client config; name is used in error messages.
+// ParseClient decodes and validates a client config; name is used in error messages, and its
+// directory is where the config's includes are looked for.
 func ParseClient(name string, data []byte) (*Client, []string, error) {
-	return parse[Client](name, data)
+	c := new(Client)
+	pos, warnings, unknown, err := decode(name, data, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := []string{name}
+	l := &errorList{file: name, pos: pos}
+	for i, pattern := range c.Includes {
+		key := "includes[" + strconv.Itoa(i) + "]"
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(filepath.Dir(name), pattern)
+		}
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			l.at(key, "%q is not a valid pattern: %v", c.Includes[i], err)
+			continue
+		}
+		if len(matches) == 0 {
+			l.at(key, "%q matches no file", pattern)
+		}
+		for _, file := range matches {
+			if file == name || slices.Contains(files, file) {
+				continue // the main file, or a file two patterns match: once
+			}
+			inc, err := os.ReadFile(file)
+			if err != nil {
+				l.at(key, "%v", err)
+				continue
+			}
+			doc := new(includeDoc)
+			ipos, iwarn, iunknown, err := decode(file, inc, doc)
+			if err != nil {
+				return nil, nil, err
+			}
+			files = append(files, file)
+			warnings = append(warnings, iwarn...)
+			unknown = append(unknown, iunknown...)
+			c.included = append(c.included, includedFile{file: file, pos: ipos, proxies: len(doc.Proxies), visitors: len(doc.Visitors)})
+			c.Proxies = append(c.Proxies, doc.Proxies...)
+			c.Visitors = append(c.Visitors, doc.Visitors...)
+		}
+	}
+	validation := c.complete(name, pos)
+	if len(l.errs) > 0 {
+		var ve Errors
+		errors.As(validation, &ve)
+		validation = append(l.errs, ve...)
+	}
+	if err := mergeFiles(files, unknown, validation); err != nil {
+		return nil, nil, err
+	}
+	return c, warnings, nil
 }
 
 // completer is a config that applies its defaults and validates itself.
@@ -91,8 +144,14 @@ func decode(name string, data []byte, v any) (pos positions, warnings []string, 
 	return pos, ignoredKeys(name, pos, t), unknown, nil
 }
 
-// merge joins unknown-key errors and validation errors, in file order.
+// merge joins unknown-key errors and validation errors of one file, in file order.
 func merge(unknown Errors, validation error) error {
+	return mergeFiles(nil, unknown, validation)
+}
+
+// mergeFiles joins unknown-key errors and validation errors, in the order of files (the
+// main file first), then in file order.
+func mergeFiles(files []string, unknown Errors, validation error) error {
 	all := unknown
 	var ve Errors
 	if errors.As(validation, &ve) {
@@ -104,6 +163,9 @@ func merge(unknown Errors, validation error) error {
 		return nil
 	}
 	slices.SortStableFunc(all, func(a, b *Error) int {
+		if fa, fb := slices.Index(files, a.File), slices.Index(files, b.File); fa != fb {
+			return cmp.Compare(fa, fb)
+		}
 		if a.Line != b.Line {
 			return cmp.Compare(a.Line, b.Line)
 		}

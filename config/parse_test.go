@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -252,4 +253,68 @@ func checkErr(t *testing.T, err error) {
 		return
 	}
 	t.Fatalf("unexpected error type %T: %v", err, fmt.Sprint(err))
+}
+
+// TestIncludes: frp's includes add the [[proxies]] and [[visitors]] of more files; a mistake in
+// one of them names that file and line, and names must be unique across all of them.
+func TestIncludes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	main := write("client.toml", "serverAddr = \"a\"\nincludes = [\"conf.d/*.toml\"]\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\n")
+	write("conf.d/web.toml", "[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremotePort = 8080\n")
+	write("conf.d/nas.toml", "[[visitors]]\nname = \"nas\"\ntype = \"xp2p\"\nserverName = \"nas\"\nsecretKey = \"k\"\nbindPort = 8096\n")
+	c, _, err := LoadClient(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Proxies {
+		got = append(got, p.Name)
+	}
+	for _, v := range c.Visitors {
+		got = append(got, v.Name)
+	}
+	if strings.Join(got, " ") != "ssh web nas" || c.Visitors[0].BindAddr != "127.0.0.1" {
+		t.Errorf("entries %v (visitor %+v), want ssh web nas with defaults applied", got, c.Visitors[0])
+	}
+
+	cases := []struct {
+		name, file, content string
+		want                []string
+	}{
+		{"error in an included file", "conf.d/web.toml", "[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremotePort = 99999\n",
+			[]string{filepath.Join(dir, "conf.d/web.toml") + ":5:1: proxies[0].remotePort: port 99999 is out of range"}},
+		{"unknown key in an included file", "conf.d/web.toml", "[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremote_port = 1\n",
+			[]string{filepath.Join(dir, "conf.d/web.toml") + ":5:1: proxies.remote_port: unknown key"}},
+		{"name taken in another file", "conf.d/web.toml", "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 80\n",
+			[]string{filepath.Join(dir, "conf.d/web.toml") + ":2:1: proxies[0].name: \"ssh\" is already the name of " + filepath.Join(dir, "client.toml") + ": proxies[0]"}},
+		{"server key in an included file", "conf.d/web.toml", "serverAddr = \"b\"\n",
+			[]string{filepath.Join(dir, "conf.d/web.toml") + ":1:1: serverAddr: unknown key"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			write(tc.file, tc.content)
+			_, _, err := LoadClient(main)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	write("conf.d/web.toml", "")
+	write("client.toml", "serverAddr = \"a\"\nincludes = [\"nowhere/*.toml\"]\n")
+	if _, _, err := LoadClient(main); err == nil || !strings.Contains(err.Error(), "client.toml:2:13: includes[0]:") || !strings.Contains(err.Error(), "matches no file") {
+		t.Errorf("a pattern that matches nothing: %v", err)
+	}
 }

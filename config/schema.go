@@ -130,12 +130,31 @@ type Client struct {
 	// Start limits which proxies and visitors run (frp's start); empty runs all.
 	Start []string `toml:"start"`
 
-	Includes []string `toml:"includes" xp2p:"ignored"`
+	// Includes names more files of [[proxies]] and [[visitors]] (frp's includes): glob patterns,
+	// relative to this file's directory.
+	Includes []string `toml:"includes"`
 	// NatHoleStunServer is the STUN server (host:port) of the NAT tests; default: the first
 	// server's bindPort. Any RFC 5780 server gives the full result.
 	NatHoleStunServer string            `toml:"natHoleStunServer"`
 	UDPPacketSize     int               `toml:"udpPacketSize" xp2p:"ignored"`
 	Metadatas         map[string]string `toml:"metadatas"`
+
+	// included are the files Includes matched, in order; their entries follow this file's own
+	// in Proxies and Visitors.
+	included []includedFile
+}
+
+// includedFile is one file of proxies and visitors that a client config includes.
+type includedFile struct {
+	file              string
+	pos               positions
+	proxies, visitors int
+}
+
+// includeDoc is what an included file may hold.
+type includeDoc struct {
+	Proxies  []Proxy   `toml:"proxies"`
+	Visitors []Visitor `toml:"visitors"`
 }
 
 // ClientTransport tunes the client's session to the server and its P2P paths.

@@ -156,13 +156,34 @@ func (c *Client) complete(file string, pos positions) error {
 		t.TLS.ServerName = c.ServerAddr
 	}
 
+	// Each file's entries are checked against that file's positions (an included file's
+	// errors name it and its lines); names and bound ports must be unique across all files.
 	names := map[string]string{}
-	for i := range c.Proxies {
-		c.Proxies[i].complete(l, "proxies["+strconv.Itoa(i)+"]", names)
-	}
 	binds := map[string]string{}
-	for i := range c.Visitors {
-		c.Visitors[i].complete(l, "visitors["+strconv.Itoa(i)+"]", names, binds)
+	nextProxy, nextVisitor := 0, 0
+	check := func(l *errorList, proxies, visitors int) {
+		for i := range proxies {
+			c.Proxies[nextProxy].complete(l, "proxies["+strconv.Itoa(i)+"]", names)
+			nextProxy++
+		}
+		for i := range visitors {
+			c.Visitors[nextVisitor].complete(l, "visitors["+strconv.Itoa(i)+"]", names, binds)
+			nextVisitor++
+		}
+	}
+	if len(c.included) > 0 {
+		l.label = file + ": "
+	}
+	ownProxies, ownVisitors := len(c.Proxies), len(c.Visitors)
+	for _, inc := range c.included {
+		ownProxies -= inc.proxies
+		ownVisitors -= inc.visitors
+	}
+	check(l, ownProxies, ownVisitors)
+	for _, inc := range c.included {
+		il := &errorList{file: inc.file, pos: inc.pos, label: inc.file + ": "}
+		check(il, inc.proxies, inc.visitors)
+		l.errs = append(l.errs, il.errs...)
 	}
 	for i, s := range c.Start {
 		if _, ok := names[s]; !ok {
@@ -178,7 +199,7 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	} else if prev, dup := names[p.Name]; dup {
 		l.at(key+".name", "%q is already the name of %s", p.Name, prev)
 	} else {
-		names[p.Name] = key
+		names[p.Name] = l.label + key
 	}
 	switch p.Type {
 	case TypeTCP, TypeUDP:
@@ -273,7 +294,7 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	} else if prev, dup := names[v.Name]; dup {
 		l.at(key+".name", "%q is already the name of %s", v.Name, prev)
 	} else {
-		names[v.Name] = key
+		names[v.Name] = l.label + key
 	}
 	switch v.Type {
 	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
@@ -304,7 +325,7 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	if prev, dup := binds[bind]; dup && v.BindPort != 0 {
 		l.at(key+".bindPort", "%s is already bound by %s", bind, prev)
 	}
-	binds[bind] = key
+	binds[bind] = l.label + key
 }
 
 func checkProtocol(l *errorList, key string, proto *string, typ string) {

@@ -240,6 +240,10 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 			name = "client.toml"
 		}
 		name = filepath.Base(name)
+		if s.opts.ConfigPath != "" {
+			// Its includes are looked for beside the file the client started with.
+			name = filepath.Join(filepath.Dir(s.opts.ConfigPath), name)
+		}
 	}
 	cfg, warnings, err := config.ParseClient(name, data)
 	if err != nil {
