@@ -318,3 +318,34 @@ func TestIncludes(t *testing.T) {
 		t.Errorf("a pattern that matches nothing: %v", err)
 	}
 }
+
+// TestTokenSource: frp's auth.tokenSource of type "file" reads the token from a file (trimmed);
+// the other ways to get it wrong say what and where.
+func TestTokenSource(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := "auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = " + fmt.Sprintf("%q", tokenFile) + "\n"
+	s, _, err := ParseServer("s.toml", []byte(src))
+	if err != nil || s.Auth.Token != "s3cret-from-file" {
+		t.Fatalf("server token %q, %v", s.Auth.Token, err)
+	}
+	c, _, err := ParseClient("c.toml", []byte("serverAddr = \"a\"\n"+src))
+	if err != nil || c.Auth.Token != "s3cret-from-file" {
+		t.Fatalf("client token %q, %v", c.Auth.Token, err)
+	}
+	cases := []struct{ toml, want string }{
+		{"auth.token = \"x\"\n" + src, "s.toml:2:6: auth.tokenSource: set auth.token or auth.tokenSource, not both"},
+		{"auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = \"/nonexistent/token\"\n", "s.toml:2:1: auth.tokenSource.file.path: open /nonexistent/token: no such file or directory"},
+		{"auth.tokenSource.type = \"file\"\n", "auth.tokenSource.file.path: required"},
+		{"auth.tokenSource.type = \"file\"\nauth.tokenSource.file.path = \"/dev/zero\"\n", "s.toml:2:1: auth.tokenSource.file.path: /dev/zero is not a regular file"},
+		{"auth.tokenSource.type = \"exec\"\nauth.tokenSource.exec.command = \"pass\"\n", "s.toml:1:1: auth.tokenSource.type: \"exec\" is not supported by xp2p"},
+	}
+	for _, tc := range cases {
+		if _, _, err := ParseServer("s.toml", []byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.toml, err, tc.want)
+		}
+	}
+}

@@ -46,9 +46,30 @@ type STUN struct {
 
 // Auth is the shared-secret authentication of clients.
 type Auth struct {
-	Method           string   `toml:"method"`
-	Token            string   `toml:"token"`
-	AdditionalScopes []string `toml:"additionalScopes" xp2p:"ignored"`
+	Method string `toml:"method"`
+	Token  string `toml:"token"`
+	// TokenSource reads the token from elsewhere (frp's): type "file" with file.path, so that
+	// the config holds no secret (e.g. a systemd credential).
+	TokenSource      *ValueSource `toml:"tokenSource"`
+	AdditionalScopes []string     `toml:"additionalScopes" xp2p:"ignored"`
+}
+
+// ValueSource is where a secret comes from (frp's ValueSource; xp2p reads files).
+type ValueSource struct {
+	Type string      `toml:"type"`
+	File *FileSource `toml:"file"`
+	Exec *ExecSource `toml:"exec"`
+}
+
+// FileSource names the file a value is read from (surrounding white space is dropped).
+type FileSource struct {
+	Path string `toml:"path"`
+}
+
+// ExecSource is frp's value from a program; xp2p refuses it with a clear error.
+type ExecSource struct {
+	Command string   `toml:"command"`
+	Args    []string `toml:"args"`
 }
 
 // WebServer is the dashboard (server) or admin endpoint (client).

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -353,6 +355,57 @@ func checkAuth(l *errorList, a *Auth) {
 	default:
 		l.at("auth.method", "unknown method %q; use token", a.Method)
 	}
+	src := a.TokenSource
+	if src == nil {
+		return
+	}
+	switch {
+	case a.Token != "":
+		l.at("auth.tokenSource", "set auth.token or auth.tokenSource, not both")
+	case src.Type == "file" && (src.File == nil || src.File.Path == ""):
+		l.at("auth.tokenSource.file.path", "required for tokenSource type \"file\"")
+	case src.Type == "file":
+		token, err := readSecretFile(src.File.Path)
+		if err != nil {
+			l.at("auth.tokenSource.file.path", "%v", err)
+			return
+		}
+		a.Token = token
+	case src.Type == "exec":
+		l.at("auth.tokenSource.type", "\"exec\" is not supported by xp2p (it would run a program at every start); use \"file\"")
+	default:
+		l.at("auth.tokenSource.type", "unknown type %q; use \"file\"", src.Type)
+	}
+}
+
+// maxSecretFile bounds what a token file may hold.
+const maxSecretFile = 4096
+
+// readSecretFile reads a token from a regular file (never a device or a pipe, which could block
+// or never end), at most maxSecretFile bytes, surrounding white space dropped.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return "", err
+	} else if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(data) > maxSecretFile {
+		return "", fmt.Errorf("%s holds more than %d bytes: not a token", path, maxSecretFile)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return token, nil
 }
 
 func checkWebServer(l *errorList, w *WebServer) {
