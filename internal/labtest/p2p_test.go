@@ -375,11 +375,13 @@ protocol = "udp"
 			t.Fatal(err)
 		}
 		if i%20 == 19 {
-			time.Sleep(time.Millisecond) // about 200 Mbit/s: a game or a call, not a flood
+			time.Sleep(5 * time.Millisecond) // about 40 Mbit/s: a game or a call, not a flood
 		}
 	}
 	back := <-backc
-	if back < count*95/100 {
+	// UDP may drop (socket buffers, quic-go's datagram queue) when CI's two cores are busy with
+	// the other lab tests; most must come back, every one intact.
+	if back < count*90/100 {
 		visitor.Stop()
 		provider.Stop()
 		t.Fatalf("%d of %d datagrams came back\nvisitor: %s\nprovider: %s", back, count,
@@ -395,7 +397,7 @@ protocol = "udp"
 	dgSent, _ := strconv.Atoi(field(ended, "datagrams_sent"))
 	dgReceived, _ := strconv.Atoi(field(ended, "datagrams_received"))
 	t.Logf("%d of %d datagrams echoed; visitor sent %d and received %d QUIC datagrams", back, count, dgSent, dgReceived)
-	if dgSent < count || dgReceived < count*95/100 {
+	if dgSent < count || dgReceived < count*90/100 {
 		t.Errorf("the visitor sent %d and received %d QUIC datagrams, want about %d each way", dgSent, dgReceived, count)
 	}
 }
