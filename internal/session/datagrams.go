@@ -70,7 +70,7 @@ type pendingDatagram struct {
 // datagrams whose flow's stream the provider has not yet accepted (its header travels on the
 // stream and may arrive after the first datagrams).
 const (
-	datagramFlowQueue   = 256
+	datagramFlowQueue   = 64 // the local socket takes them at once; quic-go itself queues 128 per connection
 	maxPendingDatagrams = 64
 	pendingDatagramTTL  = 2 * time.Second
 )
