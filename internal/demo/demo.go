@@ -5,6 +5,7 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
@@ -59,8 +60,13 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 		return err
 	}
 	defer svc.Close()
+	echo, err := startUDPEcho()
+	if err != nil {
+		return err
+	}
+	defer echo.Close()
 
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return err
 	}
@@ -70,6 +76,8 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 		"REMOTE_PORT":        strconv.Itoa(ports[1]),
 		"VISITOR_PORT":       strconv.Itoa(ports[2]),
 		"RELAY_VISITOR_PORT": strconv.Itoa(ports[3]),
+		"UDP_SERVICE_PORT":   strconv.Itoa(echo.LocalAddr().(*net.UDPAddr).Port),
+		"UDP_VISITOR_PORT":   strconv.Itoa(ports[4]),
 	}
 	scfg, _, err := config.ParseServer("demo/server.toml", []byte(expand(serverTOML, env)))
 	if err != nil {
@@ -113,7 +121,8 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 	fmt.Fprintf(out, "  server    127.0.0.1:%d (UDP and TCP), token auth\n", ports[0])
 	fmt.Fprintf(out, "  service   http://%s (built-in, on the provider's side)\n", svc.Addr())
 	fmt.Fprintf(out, "  provider  publishes it as tcp proxy \"web\" on server port %d and as xp2p service \"web-p2p\"\n", ports[1])
-	fmt.Fprintf(out, "  visitor   binds 127.0.0.1:%d, leading to \"web-p2p\" (and 127.0.0.1:%d, always relayed)\n\n", ports[2], ports[3])
+	fmt.Fprintf(out, "  udp       an echo service, published as xp2p udp service \"echo-udp\"\n")
+	fmt.Fprintf(out, "  visitor   binds 127.0.0.1:%d, leading to \"web-p2p\" (and 127.0.0.1:%d, always relayed), and udp 127.0.0.1:%d to \"echo-udp\"\n\n", ports[2], ports[3], ports[4])
 
 	proxyAddr := net.JoinHostPort("127.0.0.1", env["REMOTE_PORT"])
 	visitorAddr := net.JoinHostPort("127.0.0.1", env["VISITOR_PORT"])
@@ -146,6 +155,13 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 	}
 	tw.Flush()
 
+	u, err := measureUDP(ctx, net.JoinHostPort("127.0.0.1", env["UDP_VISITOR_PORT"]), opts.Requests)
+	if err != nil {
+		return fmt.Errorf("udp over P2P: %w", err)
+	}
+	fmt.Fprintf(out, "\nudp over P2P (QUIC datagrams): %d of %d echoed, first answer %s, round trip p50 %s p99 %s\n",
+		u.ok, opts.Requests, u.first.Round(time.Microsecond), u.p50.Round(time.Microsecond), u.p99.Round(time.Microsecond))
+
 	fmt.Fprintln(out)
 	for _, s := range visitor.Sessions() {
 		remote := s.Remote
@@ -159,7 +175,11 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 		}
 		fmt.Fprintf(out, "  time to first byte %s (relayed through the server at first), time to direct path %s, RTT %s\n",
 			s.TimeToReady.Round(time.Microsecond), toDirect, s.RTT.Round(time.Microsecond))
-		fmt.Fprintf(out, "  bytes: %d on the direct path, %d through the relay\n", s.DirectBytes, s.RelayBytes)
+		fmt.Fprintf(out, "  bytes: %d on the direct path, %d through the relay", s.DirectBytes, s.RelayBytes)
+		if s.Datagrams > 0 {
+			fmt.Fprintf(out, "; %d QUIC datagrams", s.Datagrams)
+		}
+		fmt.Fprintln(out)
 	}
 	fmt.Fprintln(out, "\nEverything is shut down when the demo ends. Run `xp2p demo -v` to see the components' logs.")
 	return nil
@@ -228,6 +248,76 @@ func measure(ctx context.Context, addr string, n, bulkMB int) (result, error) {
 	}
 	r.mbps = float64(got*8) / time.Since(t).Seconds() / 1e6
 	return r, nil
+}
+
+// measureUDP sends n datagrams of 1000 bytes one after the other through addr and waits for
+// each echo (resending a lost one up to 5 times: UDP may drop).
+func measureUDP(ctx context.Context, addr string, n int) (result, error) {
+	var r result
+	conn, err := (&net.Dialer{}).DialContext(ctx, "udp", addr)
+	if err != nil {
+		return r, err
+	}
+	defer conn.Close()
+	msg := make([]byte, 1000)
+	buf := make([]byte, 2048)
+	lat := make([]time.Duration, 0, n)
+	start := time.Now()
+	for i := range n {
+		copy(msg, fmt.Sprintf("datagram %06d ", i))
+		t := time.Now()
+		echoed := false
+		for try := 0; try < 5 && !echoed && ctx.Err() == nil; try++ {
+			if _, err := conn.Write(msg); err != nil {
+				return r, err
+			}
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			for {
+				k, err := conn.Read(buf)
+				if err != nil {
+					break // timed out: send again
+				}
+				if bytes.Equal(buf[:k], msg) {
+					echoed = true
+					break
+				}
+			}
+		}
+		if !echoed {
+			continue
+		}
+		if i == 0 {
+			r.first = time.Since(start)
+		}
+		lat = append(lat, time.Since(t))
+		r.ok++
+	}
+	if len(lat) == 0 {
+		return r, fmt.Errorf("no datagram came back from %s", addr)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	r.p50 = lat[len(lat)/2]
+	r.p99 = lat[len(lat)*99/100]
+	return r, nil
+}
+
+// startUDPEcho starts the built-in udp echo service.
+func startUDPEcho() (*net.UDPConn, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	go func() { // ends when the demo closes the socket
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			c.WriteToUDP(buf[:n], from)
+		}
+	}()
+	return c, nil
 }
 
 type service struct {
