@@ -63,8 +63,12 @@ func (c *Client) probe(lp *localProxy) error {
 	if err != nil {
 		return err
 	}
-	// A client of its own: no proxy from the environment, no connection kept between probes.
-	hcl := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	// A client of its own: no proxy from the environment, no connection kept between probes,
+	// and no redirect followed (a 3xx is not a 2xx: the service is not answering as configured).
+	hcl := &http.Client{
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	res, err := hcl.Do(req)
 	if err != nil {
 		return err
