@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xp2p/xp2p/internal/holdq"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/wire"
 )
@@ -77,6 +78,7 @@ func (t *paths) setServers(addrs []netip.AddrPort) {
 
 func newPaths() *paths {
 	p := &paths{}
+	p.held.q = holdq.Queue[wire.RelayToken]{Max: 32, TTL: 2 * time.Second}
 	p.table.Store(&pathTable{byVirtual: map[netip.AddrPort]*path{}, byToken: map[wire.RelayToken]*path{}, byDirect: map[netip.AddrPort]*path{}})
 	p.bufs.New = func() any { b := make([]byte, 0, 32<<10); return &b }
 	return p
@@ -310,50 +312,19 @@ func (t *paths) sendRelay(c *quicsock.Conn, p *path, b, oob []byte, segSize int)
 
 // heldPackets keeps a few relayed packets whose session is not registered yet, for a short time.
 type heldPackets struct {
-	mu   sync.Mutex
-	pkts []heldPacket
+	mu sync.Mutex
+	q  holdq.Queue[wire.RelayToken]
 }
-
-type heldPacket struct {
-	tok  wire.RelayToken
-	data []byte
-	at   time.Time
-}
-
-const (
-	maxHeld    = 32
-	holdWindow = 2 * time.Second
-)
 
 func (h *heldPackets) hold(tok wire.RelayToken, data []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now()
-	kept := h.pkts[:0]
-	for _, p := range h.pkts {
-		if now.Sub(p.at) < holdWindow {
-			kept = append(kept, p)
-		}
-	}
-	h.pkts = kept
-	if len(h.pkts) < maxHeld {
-		h.pkts = append(h.pkts, heldPacket{tok: tok, data: append([]byte(nil), data...), at: now})
-	}
+	h.q.Hold(tok, append([]byte(nil), data...), time.Now()) // data is the socket's buffer
 }
 
 // take removes and returns the held packets of tok.
 func (h *heldPackets) take(tok wire.RelayToken) [][]byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out [][]byte
-	kept := h.pkts[:0]
-	for _, p := range h.pkts {
-		if p.tok == tok {
-			out = append(out, p.data)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	h.pkts = kept
-	return out
+	return h.q.Take(tok)
 }

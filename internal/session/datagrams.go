@@ -8,6 +8,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"github.com/xp2p/xp2p/internal/holdq"
 )
 
 // Datagrams carries a udp flow's datagrams beside its stream, unreliably. The stream still
@@ -55,15 +57,9 @@ type FlowDatagrams struct {
 
 	mu      sync.Mutex
 	flows   map[quic.StreamID]*datagramFlow
-	pending []pendingDatagram // arrived before their flow was registered (provider side)
+	pending holdq.Queue[quic.StreamID] // arrived before their flow was registered (provider side)
 
 	sent, received, dropped atomic.Int64
-}
-
-type pendingDatagram struct {
-	id      quic.StreamID
-	payload []byte
-	at      time.Time
 }
 
 // Bounds of what waits: datagrams of one flow not yet written to the local socket, and
@@ -78,7 +74,8 @@ const (
 // NewFlowDatagrams returns the flows' datagrams of conn, which must have datagrams enabled;
 // Run deals the incoming ones.
 func NewFlowDatagrams(conn *quic.Conn) *FlowDatagrams {
-	return &FlowDatagrams{conn: conn, flows: map[quic.StreamID]*datagramFlow{}}
+	return &FlowDatagrams{conn: conn, flows: map[quic.StreamID]*datagramFlow{},
+		pending: holdq.Queue[quic.StreamID]{Max: maxPendingDatagrams, TTL: pendingDatagramTTL}}
 }
 
 // Run reads the connection's datagrams until it closes (or ctx ends) and deals them to their
@@ -117,7 +114,8 @@ func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
 	d.mu.Lock()
 	f := d.flows[id]
 	if f == nil {
-		d.holdLocked(id, payload)
+		// quic-go hands each datagram over in a buffer of its own: held as it is.
+		d.dropped.Add(int64(d.pending.Hold(id, payload, time.Now())))
 		d.mu.Unlock()
 		return
 	}
@@ -125,39 +123,12 @@ func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
 	f.push(payload)
 }
 
-func (d *FlowDatagrams) holdLocked(id quic.StreamID, payload []byte) {
-	now := time.Now()
-	kept := d.pending[:0]
-	for _, p := range d.pending {
-		if now.Sub(p.at) < pendingDatagramTTL {
-			kept = append(kept, p)
-		} else {
-			d.dropped.Add(1)
-		}
-	}
-	d.pending = kept
-	if len(d.pending) >= maxPendingDatagrams {
-		d.dropped.Add(1)
-		return
-	}
-	d.pending = append(d.pending, pendingDatagram{id: id, payload: payload, at: now})
-}
-
-// Register starts receiving the datagrams of the flow on stream id.
-func (d *FlowDatagrams) Register(id quic.StreamID) *datagramFlow {
+// register starts receiving the datagrams of the flow on stream id.
+func (d *FlowDatagrams) register(id quic.StreamID) *datagramFlow {
 	f := &datagramFlow{d: d, id: id, in: make(chan []byte, datagramFlowQueue)}
 	d.mu.Lock()
 	d.flows[id] = f
-	var early [][]byte
-	kept := d.pending[:0]
-	for _, p := range d.pending {
-		if p.id == id {
-			early = append(early, p.payload)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	d.pending = kept
+	early := d.pending.Take(id)
 	d.mu.Unlock()
 	for _, b := range early {
 		f.push(b)
@@ -222,7 +193,7 @@ func (d *FlowDatagrams) WithFlow(st Stream) Stream {
 	if !ok {
 		return st
 	}
-	return &datagramStream{Stream: st, flow: d.Register(id)}
+	return &datagramStream{Stream: st, flow: d.register(id)}
 }
 
 // datagramStream is a udp flow's stream that also carries its datagrams beside it.

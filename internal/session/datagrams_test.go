@@ -58,7 +58,7 @@ func TestFlowDatagrams(t *testing.T) {
 
 	// A datagram that arrives before the provider registered its flow waits for it, and one
 	// that cannot even name a flow is dropped without harm.
-	vf := v.Register(4)
+	vf := v.register(4)
 	if err := vf.Send([]byte("early")); err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +75,13 @@ func TestFlowDatagrams(t *testing.T) {
 	if got := p.dropped.Load(); got != 2 {
 		t.Fatalf("%d malformed datagrams dropped, want 2", got)
 	}
-	pf := p.Register(4)
+	pf := p.register(4)
 	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || string(b) != "early" {
 		t.Fatalf("early datagram: %q, %v", b, ok)
 	}
 	// Both ways, and flows do not mix.
-	other := v.Register(8)
-	p8 := p.Register(8)
+	other := v.register(8)
+	p8 := p.register(8)
 	if err := pf.Send([]byte("answer")); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestFlowDatagrams(t *testing.T) {
 		t.Fatalf("a 2000-byte datagram: %v, want DatagramTooLargeError", err)
 	}
 	// Datagrams for flows nobody registers are held within bounds, then dropped.
-	stray := v.Register(1 << 20)
+	stray := v.register(1 << 20)
 	for range 3 * maxPendingDatagrams {
 		stray.Send([]byte("stray"))
 	}
@@ -116,7 +116,7 @@ func TestFlowDatagrams(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	p.mu.Lock()
-	held := len(p.pending)
+	held := p.pending.Len()
 	p.mu.Unlock()
 	if held > maxPendingDatagrams {
 		t.Fatalf("%d stray datagrams held, bound %d", held, maxPendingDatagrams)
