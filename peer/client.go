@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/nat"
+	"github.com/xp2p/xp2p/relay"
 )
 
 // Version is the client's version string, reported to the server (set by cmd).
@@ -105,6 +107,18 @@ type localProxy struct {
 type proxyStatus struct {
 	state  string // "running" or "error: ..."
 	remote string // where the server published it
+}
+
+// localAddr is where the proxy's local service listens.
+func (lp *localProxy) localAddr() string {
+	return net.JoinHostPort(lp.cfg.LocalIP, strconv.Itoa(lp.cfg.LocalPort))
+}
+
+// local is the proxy's local service, reached over network ("tcp" or "udp") for one user from
+// src that reached dst: its address, the PROXY protocol header it wants, the proxy's limiter.
+func (lp *localProxy) local(network, src, dst string) relay.Local {
+	return relay.Local{Network: network, Addr: lp.localAddr(),
+		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, src, dst), Limit: lp.limit}
 }
 
 // startHealth starts the proxy's health checks, if it has any.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,9 +269,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		pending:  map[uint64]chan *wire.ConnectResult{},
 		relayOut: make(chan []byte, 1024),
 	}
-	if conn := session.Conn(sess); conn != nil && conn.ConnectionState().SupportsDatagrams.Remote {
-		ctl.dgrams = session.NewFlowDatagrams(conn)
-	}
+	ctl.dgrams = session.NewFlowDatagrams(session.Conn(sess))
 	return ctl, nil
 }
 
@@ -395,7 +392,7 @@ func (c *Client) proxyResult(l *serverLink, m *wire.NewProxyResult) {
 		return
 	}
 	lp.setStatus(l, "running", m.RemoteAddr)
-	local := net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))
+	local := lp.localAddr()
 	if m.RemoteAddr != "" {
 		c.log.Info("proxy published", "server", l.ep.Addr, "proxy", m.Name, "type", lp.cfg.Type, "remote", m.RemoteAddr, "local", local)
 	} else {
@@ -446,9 +443,7 @@ func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
 	}
 	lp.conns.Add(1)
 	defer lp.conns.Add(-1)
-	local := relay.Local{Network: lp.cfg.Type, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort)),
-		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst), Limit: lp.limit}
-	if err := relay.ServeStream(st, local, relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
+	if err := relay.ServeStream(st, lp.local(lp.cfg.Type, hdr.Src, hdr.Dst), relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
 		c.log.Warn("local service unreachable", "proxy", name, "src", hdr.Src, "err", err)
 	}
 }

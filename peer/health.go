@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/wire"
@@ -20,6 +19,13 @@ func (c *Client) healthLoop(lp *localProxy) {
 	interval := time.Duration(hc.IntervalSeconds) * time.Second
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// One client for the loop: no proxy from the environment, no connection kept between
+	// probes, and no redirect followed (a 3xx is not a 2xx: the service is not answering as
+	// configured).
+	hcl := &http.Client{
+		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	failed := 0
 	for {
 		select {
@@ -29,7 +35,7 @@ func (c *Client) healthLoop(lp *localProxy) {
 			return
 		case <-t.C:
 		}
-		err := c.probe(lp)
+		err := c.probe(lp, hcl)
 		switch {
 		case err == nil:
 			failed = 0
@@ -45,11 +51,11 @@ func (c *Client) healthLoop(lp *localProxy) {
 	}
 }
 
-// probe checks the local service once.
-func (c *Client) probe(lp *localProxy) error {
+// probe checks the local service once (hcl: the loop's client for http checks).
+func (c *Client) probe(lp *localProxy, hcl *http.Client) error {
 	hc := lp.cfg.HealthCheck
 	timeout := time.Duration(hc.TimeoutSeconds) * time.Second
-	addr := net.JoinHostPort(lp.cfg.LocalIP, strconv.Itoa(lp.cfg.LocalPort))
+	addr := lp.localAddr()
 	if hc.Type == "tcp" {
 		conn, err := net.DialTimeout("tcp", addr, timeout)
 		if err != nil {
@@ -62,12 +68,6 @@ func (c *Client) probe(lp *localProxy) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+hc.Path, nil)
 	if err != nil {
 		return err
-	}
-	// A client of its own: no proxy from the environment, no connection kept between probes,
-	// and no redirect followed (a 3xx is not a 2xx: the service is not answering as configured).
-	hcl := &http.Client{
-		Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	res, err := hcl.Do(req)
 	if err != nil {

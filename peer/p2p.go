@@ -157,7 +157,7 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 	s := m.newSession(ctl, ps, sessionOpts{
 		secret:    lp.cfg.SecretKey,
 		relayOnly: config.RelayOnly(lp.cfg.Type),
-		local:     relay.Local{Network: lp.cfg.Protocol, Addr: net.JoinHostPort(lp.cfg.LocalIP, fmt.Sprint(lp.cfg.LocalPort))},
+		local:     relay.Local{Network: lp.cfg.Protocol, Addr: lp.localAddr()},
 	})
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 	// A visitor that never completes its handshake must not hold the session forever.
@@ -328,10 +328,7 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		return
 	}
 	kind := s.local.Network
-	udp := kind == "udp" && conn.ConnectionState().SupportsDatagrams.Remote
-	if udp {
-		s.startDatagrams(conn)
-	}
+	udp := kind == "udp" && s.startDatagrams(conn)
 	if err := wire.Write(st, &wire.PeerHelloResult{Proof: auth.Proof(s.secret, exporter, auth.RoleProvider), Kind: kind, Datagrams: udp}); err != nil {
 		return
 	}
@@ -350,12 +347,17 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 	}
 }
 
-// startDatagrams begins dealing the connection's datagrams to udp flows.
-func (s *p2pSession) startDatagrams(conn *quic.Conn) {
+// startDatagrams begins dealing the connection's datagrams to udp flows, if the peer takes
+// datagrams at all.
+func (s *p2pSession) startDatagrams(conn *quic.Conn) bool {
 	d := session.NewFlowDatagrams(conn)
+	if d == nil {
+		return false
+	}
 	s.dgrams.Store(d)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); d.Run(conn.Context()) }()
+	return true
 }
 
 func (s *p2pSession) servePeerStream(qs *quic.Stream) {
@@ -379,8 +381,7 @@ func (s *p2pSession) servePeerStream(qs *quic.Stream) {
 		ctr = relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}
 		lp.conns.Add(1)
 		defer lp.conns.Add(-1)
-		local.Preamble = proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, hdr.Src, hdr.Dst)
-		local.Limit = lp.limit
+		local = lp.local(local.Network, hdr.Src, hdr.Dst)
 	}
 	if err := relay.ServeStream(st, local, ctr); err != nil {
 		s.log.Warn("local service unreachable", "src", hdr.Src, "err", err)
@@ -443,7 +444,7 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 	if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
 		return errors.New("the provider could not prove the secretKey")
 	}
-	if res.Datagrams && res.Kind == "udp" && conn.ConnectionState().SupportsDatagrams.Remote {
+	if res.Datagrams && res.Kind == "udp" {
 		s.startDatagrams(conn)
 	}
 	s.markReady()

@@ -1,9 +1,7 @@
 package peer
 
 import (
-	"net"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -90,7 +88,7 @@ func (c *Client) Proxies() []ProxyInfo {
 		pi := ProxyInfo{
 			Name:     lp.cfg.Name,
 			Type:     lp.cfg.Type,
-			Local:    net.JoinHostPort(lp.cfg.LocalIP, strconv.Itoa(lp.cfg.LocalPort)),
+			Local:    lp.localAddr(),
 			Status:   state,
 			Remote:   strings.Join(remotes, ", "),
 			BytesIn:  lp.bytesIn.Load(),

@@ -95,9 +95,7 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		c.nat.Store(&login.NAT)
 	}
 	c.mapped.Store(&login.Mapped)
-	if conn := session.Conn(sess); conn != nil && conn.ConnectionState().SupportsDatagrams.Remote {
-		c.dgrams = session.NewFlowDatagrams(conn)
-	}
+	c.dgrams = session.NewFlowDatagrams(session.Conn(sess))
 	c.work.max = s.cfg.Transport.MaxPoolCount
 	if c.work.max <= 0 {
 		c.work.max = defaultMaxIdleWork

@@ -71,9 +71,13 @@ const (
 	pendingDatagramTTL  = 2 * time.Second
 )
 
-// NewFlowDatagrams returns the flows' datagrams of conn, which must have datagrams enabled;
-// Run deals the incoming ones.
+// NewFlowDatagrams returns the flows' datagrams of conn, or nil when conn is nil (not a QUIC
+// session) or its peer takes no datagrams (a TCP session, an older peer): then flows keep to
+// their streams. Run deals the incoming ones.
 func NewFlowDatagrams(conn *quic.Conn) *FlowDatagrams {
+	if conn == nil || !conn.ConnectionState().SupportsDatagrams.Remote {
+		return nil
+	}
 	return &FlowDatagrams{conn: conn, flows: map[quic.StreamID]*datagramFlow{},
 		pending: holdq.Queue[quic.StreamID]{Max: maxPendingDatagrams, TTL: pendingDatagramTTL}}
 }
