@@ -255,10 +255,11 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	default:
 		l.at(key+".transport.bandwidthLimitMode", "unknown mode %q; use \"client\" or \"server\"", m)
 	}
+	udp := p.Type == TypeUDP || p.Protocol == "udp"
 	switch hc := &p.HealthCheck; hc.Type {
 	case "":
 	case "tcp", "http":
-		if p.Type == TypeUDP || p.Protocol == "udp" {
+		if udp {
 			l.at(key+".healthCheck.type", "a %s check cannot probe a udp service", hc.Type)
 		}
 		if hc.Type == "http" && hc.Path == "" {
@@ -285,7 +286,7 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	case v == "":
 	case v != "v1" && v != "v2":
 		l.at(key+".transport.proxyProtocolVersion", "unknown version %q; use \"v1\" or \"v2\"", v)
-	case p.Type == TypeUDP || p.Protocol == "udp":
+	case udp:
 		l.at(key+".transport.proxyProtocolVersion", "the PROXY protocol is for tcp services; this one is udp")
 	}
 }

@@ -235,9 +235,7 @@ func measure(ctx context.Context, addr string, n, bulkMB int) (result, error) {
 		lat = append(lat, time.Since(t))
 		r.ok++
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r.p50 = lat[len(lat)/2]
-	r.p99 = lat[len(lat)*99/100]
+	r.p50, r.p99 = percentiles(lat)
 	t := time.Now()
 	got, err := get("/bytes/" + strconv.Itoa(bulkMB<<20))
 	if err != nil {
@@ -248,6 +246,12 @@ func measure(ctx context.Context, addr string, n, bulkMB int) (result, error) {
 	}
 	r.mbps = float64(got*8) / time.Since(t).Seconds() / 1e6
 	return r, nil
+}
+
+// percentiles returns the median and the 99th percentile of lat, which it sorts.
+func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], lat[len(lat)*99/100]
 }
 
 // measureUDP sends n datagrams of 1000 bytes one after the other through addr and waits for
@@ -295,9 +299,7 @@ func measureUDP(ctx context.Context, addr string, n int) (result, error) {
 	if len(lat) == 0 {
 		return r, fmt.Errorf("no datagram came back from %s", addr)
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r.p50 = lat[len(lat)/2]
-	r.p99 = lat[len(lat)*99/100]
+	r.p50, r.p99 = percentiles(lat)
 	return r, nil
 }
 
