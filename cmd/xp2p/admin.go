@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/internal/admin"
-	"github.com/xp2p/xp2p/internal/dashboard"
+	"github.com/xp2p/xp2p/web/admin"
+	"github.com/xp2p/xp2p/web/dashboard"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
 )

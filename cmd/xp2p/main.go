@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/internal/demo"
+	"github.com/xp2p/xp2p/demo"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
 )

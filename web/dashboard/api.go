@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xp2p/xp2p/internal/webauth"
+	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/rendezvous"
 )
 
@@ -198,24 +198,24 @@ func (s *Server) today(now time.Time) time.Time {
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	me := Me{AuthRequired: s.guard.Required(), Version: rendezvous.Version}
 	// Only a session cookie counts here: basic credentials are checked (and counted) by the API.
 	me.Authenticated = !me.AuthRequired || s.guard.HasSession(r)
-	webauth.WriteJSON(w, http.StatusOK, me)
+	web.WriteJSON(w, http.StatusOK, me)
 }
 
 // login answers POST /api/login: {"user": "...", "password": "..."} (JSON or a form) starts a
 // session cookie.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !s.guard.Required() {
-		webauth.WriteJSON(w, http.StatusOK, Me{Authenticated: true, Version: rendezvous.Version})
+		web.WriteJSON(w, http.StatusOK, Me{Authenticated: true, Version: rendezvous.Version})
 		return
 	}
 	var creds struct {
@@ -229,30 +229,30 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&creds); err != nil {
-			webauth.WriteError(w, http.StatusBadRequest, "malformed login: "+jsonError(err))
+			web.WriteError(w, http.StatusBadRequest, "malformed login: "+jsonError(err))
 			return
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			webauth.WriteError(w, http.StatusBadRequest, "malformed login: data after the JSON object")
+			web.WriteError(w, http.StatusBadRequest, "malformed login: data after the JSON object")
 			return
 		}
 	case "application/x-www-form-urlencoded":
 		if err := r.ParseForm(); err != nil {
-			webauth.WriteError(w, http.StatusBadRequest, "malformed login form: "+err.Error())
+			web.WriteError(w, http.StatusBadRequest, "malformed login form: "+err.Error())
 			return
 		}
 		creds.User, creds.Password = r.PostForm.Get("user"), r.PostForm.Get("password")
 	default:
-		webauth.WriteError(w, http.StatusUnsupportedMediaType, "send the login as application/json: {\"user\": \"...\", \"password\": \"...\"}")
+		web.WriteError(w, http.StatusUnsupportedMediaType, "send the login as application/json: {\"user\": \"...\", \"password\": \"...\"}")
 		return
 	}
-	if err := s.guard.CheckCredentials(webauth.ClientAddr(r), creds.User, creds.Password); err != nil {
+	if err := s.guard.CheckCredentials(web.ClientAddr(r), creds.User, creds.Password); err != nil {
 		s.log.Info("dashboard login refused", "remote", r.RemoteAddr, "err", err)
 		s.guard.Deny(w, r, err)
 		return
 	}
 	s.guard.NewSession(w)
-	webauth.WriteJSON(w, http.StatusOK, Me{AuthRequired: true, Authenticated: true, Version: rendezvous.Version})
+	web.WriteJSON(w, http.StatusOK, Me{AuthRequired: true, Authenticated: true, Version: rendezvous.Version})
 }
 
 func jsonError(err error) string {
@@ -268,16 +268,16 @@ func jsonError(err error) string {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	s.guard.EndSession(w, r)
-	webauth.WriteJSON(w, http.StatusOK, Me{AuthRequired: s.guard.Required(), Version: rendezvous.Version})
+	web.WriteJSON(w, http.StatusOK, Me{AuthRequired: s.guard.Required(), Version: rendezvous.Version})
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	snap := s.src.Snapshot()
-	webauth.WriteJSON(w, http.StatusOK, s.buildOverview(snap))
+	web.WriteJSON(w, http.StatusOK, s.buildOverview(snap))
 }
 
 func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
@@ -330,7 +330,7 @@ func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
 
 func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	snap := s.src.Snapshot()
@@ -343,7 +343,7 @@ func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
 			Sessions: c.Sessions,
 		})
 	}
-	webauth.WriteJSON(w, http.StatusOK, out)
+	web.WriteJSON(w, http.StatusOK, out)
 }
 
 func nonNil[T any](s []T) []T {
@@ -358,16 +358,16 @@ var proxyTypes = []string{"tcp", "udp", "xp2p"}
 func (s *Server) proxies(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r, "type", "status")
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	typ, status := q.Get("type"), q.Get("status")
 	if q.Has("type") && !slices.Contains(proxyTypes, typ) {
-		webauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("type %q: use tcp, udp or xp2p", typ))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("type %q: use tcp, udp or xp2p", typ))
 		return
 	}
 	if q.Has("status") && status != "online" && status != "offline" {
-		webauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("status %q: use online or offline", status))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("status %q: use online or offline", status))
 		return
 	}
 	snap := s.src.Snapshot()
@@ -377,7 +377,7 @@ func (s *Server) proxies(w http.ResponseWriter, r *http.Request) {
 			out = append(out, p)
 		}
 	}
-	webauth.WriteJSON(w, http.StatusOK, out)
+	web.WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) buildProxies(snap *rendezvous.Snapshot) []Proxy {
@@ -425,17 +425,17 @@ func (s *Server) findProxy(w http.ResponseWriter, r *http.Request) (*rendezvous.
 			return snap, &p
 		}
 	}
-	webauth.WriteError(w, http.StatusNotFound, fmt.Sprintf("no proxy named %q", name))
+	web.WriteError(w, http.StatusNotFound, fmt.Sprintf("no proxy named %q", name))
 	return nil, nil
 }
 
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if _, p := s.findProxy(w, r); p != nil {
-		webauth.WriteJSON(w, http.StatusOK, p)
+		web.WriteJSON(w, http.StatusOK, p)
 	}
 }
 
@@ -456,12 +456,12 @@ func parseRange(q url.Values, def string) (time.Duration, string, error) {
 func (s *Server) proxyTraffic(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r, "range")
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	d, label, err := parseRange(q, "1h")
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	snap, p := s.findProxy(w, r)
@@ -470,7 +470,7 @@ func (s *Server) proxyTraffic(w http.ResponseWriter, r *http.Request) {
 	}
 	series := s.hist.Buckets(p.Name, d, snap.Taken)
 	series.Range = label
-	webauth.WriteJSON(w, http.StatusOK, series)
+	web.WriteJSON(w, http.StatusOK, series)
 }
 
 // traffic answers GET /api/traffic: the server's total, per tick up to an hour, per bucket
@@ -478,12 +478,12 @@ func (s *Server) proxyTraffic(w http.ResponseWriter, r *http.Request) {
 func (s *Server) traffic(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r, "range")
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	d, label, err := parseRange(q, "15m")
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	now := time.Now()
@@ -494,12 +494,12 @@ func (s *Server) traffic(w http.ResponseWriter, r *http.Request) {
 		series = s.hist.Buckets("", d, now)
 	}
 	series.Range = label
-	webauth.WriteJSON(w, http.StatusOK, series)
+	web.WriteJSON(w, http.StatusOK, series)
 }
 
 func (s *Server) sessions(w http.ResponseWriter, r *http.Request) {
 	if _, err := query(r); err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	snap := s.src.Snapshot()
@@ -511,7 +511,7 @@ func (s *Server) sessions(w http.ResponseWriter, r *http.Request) {
 		out.Ended = append(out.Ended, session(ss, snap.Taken))
 	}
 	sort.SliceStable(out.Active, func(i, j int) bool { return out.Active[i].Created.After(out.Active[j].Created) })
-	webauth.WriteJSON(w, http.StatusOK, out)
+	web.WriteJSON(w, http.StatusOK, out)
 }
 
 func session(ss rendezvous.SessionSnapshot, now time.Time) Session {

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/internal/webauth"
+	"github.com/xp2p/xp2p/web"
 )
 
 // Client talks to a running client's admin endpoint, as its config file describes it.
@@ -110,7 +110,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, co
 		return fmt.Errorf("admin endpoint %s: %w", c.base, err)
 	}
 	if res.StatusCode != http.StatusOK {
-		var e webauth.Error
+		var e web.Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			return &StatusError{Code: res.StatusCode, Msg: e.Error}
 		}

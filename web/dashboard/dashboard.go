@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/internal/webauth"
+	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/rendezvous"
 )
 
@@ -49,7 +49,7 @@ type Server struct {
 	src   Source
 	opts  Options
 	log   *slog.Logger
-	guard *webauth.Guard
+	guard *web.Guard
 	hist  *History
 	reg   *prometheus.Registry
 
@@ -63,7 +63,7 @@ type Server struct {
 // New prepares a dashboard for cfg. It refuses a password-less dashboard on an address beyond
 // loopback; Start warns loudly about a weak password there.
 func New(cfg config.WebServer, src Source, opts Options) (*Server, error) {
-	if _, err := webauth.Exposure("dashboard", cfg); err != nil {
+	if _, err := web.Exposure("dashboard", cfg); err != nil {
 		return nil, err
 	}
 	if opts.Log == nil {
@@ -80,7 +80,7 @@ func New(cfg config.WebServer, src Source, opts Options) (*Server, error) {
 		src:   src,
 		opts:  opts,
 		log:   opts.Log,
-		guard: webauth.NewGuard("xp2p dashboard", cfg.User, cfg.Password),
+		guard: web.NewGuard("xp2p dashboard", cfg.User, cfg.Password),
 		hist:  NewHistory(opts.History),
 		reg:   prometheus.NewRegistry(),
 	}
@@ -91,13 +91,13 @@ func New(cfg config.WebServer, src Source, opts Options) (*Server, error) {
 
 // Start binds webServer.addr:port and serves.
 func (s *Server) Start() error {
-	warning, _ := webauth.Exposure("dashboard", s.cfg)
-	ln, scheme, err := webauth.Listen(s.cfg)
+	warning, _ := web.Exposure("dashboard", s.cfg)
+	ln, scheme, err := web.Listen(s.cfg)
 	if err != nil {
 		return err
 	}
 	s.ln = ln
-	s.url = webauth.URL(scheme, ln.Addr())
+	s.url = web.URL(scheme, ln.Addr())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -174,7 +174,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/static/", method("GET", noListing(http.StripPrefix("/static/", files))))
 	mux.Handle("/favicon.svg", method("GET", files))
 	mux.Handle("/healthz", method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		webauth.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+		web.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})))
 
 	mux.Handle("/api/me", method("GET", http.HandlerFunc(s.me)))
@@ -198,20 +198,20 @@ func (s *Server) Handler() http.Handler {
 		s.guard.MountPprof(mux)
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		webauth.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
+		web.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
 	}))
 	var h http.Handler = mux
 	if !s.guard.Required() {
-		h = webauth.LocalHostOnly(h)
+		h = web.LocalHostOnly(h)
 	}
-	return webauth.SecurityHeaders(webauth.NoCrossSite(h))
+	return web.SecurityHeaders(web.NoCrossSite(h))
 }
 
 // noListing refuses directory listings.
 func noListing(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") {
-			webauth.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
+			web.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -227,7 +227,7 @@ func method(m string, h http.Handler) http.Handler {
 				allow = "GET, HEAD"
 			}
 			w.Header().Set("Allow", allow)
-			webauth.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
+			web.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/internal/webauth"
+	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/peer"
 )
 
@@ -74,7 +74,7 @@ type Server struct {
 	ctl     Controller
 	opts    Options
 	log     *slog.Logger
-	guard   *webauth.Guard
+	guard   *web.Guard
 	started time.Time
 
 	reloadMu sync.Mutex
@@ -87,27 +87,27 @@ type Server struct {
 // New prepares the endpoint. It refuses to run without a password on an address other machines
 // can reach.
 func New(cfg config.WebServer, ctl Controller, opts Options) (*Server, error) {
-	if _, err := webauth.Exposure("client admin endpoint", cfg); err != nil {
+	if _, err := web.Exposure("client admin endpoint", cfg); err != nil {
 		return nil, err
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
 	s := &Server{cfg: cfg, ctl: ctl, opts: opts, log: opts.Log, started: time.Now(),
-		guard: webauth.NewGuard("xp2p client admin", cfg.User, cfg.Password)}
+		guard: web.NewGuard("xp2p client admin", cfg.User, cfg.Password)}
 	s.guard.Secure = cfg.TLS.CertFile != ""
 	return s, nil
 }
 
 // Start binds webServer.addr:port and serves.
 func (s *Server) Start() error {
-	warning, _ := webauth.Exposure("client admin endpoint", s.cfg)
-	ln, scheme, err := webauth.Listen(s.cfg)
+	warning, _ := web.Exposure("client admin endpoint", s.cfg)
+	ln, scheme, err := web.Listen(s.cfg)
 	if err != nil {
 		return fmt.Errorf("admin endpoint: %w", err)
 	}
 	s.ln = ln
-	s.url = webauth.URL(scheme, ln.Addr())
+	s.url = web.URL(scheme, ln.Addr())
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -151,7 +151,7 @@ func (s *Server) Close() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", only("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		webauth.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+		web.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})))
 	mux.Handle("/api/status", only("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
 	mux.Handle("/api/reload", only("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
@@ -159,20 +159,20 @@ func (s *Server) Handler() http.Handler {
 		s.guard.MountPprof(mux)
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		webauth.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (the admin endpoint has GET /api/status and POST /api/reload)")
+		web.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (the admin endpoint has GET /api/status and POST /api/reload)")
 	}))
 	var h http.Handler = mux
 	if !s.guard.Required() {
-		h = webauth.LocalHostOnly(h)
+		h = web.LocalHostOnly(h)
 	}
-	return webauth.SecurityHeaders(webauth.NoCrossSite(h))
+	return web.SecurityHeaders(web.NoCrossSite(h))
 }
 
 func only(m string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != m && !(m == "GET" && r.Method == "HEAD") {
 			w.Header().Set("Allow", m)
-			webauth.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
+			web.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -181,7 +181,7 @@ func only(m string, h http.Handler) http.Handler {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
-		webauth.WriteError(w, http.StatusBadRequest, "/api/status takes no query parameters")
+		web.WriteError(w, http.StatusBadRequest, "/api/status takes no query parameters")
 		return
 	}
 	st := Status{
@@ -194,7 +194,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Visitors: s.ctl.Visitors(),
 		Sessions: s.ctl.Sessions(),
 	}
-	webauth.WriteJSON(w, http.StatusOK, st)
+	web.WriteJSON(w, http.StatusOK, st)
 }
 
 // reload applies the configuration in the body (TOML, Content-Type application/toml; ?file=
@@ -203,7 +203,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
 		if k != "file" {
-			webauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; /api/reload takes: file", k))
+			web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; /api/reload takes: file", k))
 			return
 		}
 	}
@@ -211,21 +211,21 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			webauth.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("configuration larger than %d bytes", MaxConfigSize))
+			web.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("configuration larger than %d bytes", MaxConfigSize))
 			return
 		}
-		webauth.WriteError(w, http.StatusBadRequest, "read configuration: "+err.Error())
+		web.WriteError(w, http.StatusBadRequest, "read configuration: "+err.Error())
 		return
 	}
 	name := q.Get("file")
 	if len(data) == 0 {
 		if s.opts.ConfigPath == "" {
-			webauth.WriteError(w, http.StatusBadRequest, "empty body: send the configuration (TOML) to apply")
+			web.WriteError(w, http.StatusBadRequest, "empty body: send the configuration (TOML) to apply")
 			return
 		}
 		name = s.opts.ConfigPath
 		if data, err = os.ReadFile(name); err != nil {
-			webauth.WriteError(w, http.StatusInternalServerError, "read "+name+": "+err.Error())
+			web.WriteError(w, http.StatusInternalServerError, "read "+name+": "+err.Error())
 			return
 		}
 	} else {
@@ -233,7 +233,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		if ct != "application/toml" {
 			// A browser can send text/plain across sites without asking; application/toml it
 			// cannot, so this also keeps other web pages from reconfiguring the client.
-			webauth.WriteError(w, http.StatusUnsupportedMediaType, "send the configuration as Content-Type: application/toml")
+			web.WriteError(w, http.StatusUnsupportedMediaType, "send the configuration as Content-Type: application/toml")
 			return
 		}
 		if name == "" {
@@ -247,7 +247,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg, warnings, err := config.ParseClient(name, data)
 	if err != nil {
-		webauth.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	s.reloadMu.Lock()
@@ -255,12 +255,12 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	s.reloadMu.Unlock()
 	if err != nil {
 		s.log.Warn("reload refused", "remote", r.RemoteAddr, "err", err)
-		webauth.WriteError(w, http.StatusConflict, err.Error())
+		web.WriteError(w, http.StatusConflict, err.Error())
 		return
 	}
 	if warnings == nil {
 		warnings = []string{}
 	}
 	s.log.Info("reload applied through the admin endpoint", "remote", r.RemoteAddr)
-	webauth.WriteJSON(w, http.StatusOK, ReloadResponse{Result: res, Warnings: warnings})
+	web.WriteJSON(w, http.StatusOK, ReloadResponse{Result: res, Warnings: warnings})
 }

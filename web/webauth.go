@@ -1,8 +1,8 @@
-// Package webauth owns what xp2p's two web endpoints (the server's dashboard and the client's
+// Package web owns what xp2p's two web front ends (the server's dashboard and the client's
 // admin endpoint) share: binding webServer.addr:port with optional HTTPS, HTTP basic auth and
 // login sessions with a per-address failure limit, the exposure checks (no or weak password
 // beyond loopback) and JSON errors.
-package webauth
+package web
 
 import (
 	"crypto/rand"
