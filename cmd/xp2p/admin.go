@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/web/admin"
-	"github.com/xp2p/xp2p/web/dashboard"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
+	"github.com/xp2p/xp2p/web/admin"
+	"github.com/xp2p/xp2p/web/dashboard"
 )
 
 // startDashboard starts the server's dashboard when webServer.port is set; stop ends it.

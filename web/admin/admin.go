@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/peer"
+	"github.com/xp2p/xp2p/web"
 )
 
 // Controller is what the endpoint reports on and reloads: a *peer.Client.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/rendezvous"
+	"github.com/xp2p/xp2p/web"
 )
 
 // The JSON API. Every figure the pages show comes from here; README.md documents each endpoint.

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xp2p/xp2p/config"
-	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/rendezvous"
+	"github.com/xp2p/xp2p/web"
 )
 
 //go:embed web
