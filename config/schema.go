@@ -324,15 +324,3 @@ func (c *Client) HeartbeatInterval() time.Duration {
 func (c *Client) HeartbeatTimeout() time.Duration {
 	return time.Duration(c.Transport.HeartbeatTimeout) * time.Second
 }
-
-// IsP2P reports whether a proxy/visitor type is an xp2p service (including frp aliases).
-func IsP2P(t string) bool {
-	switch t {
-	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
-		return true
-	}
-	return false
-}
-
-// RelayOnly reports whether a service type asks for relaying only (frp's stcp/sudp).
-func RelayOnly(t string) bool { return t == TypeSTCP || t == TypeSUDP }

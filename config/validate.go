@@ -203,26 +203,16 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	} else {
 		names[p.Name] = l.label + key
 	}
-	switch p.Type {
-	case TypeTCP, TypeUDP:
-		checkPort(l, key+".remotePort", p.RemotePort, true)
-		if p.SecretKey != "" {
-			l.at(key+".secretKey", "only xp2p services have a secretKey; a %s proxy is public on its remotePort", p.Type)
-		}
-	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
-		if p.SecretKey == "" {
-			l.at(key+".secretKey", "required for %s services: visitors must know it", p.Type)
-		}
-		if p.RemotePort != 0 {
-			l.at(key+".remotePort", "a %s service has no remote port: visitors reach it by name", p.Type)
-		}
-		checkProtocol(l, key+".protocol", &p.Protocol, p.Type)
-	case "":
-		l.at(key+".type", "required: tcp, udp or xp2p")
-	case "http", "https", "tcpmux":
-		l.at(key+".type", "%q proxies are not supported by xp2p; use tcp, udp or xp2p", p.Type)
+	typ := p.ProxyType()
+	switch {
+	case typ != nil:
+		typ.check(l, key, p)
+	case p.Type == "":
+		l.at(key+".type", "required: %s", typeList(func(*ProxyType) bool { return true }))
+	case p.Type == "http", p.Type == "https", p.Type == "tcpmux":
+		l.at(key+".type", "%q proxies are not supported by xp2p; use %s", p.Type, typeList(func(*ProxyType) bool { return true }))
 	default:
-		l.at(key+".type", "unknown type %q; use tcp, udp or xp2p", p.Type)
+		l.at(key+".type", "unknown type %q; use %s", p.Type, typeList(func(*ProxyType) bool { return true }))
 	}
 	if p.LocalIP == "" {
 		p.LocalIP = "127.0.0.1"
@@ -235,8 +225,8 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	} else {
 		checkPort(l, key+".localPort", p.LocalPort, false)
 	}
-	if p.LoadBalancer.Group != "" && p.Type != TypeTCP {
-		l.at(key+".loadBalancer.group", "load balancing groups are for tcp proxies")
+	if p.LoadBalancer.Group != "" && typ != nil && !typ.Groups {
+		l.at(key+".loadBalancer.group", "load balancing groups are for %s proxies", typeList(func(t *ProxyType) bool { return t.Groups }))
 	}
 	if p.LoadBalancer.GroupKey != "" && p.LoadBalancer.Group == "" {
 		l.at(key+".loadBalancer.groupKey", "set loadBalancer.group too")
@@ -249,13 +239,13 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	switch m := p.Transport.BandwidthLimitMode; m {
 	case "", "client":
 	case "server":
-		if p.Type != TypeTCP {
+		if typ != nil && !typ.ServerLimit {
 			l.at(key+".transport.bandwidthLimitMode", "\"server\" is for tcp proxies (a %s service's traffic does not pass the server's limiter); use \"client\"", p.Type)
 		}
 	default:
 		l.at(key+".transport.bandwidthLimitMode", "unknown mode %q; use \"client\" or \"server\"", m)
 	}
-	udp := p.Type == TypeUDP || p.Protocol == "udp"
+	udp := p.Network() == "udp"
 	switch hc := &p.HealthCheck; hc.Type {
 	case "":
 	case "tcp", "http":
@@ -299,9 +289,9 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	} else {
 		names[v.Name] = l.label + key
 	}
-	switch v.Type {
-	case TypeXP2P, TypeXTCP, TypeSTCP, TypeSUDP:
-	case "":
+	switch typ := v.ProxyType(); {
+	case typ != nil && typ.P2P:
+	case v.Type == "":
 		l.at(key+".type", "required: xp2p")
 	default:
 		l.at(key+".type", "unknown visitor type %q; use xp2p (or frp's xtcp, stcp, sudp)", v.Type)

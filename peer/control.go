@@ -371,12 +371,9 @@ func (l *serverLink) serve(ctl *control) error {
 }
 
 func newProxyMsg(p config.Proxy) *wire.NewProxy {
-	m := &wire.NewProxy{Name: p.Name, Type: p.Type, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group, GroupKey: p.LoadBalancer.GroupKey}
+	m := &wire.NewProxy{Name: p.Name, Type: p.ProxyType().Wire, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group, GroupKey: p.LoadBalancer.GroupKey}
 	if bw, mode := p.BandwidthBytes(); mode == "server" {
 		m.BandwidthLimit = bw
-	}
-	if config.IsP2P(p.Type) {
-		m.Type = wire.ProxyXP2P
 	}
 	return m
 }
@@ -437,13 +434,13 @@ func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
 		name = strings.TrimPrefix(name, u+".")
 	}
 	lp := c.proxy(name)
-	if lp == nil || config.IsP2P(lp.cfg.Type) {
+	if lp == nil || lp.cfg.ProxyType().P2P {
 		st.Reset()
 		return
 	}
 	lp.conns.Add(1)
 	defer lp.conns.Add(-1)
-	if err := relay.ServeStream(st, lp.local(lp.cfg.Type, hdr.Src, hdr.Dst), relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
+	if err := relay.ServeStream(st, lp.local(lp.cfg.Network(), hdr.Src, hdr.Dst), relay.Counters{ToLocal: &lp.bytesIn, FromLocal: &lp.bytesOut}); err != nil {
 		c.log.Warn("local service unreachable", "proxy", name, "src", hdr.Src, "err", err)
 	}
 }

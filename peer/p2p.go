@@ -15,7 +15,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -150,14 +149,14 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 		name = strings.TrimPrefix(name, u+".")
 	}
 	lp := m.c.proxy(name)
-	if lp == nil || !config.IsP2P(lp.cfg.Type) {
+	if lp == nil || !lp.cfg.ProxyType().P2P {
 		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
 		return
 	}
 	s := m.newSession(ctl, ps, sessionOpts{
 		secret:    lp.cfg.SecretKey,
-		relayOnly: config.RelayOnly(lp.cfg.Type),
-		local:     relay.Local{Network: lp.cfg.Protocol, Addr: lp.localAddr()},
+		relayOnly: lp.cfg.ProxyType().RelayOnly,
+		local:     relay.Local{Network: lp.cfg.Network(), Addr: lp.localAddr()},
 	})
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 	// A visitor that never completes its handshake must not hold the session forever.

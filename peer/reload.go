@@ -134,7 +134,7 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 		c.startHealth(np)
 	}
 	for _, op := range closeProxies {
-		if config.IsP2P(op.cfg.Type) {
+		if op.cfg.ProxyType().P2P {
 			c.p2p.endService(op.cfg.Name)
 		}
 	}

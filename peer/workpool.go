@@ -60,10 +60,11 @@ func (l *serverLink) runWorkPool(ctx context.Context, ctl *control) {
 	wg.Wait()
 }
 
-// hasTCPProxies reports whether the client publishes any tcp proxy (else a pool is useless).
+// hasTCPProxies reports whether the client publishes any proxy whose users ride pooled work
+// connections (else a pool is useless).
 func (l *serverLink) hasTCPProxies() bool {
 	for _, lp := range l.c.set.Load().proxies {
-		if lp.cfg.Type == "tcp" {
+		if lp.cfg.ProxyType().Pooled {
 			return true
 		}
 	}

@@ -243,7 +243,7 @@ func errString(err error) string {
 func (c *client) cleanup() {
 	s := c.s
 	c.closeWork()
-	s.proxies.RemoveOwner(c)
+	s.unpublishOwner(c)
 	s.mu.Lock()
 	if s.clients[c.login.RunID] == c {
 		delete(s.clients, c.login.RunID)
@@ -365,7 +365,7 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 		c.send(reply)
 		return
 	}
-	if m.Type == wire.ProxyXP2P {
+	if wire.IsP2PKind(m.Type) {
 		s.names[name] = c
 		s.services[name] = &service{name: name, provider: c}
 		s.mu.Unlock()
@@ -380,7 +380,9 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 	s.mu.Unlock()
 	// Group members share a port and may share a name across clients (frp allows it); the name
 	// registry then only keeps the first owner.
-	addr, err := s.proxies.Add(c, &wire.NewProxy{Name: name, Type: m.Type, RemotePort: m.RemotePort, Group: m.Group, GroupKey: m.GroupKey, BandwidthLimit: m.BandwidthLimit})
+	req := *m
+	req.Name = name
+	addr, err := s.publish(c, &req)
 	if err != nil {
 		reply.Error = err.Error()
 		c.log.Info("proxy refused", "proxy", name, "err", err)
@@ -406,7 +408,7 @@ func (c *client) closeProxy(short string) {
 	c.mu.Lock()
 	delete(c.proxies, short)
 	c.mu.Unlock()
-	s.proxies.Remove(c, name)
+	s.unpublish(c, name)
 	s.mu.Lock()
 	if s.names[name] == c {
 		delete(s.names, name)

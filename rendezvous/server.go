@@ -50,12 +50,12 @@ type Server struct {
 	tcp      net.Listener
 	listener *session.Listener
 
-	Stats   *relay.StatsBook
-	proxies *relay.Proxies
-	packets *relay.PacketRelay
-	limiter *auth.FailureLimiter
-	stun    *stunService
-	Events  *Events
+	Stats      *relay.StatsBook
+	publishers publishers
+	packets    *relay.PacketRelay
+	limiter    *auth.FailureLimiter
+	stun       *stunService
+	Events     *Events
 
 	mu       sync.Mutex
 	clients  map[string]*client // by run id
@@ -86,12 +86,13 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		services: map[string]*service{},
 		sessions: map[string]*p2pSession{},
 	}
-	s.proxies = relay.NewProxies(relay.ProxiesConfig{
+	ports := relay.NewProxies(relay.ProxiesConfig{
 		BindAddr:          cfg.ProxyBindAddr,
 		PortAllowed:       cfg.PortAllowed,
 		MaxPortsPerClient: cfg.MaxPortsPerClient,
 		Log:               log,
 	}, s.Stats)
+	s.publishers = publishers{wire.ProxyTCP: ports, wire.ProxyUDP: ports}
 	s.packets = &relay.PacketRelay{}
 	if cfg.Transport.RelayBandwidthLimit != "" {
 		bw, err := config.ParseBandwidth(cfg.Transport.RelayBandwidthLimit)
@@ -244,7 +245,9 @@ func (s *Server) Close() error {
 		c.sess.Close("server shutting down")
 	}
 	s.wg.Wait()
-	s.proxies.Close()
+	for _, pub := range s.publishers.all() {
+		pub.Close()
+	}
 	s.stun.close()
 	s.tr.Close()
 	s.udp.Close()

@@ -157,7 +157,7 @@ func (s *Server) Snapshot() *Snapshot {
 		ps := ProxySnapshot{StatsSnapshot: st, Owners: owners[st.Name], Sessions: serviceSessions[st.Name]}
 		ps.Online = len(ps.Owners) > 0
 		sort.Strings(ps.Owners)
-		if st.Type == wire.ProxyXP2P {
+		if wire.IsP2PKind(st.Type) {
 			t := p2p[st.Name]
 			ps.RelayBytes, ps.DirectBytes = t.RelayBytes, t.DirectBytes
 		}

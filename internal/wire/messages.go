@@ -17,13 +17,6 @@ const (
 	SessionIDLen = 16
 )
 
-// Proxy types on the wire.
-const (
-	ProxyTCP  = "tcp"
-	ProxyUDP  = "udp"
-	ProxyXP2P = "xp2p"
-)
-
 func init() {
 	register(func() Message { return new(Login) })
 	register(func() Message { return new(LoginResult) })
@@ -133,14 +126,14 @@ func (m *NewProxy) Validate() error {
 	if err := validateName("name", m.Name); err != nil {
 		return err
 	}
-	switch m.Type {
-	case ProxyTCP, ProxyUDP:
-		if m.RemotePort < 0 || m.RemotePort > 65535 {
-			return fmt.Errorf("remotePort %d out of range 0-65535", m.RemotePort)
-		}
-	case ProxyXP2P:
-	default:
+	kind := LookupProxyKind(m.Type)
+	if kind == nil {
 		return fmt.Errorf("unknown proxy type %q", m.Type)
+	}
+	if kind.validate != nil {
+		if err := kind.validate(m); err != nil {
+			return err
+		}
 	}
 	if len(m.Group) > MaxNameLen || len(m.GroupKey) > MaxNameLen {
 		return errors.New("group and groupKey must have at most 128 characters")

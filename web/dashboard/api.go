@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/rendezvous"
 	"github.com/xp2p/xp2p/web"
 )
@@ -287,11 +288,14 @@ func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
 		Started:       snap.Started,
 		UptimeSeconds: now.Sub(snap.Started).Seconds(),
 		ClientsOnline: len(snap.Clients),
-		Proxies:       ProxyCounts{ByType: map[string]int{"tcp": 0, "udp": 0, "xp2p": 0}},
+		Proxies:       ProxyCounts{ByType: map[string]int{}},
 		AuthFailures:  AuthFailures{Clients: snap.Counters.AuthFailures, Dashboard: s.guard.Failures.Load()},
 	}
 	if snap.Started.IsZero() {
 		o.UptimeSeconds = 0
+	}
+	for _, t := range proxyTypes {
+		o.Proxies.ByType[t] = 0
 	}
 	for i := range snap.Proxies {
 		p := &snap.Proxies[i]
@@ -353,7 +357,8 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-var proxyTypes = []string{"tcp", "udp", "xp2p"}
+// proxyTypes are the kinds proxies are counted and filtered by.
+var proxyTypes = wire.ProxyKindNames()
 
 func (s *Server) proxies(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r, "type", "status")
@@ -363,7 +368,7 @@ func (s *Server) proxies(w http.ResponseWriter, r *http.Request) {
 	}
 	typ, status := q.Get("type"), q.Get("status")
 	if q.Has("type") && !slices.Contains(proxyTypes, typ) {
-		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("type %q: use tcp, udp or xp2p", typ))
+		web.WriteError(w, http.StatusBadRequest, fmt.Sprintf("type %q: use %s or %s", typ, strings.Join(proxyTypes[:len(proxyTypes)-1], ", "), proxyTypes[len(proxyTypes)-1]))
 		return
 	}
 	if q.Has("status") && status != "online" && status != "offline" {
@@ -408,7 +413,7 @@ func (s *Server) buildProxies(snap *rendezvous.Snapshot) []Proxy {
 		p2pToday += up2p
 		var p2pRate float64
 		px.RateIn, px.RateOut, p2pRate = s.hist.Rate(p.Name)
-		if p.Type == "xp2p" {
+		if wire.IsP2PKind(p.Type) {
 			px.RemotePort = 0
 			px.P2P = &ProxyP2P{Sessions: p.Sessions, RelayBytes: p.RelayBytes, DirectBytes: p.DirectBytes, Today: p2pToday, Rate: p2pRate}
 		}

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/rendezvous"
 )
 
@@ -62,7 +63,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			status = "online"
 		}
 		count[key{p.Type, status}]++
-		if p.Type == "xp2p" {
+		if wire.IsP2PKind(p.Type) {
 			counter(descP2PBytes, float64(p.RelayBytes), p.Name, "relay")
 			counter(descP2PBytes, float64(p.DirectBytes), p.Name, "direct")
 			continue
