@@ -31,6 +31,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/xp2p/xp2p/internal/natlab/wan"
 )
 
 // NAT kinds.
@@ -69,6 +71,9 @@ type Side struct {
 	Name  string // "A", "B", ...: hosts are Name+"1", Name+"2", ...
 	NAT   string
 	Hosts int // default 1
+	// WAN, if set, shapes the NAT's link to the public segment (delay, loss, rate, MTU): every
+	// path of the side's hosts crosses it.
+	WAN *Link
 }
 
 // Config describes a lab.
@@ -76,6 +81,8 @@ type Config struct {
 	Sides []Side
 	// UDPTimeout, if set, shortens the NATs' UDP mapping lifetime (conntrack timeouts).
 	UDPTimeout time.Duration
+	// Server, if set, shapes the server's link to the public segment (e.g. a VPS's uplink).
+	Server *Link
 }
 
 // Lab is a running lab; it is torn down when the test ends.
@@ -84,6 +91,7 @@ type Lab struct {
 	prefix string
 	hosts  map[string]string // host name → IP
 	sides  map[string]Side
+	links  map[string]*wan.Bridge // shaped links by host ("srv", "natA", ...)
 }
 
 // Require skips the test when the lab cannot run here (not root, tools missing), or fails it
@@ -117,7 +125,7 @@ func New(t TB, cfg Config) *Lab {
 	Require(t)
 	id := make([]byte, 3)
 	rand.Read(id)
-	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}}
+	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}, links: map[string]*wan.Bridge{}}
 	t.Cleanup(l.destroy)
 	if err := l.build(cfg); err != nil {
 		t.Fatalf("natlab: %v", err)
@@ -157,6 +165,11 @@ func (l *Lab) build(cfg Config) error {
 	if err := l.attachPublic("pub", PublicIP); err != nil {
 		return err
 	}
+	if cfg.Server != nil {
+		if err := l.shapeLink("srv", "eth0", *cfg.Server); err != nil {
+			return fmt.Errorf("server's link: %w", err)
+		}
+	}
 	for i, s := range cfg.Sides {
 		if s.Hosts == 0 {
 			s.Hosts = 1
@@ -164,6 +177,14 @@ func (l *Lab) build(cfg Config) error {
 		l.sides[s.Name] = s
 		if err := l.buildSide(i, s, cfg.UDPTimeout); err != nil {
 			return fmt.Errorf("side %s (%s): %w", s.Name, s.NAT, err)
+		}
+		if s.WAN != nil {
+			if s.NAT == None {
+				return fmt.Errorf("side %s: a WAN link needs a NAT (kind none puts its hosts on the public segment)", s.Name)
+			}
+			if err := l.shapeLink("nat"+s.Name, "wan0", *s.WAN); err != nil {
+				return fmt.Errorf("side %s's WAN link: %w", s.Name, err)
+			}
 		}
 	}
 	return nil
