@@ -150,11 +150,11 @@ func (s *Server) Close() error {
 // Handler serves the endpoint's API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/healthz", only("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/healthz", web.Method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})))
-	mux.Handle("/api/status", only("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
-	mux.Handle("/api/reload", only("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
+	mux.Handle("/api/status", web.Method("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
+	mux.Handle("/api/reload", web.Method("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
 	if s.cfg.PprofEnable {
 		s.guard.MountPprof(mux)
 	}
@@ -166,17 +166,6 @@ func (s *Server) Handler() http.Handler {
 		h = web.LocalHostOnly(h)
 	}
 	return web.SecurityHeaders(web.NoCrossSite(h))
-}
-
-func only(m string, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != m && !(m == "GET" && r.Method == "HEAD") {
-			w.Header().Set("Allow", m)
-			web.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

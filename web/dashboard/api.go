@@ -1,16 +1,11 @@
 package dashboard
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/wire"
@@ -21,13 +16,6 @@ import (
 // The JSON API. Every figure the pages show comes from here; README.md documents each endpoint.
 // Byte counts are integers, rates bytes per second, durations milliseconds (fields ending in Ms)
 // or seconds (ending in Seconds), times RFC 3339.
-
-// Me answers GET /api/me.
-type Me struct {
-	AuthRequired  bool   `json:"authRequired"`
-	Authenticated bool   `json:"authenticated"`
-	Version       string `json:"version"`
-}
 
 // Overview answers GET /api/overview.
 type Overview struct {
@@ -172,108 +160,13 @@ type Sessions struct {
 // ms converts a duration to fractional milliseconds.
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// query checks a request's query: only the named parameters, each at most once.
-func query(r *http.Request, allowed ...string) (url.Values, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, fmt.Errorf("malformed query: %v", err)
-	}
-	for k, v := range q {
-		if !slices.Contains(allowed, k) {
-			if len(allowed) == 0 {
-				return nil, fmt.Errorf("unknown query parameter %q; this endpoint takes none", k)
-			}
-			return nil, fmt.Errorf("unknown query parameter %q; this endpoint takes: %s", k, strings.Join(allowed, ", "))
-		}
-		if len(v) > 1 {
-			return nil, fmt.Errorf("query parameter %q given %d times", k, len(v))
-		}
-	}
-	return q, nil
-}
-
 func (s *Server) today(now time.Time) time.Time {
 	y, m, d := now.In(s.opts.Location).Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, s.opts.Location)
 }
 
-func (s *Server) me(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
-		web.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	me := Me{AuthRequired: s.guard.Required(), Version: rendezvous.Version}
-	// Only a session cookie counts here: basic credentials are checked (and counted) by the API.
-	me.Authenticated = !me.AuthRequired || s.guard.HasSession(r)
-	web.WriteJSON(w, http.StatusOK, me)
-}
-
-// login answers POST /api/login: {"user": "...", "password": "..."} (JSON or a form) starts a
-// session cookie.
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
-		web.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if !s.guard.Required() {
-		web.WriteJSON(w, http.StatusOK, Me{Authenticated: true, Version: rendezvous.Version})
-		return
-	}
-	var creds struct {
-		User     string `json:"user"`
-		Password string `json:"password"`
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch ct {
-	case "application/json":
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&creds); err != nil {
-			web.WriteError(w, http.StatusBadRequest, "malformed login: "+jsonError(err))
-			return
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			web.WriteError(w, http.StatusBadRequest, "malformed login: data after the JSON object")
-			return
-		}
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err != nil {
-			web.WriteError(w, http.StatusBadRequest, "malformed login form: "+err.Error())
-			return
-		}
-		creds.User, creds.Password = r.PostForm.Get("user"), r.PostForm.Get("password")
-	default:
-		web.WriteError(w, http.StatusUnsupportedMediaType, "send the login as application/json: {\"user\": \"...\", \"password\": \"...\"}")
-		return
-	}
-	if err := s.guard.CheckCredentials(web.ClientAddr(r), creds.User, creds.Password); err != nil {
-		s.log.Info("dashboard login refused", "remote", r.RemoteAddr, "err", err)
-		s.guard.Deny(w, r, err)
-		return
-	}
-	s.guard.NewSession(w)
-	web.WriteJSON(w, http.StatusOK, Me{AuthRequired: true, Authenticated: true, Version: rendezvous.Version})
-}
-
-func jsonError(err error) string {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return fmt.Sprintf("body larger than %d bytes", mbe.Limit)
-	}
-	if errors.Is(err, io.EOF) {
-		return "empty body"
-	}
-	return err.Error()
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	s.guard.EndSession(w, r)
-	web.WriteJSON(w, http.StatusOK, Me{AuthRequired: s.guard.Required(), Version: rendezvous.Version})
-}
-
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
+	if _, err := web.Query(r); err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -333,7 +226,7 @@ func (s *Server) buildOverview(snap *rendezvous.Snapshot) Overview {
 }
 
 func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
+	if _, err := web.Query(r); err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -361,7 +254,7 @@ func nonNil[T any](s []T) []T {
 var proxyTypes = wire.ProxyKindNames()
 
 func (s *Server) proxies(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "type", "status")
+	q, err := web.Query(r, "type", "status")
 	if err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -435,7 +328,7 @@ func (s *Server) findProxy(w http.ResponseWriter, r *http.Request) (*rendezvous.
 }
 
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
+	if _, err := web.Query(r); err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -459,7 +352,7 @@ func parseRange(q url.Values, def string) (time.Duration, string, error) {
 }
 
 func (s *Server) proxyTraffic(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "range")
+	q, err := web.Query(r, "range")
 	if err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -481,7 +374,7 @@ func (s *Server) proxyTraffic(w http.ResponseWriter, r *http.Request) {
 // traffic answers GET /api/traffic: the server's total, per tick up to an hour, per bucket
 // beyond.
 func (s *Server) traffic(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "range")
+	q, err := web.Query(r, "range")
 	if err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -503,7 +396,7 @@ func (s *Server) traffic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) sessions(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
+	if _, err := web.Query(r); err != nil {
 		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}

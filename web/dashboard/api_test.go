@@ -385,7 +385,7 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 	// The page itself and its assets carry no data and need no login.
-	for _, path := range []string{"/", "/static/app.js", "/static/app.css", "/favicon.svg", "/healthz", "/api/me"} {
+	for _, path := range []string{"/", "/static/app.js", "/static/xp2p.css", "/favicon.svg", "/healthz", "/api/me"} {
 		res, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,4 +331,36 @@ bindPort = %d
 	if status != 401 {
 		t.Errorf("after signing out the API answers %d, want 401", status)
 	}
+}
+
+// TestBrowserCredentialsInURL opens the dashboard as frp users open frp's panel, with the user
+// and password in the URL: the page signs in with them (fetch() refuses URLs that carry
+// credentials, so the page must call its API by the origin alone), and wrong ones in the URL
+// say so on the sign-in card.
+func TestBrowserCredentialsInURL(t *testing.T) {
+	ctx := newBrowser(t)
+	srv := testnet.StartServer(t, "")
+	d := startDashboard(t, srv, authCfg(), Options{})
+	withCreds := func(user, pass string) string {
+		u, err := url.Parse(d.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(user, pass)
+		return u.String() + "/"
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(withCreds(testUser, "wrong-password"))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `!document.getElementById('login').hidden && document.getElementById('login-error').textContent.includes('in the address are wrong')`, "wrong credentials in the URL are reported on the sign-in card")
+	if msg, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('login-error').textContent`)); strings.Contains(msg, "fetch") {
+		t.Fatalf("the sign-in card blames fetch: %q", msg)
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(withCreds(testUser, testPassword))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, 10*time.Second, `!document.getElementById('app').hidden && document.getElementById('ov-proxies').dataset.value === '0' && document.getElementById('live').classList.contains('ok')`, "the credentials in the URL sign in and the overview loads")
+	screenshot(t, ctx, "dashboard-credentials-in-url.png")
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -168,21 +167,16 @@ func (s *Server) Close() error {
 // Handler serves the pages, the API and /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(webFS, "web")
-	files := http.FileServerFS(static)
-	mux.Handle("/{$}", method("GET", files))
-	mux.Handle("/static/", method("GET", noListing(http.StripPrefix("/static/", files))))
-	mux.Handle("/favicon.svg", method("GET", files))
-	mux.Handle("/healthz", method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	pages, _ := fs.Sub(webFS, "web")
+	web.Site(mux, pages)
+	mux.Handle("/healthz", web.Method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})))
 
-	mux.Handle("/api/me", method("GET", http.HandlerFunc(s.me)))
-	mux.Handle("/api/login", method("POST", http.HandlerFunc(s.login)))
-	mux.Handle("/api/logout", method("POST", http.HandlerFunc(s.logout)))
+	s.guard.MountLogin(mux, "dashboard", rendezvous.Version, s.log)
 
 	api := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, method("GET", s.guard.Wrap(h)))
+		mux.Handle(pattern, web.Method("GET", s.guard.Wrap(h)))
 	}
 	api("/api/overview", s.overview)
 	api("/api/clients", s.clients)
@@ -191,7 +185,7 @@ func (s *Server) Handler() http.Handler {
 	api("/api/proxies/{name}/traffic", s.proxyTraffic)
 	api("/api/traffic", s.traffic)
 	api("/api/sessions", s.sessions)
-	mux.Handle("/metrics", method("GET", s.guard.Wrap(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+	mux.Handle("/metrics", web.Method("GET", s.guard.Wrap(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))))
 	if s.cfg.PprofEnable {
@@ -205,31 +199,4 @@ func (s *Server) Handler() http.Handler {
 		h = web.LocalHostOnly(h)
 	}
 	return web.SecurityHeaders(web.NoCrossSite(h))
-}
-
-// noListing refuses directory listings.
-func noListing(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") {
-			web.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// method lets only one method (and HEAD with GET) through, answering others 405 in JSON.
-func method(m string, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != m && !(m == "GET" && r.Method == "HEAD") {
-			allow := m
-			if m == "GET" {
-				allow = "GET, HEAD"
-			}
-			w.Header().Set("Allow", allow)
-			web.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+"; use "+m)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }

@@ -1,9 +1,7 @@
-// xp2p dashboard: plain JavaScript, no framework, no external resources. Every figure comes from
-// the JSON API of the same server and refreshes every 2 seconds.
+// xp2p dashboard: the server's pages. Every figure comes from the JSON API of the same server
+// and refreshes every 2 seconds; sign-in, formats and the refresh loop are xp2p.js's (shared
+// with the client's page).
 'use strict';
-
-const REFRESH_MS = 2000;
-const $ = (id) => document.getElementById(id);
 
 const state = {
   page: 'overview',
@@ -14,170 +12,8 @@ const state = {
   proxyFilter: '',
   clientFilter: '',
   sort: { key: 'name', asc: true },
-  authRequired: false,
-  timer: null,
-  running: false,
-  generation: 0,
   last: {},                // latest answers, by endpoint
 };
-
-// ---------- formatting ----------
-
-const UNITS = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
-
-function scaled(n) {
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
-  return [n, i];
-}
-
-function fmtBytes(n) {
-  if (n == null || !isFinite(n)) return '–';
-  if (n === 0) return '0 B';
-  const [v, i] = scaled(n);
-  const digits = i === 0 ? 0 : v < 10 ? 2 : v < 100 ? 1 : 0;
-  return v.toFixed(digits) + ' ' + UNITS[i];
-}
-
-function fmtRate(n) {
-  if (n == null || !isFinite(n) || n < 0.5) return '0 B/s';
-  return fmtBytes(n) + '/s';
-}
-
-function fmtMs(ms) {
-  if (!ms) return '–';
-  if (ms < 1) return Math.round(ms * 1000) + ' µs';
-  if (ms < 10) return ms.toFixed(2) + ' ms';
-  if (ms < 1000) return ms.toFixed(ms < 100 ? 1 : 0) + ' ms';
-  return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
-}
-
-function fmtAge(sec) {
-  sec = Math.max(0, Math.floor(sec || 0));
-  if (sec < 60) return sec + ' s';
-  const m = Math.floor(sec / 60);
-  if (m < 60) return m + ' min';
-  const h = Math.floor(m / 60);
-  if (h < 24) return h + ' h ' + (m % 60) + ' min';
-  const d = Math.floor(h / 24);
-  return d + ' d ' + (h % 24) + ' h';
-}
-
-function fmtInt(n) { return (n || 0).toLocaleString('en-US'); }
-
-function fmtClock(ms, seconds) {
-  const d = new Date(ms);
-  const p = (x) => String(x).padStart(2, '0');
-  return p(d.getHours()) + ':' + p(d.getMinutes()) + (seconds ? ':' + p(d.getSeconds()) : '');
-}
-
-function fmtDate(iso) {
-  const d = new Date(iso);
-  return isNaN(d) ? '' : d.toLocaleString();
-}
-
-function pct(x) { return Math.round(x * 100) + '%'; }
-
-// ---------- DOM helpers (text only: names come from clients and are never parsed as HTML) ----------
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  if (attrs) {
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v == null || v === false) continue;
-      if (k === 'class') e.className = v;
-      else if (k === 'text') e.textContent = v;
-      else e.setAttribute(k, v);
-    }
-  }
-  for (const c of children) {
-    if (c == null) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
-
-function setText(id, text, raw) {
-  const e = $(id);
-  if (!e) return;
-  if (e.textContent !== text) e.textContent = text;
-  if (raw !== undefined) e.dataset.value = String(raw);
-}
-
-function fillBody(table, rows, emptyText) {
-  const tbody = table.tBodies[0];
-  const cols = table.tHead.rows[0].cells.length;
-  if (!rows.length) {
-    rows = [el('tr', null, el('td', { class: 'empty', colspan: cols }, emptyText))];
-  }
-  tbody.replaceChildren(...rows);
-}
-
-function tag(type) { return el('span', { class: 'tag ' + type }, type); }
-function pill(kind, text) { return el('span', { class: 'pill ' + kind }, text || kind); }
-function mono(text) { return el('span', { class: 'mono' }, text); }
-function two(main, secondary) {
-  return el('div', null, el('div', { class: 'strong' }, main), secondary ? el('div', { class: 'secondary' }, secondary) : null);
-}
-
-// ---------- API ----------
-
-class AuthError extends Error {}
-
-async function api(path, opts = {}) {
-  const res = await fetch(path, {
-    method: opts.method || 'GET',
-    credentials: 'same-origin',
-    cache: 'no-store',
-    headers: Object.assign({ 'X-Requested-With': 'xp2p-dashboard' }, opts.headers || {}),
-    body: opts.body,
-  });
-  let body = null;
-  try { body = await res.json(); } catch (e) { /* not JSON */ }
-  if (res.status === 401 && !opts.login) throw new AuthError((body && body.error) || 'authentication required');
-  if (!res.ok) {
-    const err = new Error((body && body.error) || res.status + ' ' + res.statusText);
-    err.status = res.status;
-    throw err;
-  }
-  return body;
-}
-
-// ---------- login ----------
-
-function showLogin(message) {
-  stopPolling();
-  $('app').hidden = true;
-  $('login').hidden = false;
-  $('login-error').textContent = message || '';
-  (($('login-user').value) ? $('login-password') : $('login-user')).focus();
-}
-
-async function submitLogin(ev) {
-  ev.preventDefault();
-  const btn = $('login-submit');
-  btn.disabled = true;
-  $('login-error').textContent = '';
-  try {
-    await api('/api/login', {
-      method: 'POST', login: true,
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ user: $('login-user').value, password: $('login-password').value }),
-    });
-    $('login-password').value = '';
-    showApp();
-  } catch (e) {
-    $('login-error').textContent = e.status === 401 ? 'Wrong user or password.' : e.message;
-    $('login-password').select();
-  } finally {
-    btn.disabled = false;
-  }
-}
-
-async function logout() {
-  try { await api('/api/logout', { method: 'POST' }); } catch (e) { /* gone anyway */ }
-  showLogin('Signed out.');
-}
 
 // ---------- navigation ----------
 
@@ -193,60 +29,29 @@ function route() {
   refresh();
 }
 
-function showApp() {
-  $('login').hidden = true;
-  $('app').hidden = false;
-  $('logout').hidden = !state.authRequired;
-  route();
-}
-
-function stopPolling() {
-  state.generation++;
-  clearTimeout(state.timer);
-  state.timer = null;
-}
-
-// refresh fetches what the current page shows, renders it, and schedules the next refresh.
-async function refresh() {
-  stopPolling();
-  const gen = state.generation;
-  try {
-    const page = state.page;
-    const jobs = { overview: api('/api/overview') };
-    if (page === 'overview') {
-      jobs.traffic = api('/api/traffic?range=' + state.totalRange);
-      jobs.proxies = api('/api/proxies');
-    } else if (page === 'clients') {
-      jobs.clients = api('/api/clients');
-    } else if (page === 'proxies') {
-      jobs.proxies = api('/api/proxies');
-      if (state.selected) {
-        jobs.proxyTraffic = api('/api/proxies/' + encodeURIComponent(state.selected) + '/traffic?range=' + state.proxyRange)
-          .catch((e) => { if (e.status === 404) return null; throw e; });
-      }
-    } else if (page === 'sessions') {
-      jobs.sessions = api('/api/sessions');
+// refreshPage fetches what the current page shows and renders it.
+async function refreshPage(current) {
+  const page = state.page;
+  const jobs = { overview: api('/api/overview') };
+  if (page === 'overview') {
+    jobs.traffic = api('/api/traffic?range=' + state.totalRange);
+    jobs.proxies = api('/api/proxies');
+  } else if (page === 'clients') {
+    jobs.clients = api('/api/clients');
+  } else if (page === 'proxies') {
+    jobs.proxies = api('/api/proxies');
+    if (state.selected) {
+      jobs.proxyTraffic = api('/api/proxies/' + encodeURIComponent(state.selected) + '/traffic?range=' + state.proxyRange)
+        .catch((e) => { if (e.status === 404) return null; throw e; });
     }
-    const data = {};
-    for (const [k, p] of Object.entries(jobs)) data[k] = await p;
-    if (gen !== state.generation) return;
-    Object.assign(state.last, data);
-    render(page, data);
-    setLive(true);
-  } catch (e) {
-    if (gen !== state.generation) return;
-    if (e instanceof AuthError) { showLogin('Your session ended; please sign in again.'); return; }
-    setLive(false, e.message);
+  } else if (page === 'sessions') {
+    jobs.sessions = api('/api/sessions');
   }
-  if (gen === state.generation) state.timer = setTimeout(refresh, REFRESH_MS);
-}
-
-function setLive(ok, why) {
-  const live = $('live');
-  live.classList.toggle('ok', ok);
-  live.classList.toggle('bad', !ok);
-  setText('live-text', ok ? 'live' : 'disconnected');
-  live.title = ok ? 'Figures refresh every 2 seconds' : 'Cannot reach the server: ' + (why || '') + '. Retrying.';
+  const data = {};
+  for (const [k, p] of Object.entries(jobs)) data[k] = await p;
+  if (!current()) return;
+  Object.assign(state.last, data);
+  render(page, data);
 }
 
 function render(page, d) {
@@ -256,8 +61,6 @@ function render(page, d) {
   if (page === 'proxies') renderProxies(d.proxies, d.proxyTraffic);
   if (page === 'sessions') renderSessions(d.overview, d.sessions);
 }
-
-function fmtVersion(v) { return /^\d/.test(v) ? 'v' + v : v; }
 
 function renderHeader(o) {
   setText('version', fmtVersion(o.version));
@@ -581,9 +384,7 @@ function segment(id, attr, onPick) {
   });
 }
 
-async function boot() {
-  $('login-form').addEventListener('submit', submitLogin);
-  $('logout').addEventListener('click', logout);
+function start() {
   window.addEventListener('hashchange', route);
   segment('range-total', 'range', (r) => { state.totalRange = r; refresh(); });
   segment('range-proxy', 'range', (r) => { state.proxyRange = r; refresh(); });
@@ -606,14 +407,7 @@ async function boot() {
   window.addEventListener('resize', () => {
     if (state.page === 'overview' && state.last.traffic) drawChart($('chart-total'), state.last.traffic, ['in', 'out', 'p2p'], { seconds: state.last.traffic.step < 60 });
   });
-  try {
-    const me = await api('/api/me');
-    state.authRequired = me.authRequired;
-    setText('version', fmtVersion(me.version));
-    if (me.authenticated) showApp(); else showLogin();
-  } catch (e) {
-    showLogin('Cannot reach the server: ' + e.message);
-  }
+  boot({ what: 'server', subtitle: 'Server dashboard', refresh: refreshPage, show: route });
 }
 
-document.addEventListener('DOMContentLoaded', boot);
+document.addEventListener('DOMContentLoaded', start);
