@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/wire"
