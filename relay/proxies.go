@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -53,8 +54,9 @@ var (
 
 // ProxiesConfig is what the server's config says about public ports.
 type ProxiesConfig struct {
-	BindAddr          string
-	PortAllowed       func(int) bool
+	BindAddr string
+	// AllowPorts are the ports proxies may take (the server's allowPorts; empty: any).
+	AllowPorts        []config.PortRange
 	MaxPortsPerClient int
 	// UDPIdleTimeout expires a udp proxy's per-source session.
 	UDPIdleTimeout time.Duration
@@ -63,8 +65,9 @@ type ProxiesConfig struct {
 
 // Proxies is the server's set of public tcp/udp ports.
 type Proxies struct {
-	cfg   ProxiesConfig
-	stats *StatsBook
+	cfg     ProxiesConfig
+	allowed portSet
+	stats   *StatsBook
 
 	mu       sync.Mutex
 	tcpPorts map[int]*tcpPort
@@ -84,11 +87,9 @@ func NewProxies(cfg ProxiesConfig, stats *StatsBook) *Proxies {
 	if cfg.UDPIdleTimeout == 0 {
 		cfg.UDPIdleTimeout = 60 * time.Second
 	}
-	if cfg.PortAllowed == nil {
-		cfg.PortAllowed = func(int) bool { return true }
-	}
 	return &Proxies{
 		cfg:      cfg,
+		allowed:  portSet(cfg.AllowPorts),
 		stats:    stats,
 		tcpPorts: map[int]*tcpPort{},
 		udpPorts: map[int]*udpProxy{},
@@ -136,7 +137,7 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 	if _, dup := p.byKey[key]; dup {
 		return "", fmt.Errorf("proxy %q is already registered by this client", req.Name)
 	}
-	if req.RemotePort != 0 && !p.cfg.PortAllowed(req.RemotePort) {
+	if !p.allowed.allows(req.RemotePort) {
 		return "", fmt.Errorf("remotePort %d: %w", req.RemotePort, ErrPortNotAllowed)
 	}
 	if max := p.cfg.MaxPortsPerClient; max > 0 && p.perOwner[owner] >= max {
@@ -182,7 +183,7 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 	if _, busy := p.tcpPorts[req.RemotePort]; busy && req.RemotePort != 0 {
 		return 0, fmt.Errorf("remotePort %d: %w", req.RemotePort, ErrPortInUse)
 	}
-	ln, err := p.listenTCP(req.RemotePort)
+	ln, err := p.listenTCPLocked(req.RemotePort)
 	if err != nil {
 		return 0, err
 	}
@@ -211,26 +212,25 @@ func (tp *tcpPort) join(m *member, req *wire.NewProxy) (int, error) {
 	return tp.port, nil
 }
 
-// listenTCP listens on port, or on an allowed free port when port is 0.
-func (p *Proxies) listenTCP(port int) (net.Listener, error) {
+// listenTCPLocked listens on port, or on a free allowed port when port is 0.
+func (p *Proxies) listenTCPLocked(port int) (net.Listener, error) {
+	listen := func(port int) (net.Listener, error) {
+		return net.Listen("tcp", net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)))
+	}
 	if port != 0 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)))
+		ln, err := listen(port)
 		if err != nil {
 			return nil, fmt.Errorf("remotePort %d: %w (%v)", port, ErrPortInUse, err)
 		}
 		return ln, nil
 	}
-	for range 64 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(p.cfg.BindAddr, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("listen on a free port: %w", err)
-		}
-		if p.cfg.PortAllowed(ln.Addr().(*net.TCPAddr).Port) {
-			return ln, nil
-		}
-		ln.Close()
+	var ln net.Listener
+	held := func(port int) bool { _, ok := p.tcpPorts[port]; return ok }
+	err := p.allowed.pick(held, func(port int) (err error) { ln, err = listen(port); return err })
+	if err != nil {
+		return nil, fmt.Errorf("remotePort 0: %w", err)
 	}
-	return nil, fmt.Errorf("no free port within allowPorts: %w", ErrPortInUse)
+	return ln, nil
 }
 
 func (p *Proxies) acceptTCP(tp *tcpPort) {

@@ -248,24 +248,24 @@ func (p *Proxies) addUDPLocked(m *member, req *wire.NewProxy) (int, error) {
 			return 0, fmt.Errorf("remotePort %d/udp: %w", req.RemotePort, ErrPortInUse)
 		}
 	}
-	var conn *net.UDPConn
 	bind, err := netip.ParseAddr(p.cfg.BindAddr)
 	if err != nil {
 		bind = netip.IPv4Unspecified()
 	}
-	for range 64 {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(req.RemotePort))))
-		if err != nil {
+	var conn *net.UDPConn
+	listen := func(port int) (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(port))))
+		return err
+	}
+	if req.RemotePort != 0 {
+		if err := listen(req.RemotePort); err != nil {
 			return 0, fmt.Errorf("remotePort %d/udp: %w (%v)", req.RemotePort, ErrPortInUse, err)
 		}
-		if req.RemotePort != 0 || p.cfg.PortAllowed(c.LocalAddr().(*net.UDPAddr).Port) {
-			conn = c
-			break
+	} else {
+		held := func(port int) bool { _, ok := p.udpPorts[port]; return ok }
+		if err := p.allowed.pick(held, listen); err != nil {
+			return 0, fmt.Errorf("remotePort 0/udp: %w", err)
 		}
-		c.Close()
-	}
-	if conn == nil {
-		return 0, fmt.Errorf("no free udp port within allowPorts: %w", ErrPortInUse)
 	}
 	stats := m.stats
 	up := &udpProxy{member: m, fan: &UDPFanout{

@@ -88,7 +88,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 	}
 	ports := relay.NewProxies(relay.ProxiesConfig{
 		BindAddr:          cfg.ProxyBindAddr,
-		PortAllowed:       cfg.PortAllowed,
+		AllowPorts:        cfg.AllowPorts,
 		MaxPortsPerClient: cfg.MaxPortsPerClient,
 		Log:               log,
 	}, s.Stats)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -455,5 +456,97 @@ func TestUserPrefixAndPortQuota(t *testing.T) {
 	}
 	if running != 2 || refused != 1 {
 		t.Errorf("%d proxies running and %d refused, want 2 and 1 (maxPortsPerClient = 2)", running, refused)
+	}
+}
+
+// freeRangeBelowEphemeral returns n consecutive ports below the kernel's ephemeral range
+// (32768 up on Linux) that were free for TCP and UDP a moment ago: allowPorts of the kind the
+// frp guides use (e.g. 6000-7000), which the system's own choice of a free port never hits.
+func freeRangeBelowEphemeral(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + mrand.IntN(12000-n)
+		free := true
+		for p := base; p < base+n && free; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				break
+			}
+			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			l.Close()
+			if err != nil {
+				free = false
+				break
+			}
+			u.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no %d free ports in a row below 32768", n)
+	return 0
+}
+
+// TestRemotePortZeroFromAllowPorts: remotePort = 0 takes a free port of allowPorts even when
+// allowPorts lies outside the kernel's ephemeral range (it failed with "no free port within
+// allowPorts" before), for tcp and udp, and says so clearly once every allowed port is taken.
+func TestRemotePortZeroFromAllowPorts(t *testing.T) {
+	t.Parallel()
+	base := freeRangeBelowEphemeral(t, 4)
+	srv := startServer(t, fmt.Sprintf("allowPorts = [{ start = %d, end = %d }, { single = %d }]\n", base, base+1, base+3))
+	inRange := func(addr string) bool {
+		_, ps, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(ps)
+		return p == base || p == base+1 || p == base+3
+	}
+	echo := startTCPService(t, echoHandler)
+	uecho := startUDPEcho(t)
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		tcpProxy("t1", echo.Port(), 0)+tcpProxy("t2", echo.Port(), 0)+udpProxy("u1", uecho.Port(), 0))
+	tcpAddrs := map[string]bool{}
+	for _, name := range []string{"t1", "t2"} {
+		addr := waitRunning(t, c, name)
+		if !inRange(addr) {
+			t.Fatalf("%s published on %s, outside allowPorts", name, addr)
+		}
+		tcpAddrs[addr] = true
+		if err := roundTrip(addr, []byte("through "+name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tcpAddrs) != 2 {
+		t.Fatalf("two tcp proxies on one port: %v", tcpAddrs)
+	}
+	uaddr := waitRunning(t, c, "u1")
+	if !inRange(uaddr) {
+		t.Fatalf("u1 published on %s, outside allowPorts", uaddr)
+	}
+	src, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	resent := false
+	if err := udpAsk(src, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(uaddr)), []byte("udp through u1"), "udp", &resent); err != nil {
+		t.Fatal(err)
+	}
+
+	// The third allowed tcp port is taken by another program: a third tcp proxy gets a clear error.
+	for p := base; p <= base+3; p++ {
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+	}
+	late := startClient(t, clientHeader(srv.Port(), testToken, "")+tcpProxy("t3", echo.Port(), 0))
+	pi := waitProxyStatus(t, late, "t3")
+	if want := "remotePort 0: no free port within allowPorts (3 ports;"; !strings.Contains(pi.Status, want) {
+		t.Errorf("t3 with allowPorts full: status %q, want %q", pi.Status, want)
+	}
+	for addr := range tcpAddrs {
+		if err := roundTrip(addr, []byte("still through")); err != nil {
+			t.Errorf("a published proxy after the refusal: %v", err)
+		}
 	}
 }
