@@ -5,9 +5,7 @@ package peer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/session"
@@ -36,10 +35,12 @@ var Version = "dev"
 
 // Client is a running xp2p client.
 type Client struct {
-	cfg   *config.Client
-	log   *slog.Logger
-	runID string
-	links []*serverLink
+	cfg *config.Client
+	log *slog.Logger
+	// runKey identifies this process to the servers (auth.RunKey); runID is its hash.
+	runKey auth.RunKey
+	runID  string
+	links  []*serverLink
 
 	udp      *net.UDPConn
 	sock     *quicsock.Conn
@@ -179,8 +180,9 @@ func (lp *localProxy) summary(n int) (state string, remotes []string) {
 	return "pending", remotes
 }
 
-// LoginError is a login the server refused (wrong token, too many failures).
-type LoginError struct{ Reason string }
+// LoginError is a login the server refused (wrong token, too many failures): Code is the
+// server's wire.Code*, Reason its words.
+type LoginError struct{ Code, Reason string }
 
 func (e *LoginError) Error() string { return "login refused by server: " + e.Reason }
 
@@ -189,12 +191,12 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	rid := make([]byte, 8)
-	rand.Read(rid)
+	runKey := auth.NewRunKey()
 	c := &Client{
 		cfg:       cfg,
 		log:       log,
-		runID:     hex.EncodeToString(rid),
+		runKey:    runKey,
+		runID:     runKey.ID(),
 		paths:     newPaths(),
 		anyChange: make(chan struct{}),
 		fatal:     make(chan error, 1),

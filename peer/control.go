@@ -39,6 +39,9 @@ type control struct {
 	lastPong atomic.Int64
 	// dgrams carries udp proxies' datagrams when the session is QUIC and the server takes them.
 	dgrams *session.FlowDatagrams
+	// workKey is the session's key that its work connections prove (both ways), exported from
+	// its TLS once the server proved the token: only this client and that server know it.
+	workKey []byte
 }
 
 // heartbeat pings the server every heartbeatInterval and ends the session when no answer came
@@ -235,6 +238,8 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 	login := &wire.Login{
 		Version:      Version,
 		RunID:        c.runID,
+		RunKey:       c.runKey.Public(),
+		RunSig:       c.runKey.Sign(exporter),
 		Hostname:     hostname(),
 		User:         c.cfg.User,
 		Proof:        auth.Proof(l.token, exporter, auth.RoleClient),
@@ -254,10 +259,14 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	if res.Error != "" {
-		return nil, &LoginError{Reason: res.Error}
+		return nil, &LoginError{Code: res.Code, Reason: res.Error}
 	}
 	if !auth.Verify(l.token, exporter, auth.RoleServer, res.Proof) {
 		return nil, errors.New("the server could not prove it knows auth.token: wrong server address, or someone in the middle")
+	}
+	workKey, err := auth.Exporter(sess.TLS(), "work key")
+	if err != nil {
+		return nil, err
 	}
 	ctl := &control{
 		c:        c,
@@ -268,6 +277,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		since:    time.Now(),
 		pending:  map[uint64]chan *wire.ConnectResult{},
 		relayOut: make(chan []byte, 1024),
+		workKey:  workKey,
 	}
 	ctl.dgrams = session.NewFlowDatagrams(session.Conn(sess))
 	return ctl, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -55,7 +56,7 @@ func (l *serverLink) runWorkPool(ctx context.Context, ctl *control) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
-		go func() { defer wg.Done(); l.workWorker(ctx, tlsConf, refill) }()
+		go func() { defer wg.Done(); l.workWorker(ctx, ctl, tlsConf, refill) }()
 	}
 	wg.Wait()
 }
@@ -73,15 +74,19 @@ func (l *serverLink) hasTCPProxies() bool {
 
 // workWorker keeps one idle work connection: dial it, wait for a user, hand the user to a new
 // goroutine, dial the next.
-func (l *serverLink) workWorker(ctx context.Context, tlsConf *tls.Config, refill *rate.Limiter) {
+func (l *serverLink) workWorker(ctx context.Context, ctl *control, tlsConf *tls.Config, refill *rate.Limiter) {
 	b := backoff{min: time.Second, max: 30 * time.Second}
 	for ctx.Err() == nil {
 		if err := refill.Wait(ctx); err != nil {
 			return
 		}
-		w, err := l.dialWork(ctx, tlsConf)
+		w, err := l.dialWork(ctx, ctl, tlsConf)
 		if err != nil {
-			l.c.log.Debug("work connection", "server", l.ep.Addr, "err", err)
+			if errors.Is(err, errWorkServerProof) {
+				l.c.log.Warn("work connection refused", "server", l.ep.Addr, "err", err)
+			} else {
+				l.c.log.Debug("work connection", "server", l.ep.Addr, "err", err)
+			}
 			select {
 			case <-time.After(b.next()):
 				continue
@@ -110,8 +115,22 @@ func (l *serverLink) workWorker(ctx context.Context, tlsConf *tls.Config, refill
 	}
 }
 
-// dialWork opens one work connection and proves the token on it.
-func (l *serverLink) dialWork(ctx context.Context, tlsConf *tls.Config) (netx.TLSConn, error) {
+// errWorkServerProof: the other end of a work connection could not prove the control session's
+// key: it is not the server the client logged in to.
+var errWorkServerProof = errors.New("work connection: the other end could not prove the session's key: someone in the middle of the TCP connection")
+
+// errWorkRefused is a work connection the server answered with a refusal (its Code says why).
+type errWorkRefused struct{ code, reason string }
+
+func (e *errWorkRefused) Error() string {
+	return "work connection refused (" + e.code + "): " + e.reason
+}
+
+// dialWork opens one work connection: the client proves the control session's key, bound to
+// this connection's TLS, and the server must prove it back before the connection may carry a
+// user. A man in the middle of the TCP connection thus learns nothing it could test a token
+// against and cannot hand the client a user of its own.
+func (l *serverLink) dialWork(ctx context.Context, ctl *control, tlsConf *tls.Config) (netx.TLSConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, time.Duration(l.c.cfg.Transport.DialServerTimeout)*time.Second)
 	defer cancel()
 	var d net.Dialer
@@ -125,18 +144,33 @@ func (l *serverLink) dialWork(ctx context.Context, tlsConf *tls.Config) (netx.TL
 		return netx.TLSConn{}, err
 	}
 	w := netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}
-	if tc.ConnectionState().NegotiatedProtocol != tlsconf.ALPNWork {
+	fail := func(err error) (netx.TLSConn, error) {
 		w.Close()
-		return netx.TLSConn{}, errors.New("server does not take work connections")
+		return netx.TLSConn{}, err
+	}
+	if tc.ConnectionState().NegotiatedProtocol != tlsconf.ALPNWork {
+		return fail(errors.New("server does not take work connections"))
 	}
 	exporter, err := auth.Exporter(tc.ConnectionState(), "work")
 	if err != nil {
-		w.Close()
-		return netx.TLSConn{}, err
+		return fail(err)
 	}
-	if err := wire.Write(w, &wire.WorkConn{RunID: l.c.runID, Proof: auth.Proof(l.token, exporter, auth.RoleClient)}); err != nil {
-		w.Close()
-		return netx.TLSConn{}, err
+	if dl, ok := dctx.Deadline(); ok {
+		w.SetDeadline(dl)
 	}
+	if err := wire.Write(w, &wire.WorkConn{RunID: l.c.runID, Proof: auth.Proof(ctl.workKey, exporter, auth.RoleClient)}); err != nil {
+		return fail(err)
+	}
+	res, err := wire.ReadAs[*wire.WorkConnResult](w)
+	if err != nil {
+		return fail(fmt.Errorf("work connection: %w", err))
+	}
+	if res.Code != "" {
+		return fail(&errWorkRefused{code: res.Code, reason: res.Error})
+	}
+	if !auth.Verify(ctl.workKey, exporter, auth.RoleServer, res.Proof) {
+		return fail(errWorkServerProof)
+	}
+	w.SetDeadline(time.Time{})
 	return w, nil
 }

@@ -42,6 +42,9 @@ type client struct {
 	relayFrames chan []byte
 
 	work workPool
+	// workKey is the control session's key its work connections prove (both ways): exported
+	// from the session's TLS, so only this client and this server know it.
+	workKey []byte
 
 	// dgrams carries udp proxies' datagrams on a QUIC session whose client takes them (nil: none).
 	dgrams *session.FlowDatagrams

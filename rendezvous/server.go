@@ -302,25 +302,37 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 		return nil, fmt.Errorf("read login: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Time{})
-	refuse := func(why string) error {
+	refuse := func(code, why string) error {
 		ctrl.SetWriteDeadline(time.Now().Add(time.Second))
-		wire.Write(ctrl, &wire.LoginResult{Error: why})
+		wire.Write(ctrl, &wire.LoginResult{Code: code, Error: why})
 		ctrl.CloseWrite()
 		return errors.New(why)
 	}
 	if ok, wait := s.limiter.Check(remote.Addr()); !ok {
-		return nil, refuse(fmt.Sprintf("too many failed logins from %s; retry in %s", remote.Addr(), wait.Round(time.Second)))
+		return nil, refuse(wire.CodeRateLimited, fmt.Sprintf("too many failed logins from %s; retry in %s", remote.Addr(), wait.Round(time.Second)))
 	}
 	exporter, err := auth.Exporter(sess.TLS(), "control")
 	if err != nil {
-		return nil, refuse("internal error: " + err.Error())
+		return nil, refuse(wire.CodeInternal, "internal error: "+err.Error())
 	}
 	if !auth.Verify(s.token, exporter, auth.RoleClient, msg.Proof) {
 		s.limiter.Fail(remote.Addr())
 		s.Events.authFailure()
-		return nil, refuse("authentication failed: wrong auth.token")
+		return nil, refuse(wire.CodeAuth, "authentication failed: wrong auth.token")
+	}
+	// The run ID is the hash of the run key, and the key signed this session: only the process
+	// that made the key can log in under its run ID (and so replace its session, below).
+	if msg.RunID != auth.RunID(msg.RunKey) || !auth.VerifyRun(msg.RunKey, exporter, msg.RunSig) {
+		s.limiter.Fail(remote.Addr())
+		s.Events.authFailure()
+		return nil, refuse(wire.CodeRunKey, "run id "+msg.RunID+" does not belong to this run key")
+	}
+	workKey, err := auth.Exporter(sess.TLS(), "work key")
+	if err != nil {
+		return nil, refuse(wire.CodeInternal, "internal error: "+err.Error())
 	}
 	c := newClient(s, sess, ctrl, msg, remote)
+	c.workKey = workKey
 	result := &wire.LoginResult{
 		Proof:         auth.Proof(s.token, exporter, auth.RoleServer),
 		ServerVersion: Version,

@@ -41,30 +41,48 @@ func (s *Server) workLoop() {
 	}
 }
 
+// serveWorkConn checks a new work connection: its client proves the key of its control session
+// (which only that client and this server know), and the server answers with its own proof
+// before the connection is parked, so that the client never takes a user from anyone else.
 func (s *Server) serveWorkConn(w netx.TLSConn) {
-	remote := addrPort(w.RemoteAddr())
-	if ok, _ := s.limiter.Check(remote.Addr()); !ok {
-		w.Reset()
-		return
-	}
-	w.SetReadDeadline(time.Now().Add(loginTimeout))
+	w.SetDeadline(time.Now().Add(loginTimeout))
 	hello, err := wire.ReadAs[*wire.WorkConn](w)
 	if err != nil {
 		w.Reset()
 		return
 	}
-	w.SetReadDeadline(time.Time{})
+	answer := func(res *wire.WorkConnResult) bool {
+		return wire.Write(w, res) == nil
+	}
 	exporter, err := auth.Exporter(w.ConnectionState(), "work")
-	if err != nil || !auth.Verify(s.token, exporter, auth.RoleClient, hello.Proof) {
-		s.limiter.Fail(remote.Addr())
-		s.Events.authFailure()
-		w.Reset()
+	if err != nil {
+		answer(&wire.WorkConnResult{Code: wire.CodeInternal, Error: err.Error()})
+		w.Close()
 		return
 	}
 	s.mu.Lock()
 	c := s.clients[hello.RunID]
 	s.mu.Unlock()
-	if c == nil || !c.parkWork(w) {
+	if c == nil {
+		answer(&wire.WorkConnResult{Code: wire.CodeUnknownRun, Error: "no session of run " + hello.RunID + " on this server"})
+		w.Close()
+		return
+	}
+	// The key is the control session's exported secret (256 bits), so there is nothing to
+	// guess: a wrong proof is not counted against the source (unlike a wrong token), which
+	// would only let an attacker lock its neighbours' work connections out.
+	if !auth.Verify(c.workKey, exporter, auth.RoleClient, hello.Proof) {
+		s.Events.authFailure()
+		answer(&wire.WorkConnResult{Code: wire.CodeAuth, Error: "wrong proof of the control session's key"})
+		w.Close()
+		return
+	}
+	if !answer(&wire.WorkConnResult{Proof: auth.Proof(c.workKey, exporter, auth.RoleServer)}) {
+		w.Close()
+		return
+	}
+	w.SetDeadline(time.Time{})
+	if !c.parkWork(w) {
 		w.Close()
 	}
 }

@@ -148,3 +148,31 @@ func TestFailureLimiterMemoryIsBounded(t *testing.T) {
 	}
 
 }
+
+func TestRunKey(t *testing.T) {
+	c, _ := tlsPair(t, tls.VersionTLS13)
+	other, _ := tlsPair(t, tls.VersionTLS13)
+	e, _ := Exporter(c, "control")
+	eOther, _ := Exporter(other, "control")
+	k, k2 := NewRunKey(), NewRunKey()
+	if k.ID() == k2.ID() || k.ID() != RunID(k.Public()) || len(k.ID()) != 32 {
+		t.Fatalf("run ids %q and %q", k.ID(), k2.ID())
+	}
+	sig := k.Sign(e)
+	checks := []struct {
+		name          string
+		pub, exp, sig []byte
+		want          bool
+	}{
+		{"own signature", k.Public(), e, sig, true},
+		{"another session", k.Public(), eOther, sig, false},
+		{"another key", k2.Public(), e, sig, false},
+		{"truncated signature", k.Public(), e, sig[:10], false},
+		{"short key", k.Public()[:5], e, sig, false},
+	}
+	for _, c := range checks {
+		if got := VerifyRun(c.pub, c.exp, c.sig); got != c.want {
+			t.Errorf("%s: VerifyRun = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -59,37 +59,15 @@ func rawSession(t testing.TB, port int, protocol string) session.Session {
 	return sess
 }
 
-// rawLogin logs a raw session in with the right token and returns its control stream.
+// rawLogin logs a raw session in with the right token and a fresh run key and returns its
+// control stream.
 func rawLogin(t testing.TB, sess session.Session) session.Stream {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ctrl, err := sess.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exporter, err := auth.Exporter(sess.TLS(), "control")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := make([]byte, 8)
-	rand.Read(runID)
-	if err := wire.Write(ctrl, &wire.Login{
-		Version: "e2e",
-		RunID:   fmt.Sprintf("%x", runID),
-		Proof:   auth.Proof([]byte(testToken), exporter, auth.RoleClient),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ctrl.SetReadDeadline(time.Now().Add(5 * time.Second))
-	res, err := wire.ReadAs[*wire.LoginResult](ctrl)
-	if err != nil {
-		t.Fatalf("login result: %v", err)
-	}
+	key := auth.NewRunKey()
+	ctrl, res := loginAs(t, sess, key.ID(), key.Public(), &key)
 	if res.Error != "" {
 		t.Fatalf("login refused: %s", res.Error)
 	}
-	ctrl.SetReadDeadline(time.Time{})
 	return ctrl
 }
 

@@ -11,10 +11,30 @@ const (
 	MaxCandidates = 16
 	MaxNameLen    = 128
 	proofLen      = 32
+	runKeyLen     = 32 // ed25519 public key
+	runSigLen     = 64 // ed25519 signature
 	// RelayTokenLen is the size of the per-session, per-side token that prefixes relayed packets.
 	RelayTokenLen = 8
 	// SessionIDLen is the size of a P2P session id.
 	SessionIDLen = 16
+)
+
+// Codes say why a request was refused, so that programs branch on them instead of on the
+// message text beside them (which is for people and may change).
+const (
+	// CodeAuth: wrong auth.token (or, on a work connection, a wrong session proof).
+	CodeAuth = "auth"
+	// CodeRateLimited: too many failed attempts from this source; retry later.
+	CodeRateLimited = "rateLimited"
+	// CodeRunKey: the run ID does not belong to the run key, or its signature is wrong.
+	CodeRunKey = "runKey"
+	// CodeUnknownRun: the server has no session of that run ID (it restarted, or the session
+	// ended): log in again.
+	CodeUnknownRun = "unknownRun"
+	// CodeBusy: the server sheds load; retry later.
+	CodeBusy = "busy"
+	// CodeInternal: the server failed; the message says how.
+	CodeInternal = "internal"
 )
 
 func init() {
@@ -35,6 +55,7 @@ func init() {
 	register(func() Message { return new(Repunch) })
 	register(func() Message { return new(RelayStream) })
 	register(func() Message { return new(WorkConn) })
+	register(func() Message { return new(WorkConnResult) })
 	register(func() Message { return new(Ping) })
 	register(func() Message { return new(Pong) })
 	register(func() Message { return new(NATReport) })
@@ -43,8 +64,13 @@ func init() {
 // Login is the first message a client sends on its control stream.
 type Login struct {
 	Version string `json:"version"`
-	// RunID identifies one client process; a reconnect with the same RunID replaces the old session.
-	RunID    string `json:"runId"`
+	// RunID identifies one client process: the hash of RunKey (auth.RunID). A reconnect with
+	// the same RunID replaces the old session.
+	RunID string `json:"runId"`
+	// RunKey is the process's public run key and RunSig its signature of the session's TLS
+	// exporter: only the process itself can log in under its RunID (auth.RunKey).
+	RunKey   []byte `json:"runKey"`
+	RunSig   []byte `json:"runSig"`
 	Hostname string `json:"hostname,omitempty"`
 	User     string `json:"user,omitempty"`
 	// Proof is HMAC-SHA256(token, TLS exporter), see package auth.
@@ -61,6 +87,9 @@ func (*Login) MessageType() string { return "login" }
 func (m *Login) Validate() error {
 	if len(m.RunID) == 0 || len(m.RunID) > MaxNameLen {
 		return errors.New("runId must have 1 to 128 characters")
+	}
+	if len(m.RunKey) != runKeyLen || len(m.RunSig) != runSigLen {
+		return fmt.Errorf("runKey and runSig must be %d and %d bytes", runKeyLen, runSigLen)
 	}
 	if len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
@@ -89,9 +118,12 @@ func validateNAT(code string) error {
 	return nil
 }
 
-// LoginResult answers Login. Error is set when the login was refused.
+// LoginResult answers Login. Error is set when the login was refused, and Code says why.
 type LoginResult struct {
+	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
+	// RetryAfterSeconds is how long a refused client should wait (CodeRateLimited).
+	RetryAfterSeconds int `json:"retryAfterSeconds,omitempty"`
 	// Proof is the server's own proof of the token, sent only after the client's checked out.
 	Proof         []byte `json:"proof,omitempty"`
 	ObservedAddr  string `json:"observedAddr,omitempty"`
@@ -418,8 +450,10 @@ func (*RelayStream) MessageType() string { return "relayStream" }
 func (*RelayStream) Validate() error     { return nil }
 
 // WorkConn opens a pooled work connection (TCP+TLS, ALPN xp2p-work/1): the client whose
-// control session has RunID proves the token again, bound to this connection's TLS session. The
-// connection then waits, idle, for the server to write a WorkStream header on it.
+// control session has RunID proves the key of that session (exported from the control
+// session's TLS, known only to the client and the server it logged in to), bound to this
+// connection's TLS session. The server answers WorkConnResult with its own proof, and only then
+// does the connection wait, idle, for the server to write a WorkStream header on it.
 type WorkConn struct {
 	RunID string `json:"runId"`
 	Proof []byte `json:"proof"`
@@ -431,6 +465,22 @@ func (m *WorkConn) Validate() error {
 		return errors.New("runId must have 1 to 128 characters")
 	}
 	if len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	return nil
+}
+
+// WorkConnResult answers WorkConn: the server's proof of the control session's key, bound to
+// this connection (the client takes no WorkStream before it checked it), or why not (Code).
+type WorkConnResult struct {
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	Proof []byte `json:"proof,omitempty"`
+}
+
+func (*WorkConnResult) MessageType() string { return "workConnResult" }
+func (m *WorkConnResult) Validate() error {
+	if m.Code == "" && len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
 	return nil

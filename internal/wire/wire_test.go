@@ -14,15 +14,17 @@ var (
 	id16  = bytes.Repeat([]byte{7}, SessionIDLen)
 	tok8  = bytes.Repeat([]byte{9}, RelayTokenLen)
 	proof = bytes.Repeat([]byte{1}, proofLen)
+	rkey  = bytes.Repeat([]byte{2}, runKeyLen)
+	rsig  = bytes.Repeat([]byte{3}, runSigLen)
 )
 
 // validMessages has one valid example of every message type.
 func validMessages() []Message {
 	ps := &PeerSession{SessionID: id16, Service: "nas", Role: RoleProvider, PeerPublic: "1.2.3.4:5", PeerPrivate: []string{"10.0.0.2:5"}, RelayToken: tok8}
 	return []Message{
-		&Login{Version: "1", RunID: "r", Proof: proof, PrivateAddrs: []string{"10.0.0.2:40000"}},
+		&Login{Version: "1", RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: []string{"10.0.0.2:40000"}},
 		&LoginResult{Proof: proof, ObservedAddr: "1.2.3.4:5"},
-		&LoginResult{Error: "authentication failed"},
+		&LoginResult{Code: CodeAuth, Error: "authentication failed"},
 		&NewProxy{Name: "ssh", Type: ProxyTCP, RemotePort: 6000, Group: "g", GroupKey: "k"},
 		&NewProxyResult{Name: "ssh", RemoteAddr: "0.0.0.0:6000"},
 		&CloseProxy{Name: "ssh"},
@@ -39,6 +41,8 @@ func validMessages() []Message {
 		&Repunch{SessionID: id16},
 		&RelayStream{},
 		&WorkConn{RunID: "r", Proof: proof},
+		&WorkConnResult{Proof: proof},
+		&WorkConnResult{Code: CodeUnknownRun, Error: "no session of run r"},
 		&Ping{Seq: 1},
 		&Pong{Seq: 1},
 		&NATReport{NAT: "m=ei f=apd pp", Mapped: "203.0.113.10:40000"},
@@ -74,9 +78,10 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{&Login{RunID: "", Proof: proof}, "runId"},
-		{&Login{RunID: "r", Proof: []byte{1}}, "proof"},
-		{&Login{RunID: "r", Proof: proof, PrivateAddrs: []string{"nope"}}, "privateAddrs"},
-		{&Login{RunID: "r", Proof: proof, PrivateAddrs: make([]string, MaxCandidates+1)}, "more than"},
+		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: []byte{1}}, "proof"},
+		{&Login{RunID: "r", RunKey: rkey, Proof: proof}, "runSig"},
+		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: []string{"nope"}}, "privateAddrs"},
+		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: make([]string, MaxCandidates+1)}, "more than"},
 		{&LoginResult{}, "proof"},
 		{&NewProxy{Name: "", Type: ProxyTCP}, "name is empty"},
 		{&NewProxy{Name: strings.Repeat("x", MaxNameLen+1), Type: ProxyTCP}, "longer than"},
@@ -91,10 +96,11 @@ func TestValidate(t *testing.T) {
 		{&Traffic{Sessions: []SessionTraffic{{SessionID: nil}}}, "sessionId"},
 		{&Traffic{Sessions: make([]SessionTraffic, 1025)}, "too many"},
 		{&WorkConn{RunID: "r"}, "proof"},
-		{&Login{RunID: "r", Proof: proof, NAT: strings.Repeat("m", 65)}, "at most 64"},
+		{&WorkConnResult{}, "proof"},
+		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, NAT: strings.Repeat("m", 65)}, "at most 64"},
 		{&NATReport{NAT: "m=ei\x00"}, "printable"},
 		{&NATReport{Mapped: "1.2.3.4"}, "mapped"},
-		{&Login{RunID: "r", Proof: proof, Mapped: "x:1"}, "mapped"},
+		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, Mapped: "x:1"}, "mapped"},
 		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerMapped: "nope"}, "peerMapped"},
 	}
 	for _, b := range bad {
