@@ -40,7 +40,8 @@ var proxyTypes []*ProxyType
 
 // registerProxyType adds a type to the table (from the init of its file).
 func registerProxyType(t *ProxyType) {
-	if LookupProxyType(t.Name) != nil || wire.LookupProxyKind(t.Wire) == nil || wire.IsP2PKind(t.Wire) != t.P2P {
+	kind := wire.LookupProxyKind(t.Wire)
+	if LookupProxyType(t.Name) != nil || kind == nil || kind.P2P != t.P2P || t.Groups != kind.Groups {
 		panic("config: bad proxy type " + t.Name)
 	}
 	proxyTypes = append(proxyTypes, t)

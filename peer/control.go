@@ -381,7 +381,10 @@ func (l *serverLink) serve(ctl *control) error {
 }
 
 func newProxyMsg(p config.Proxy) *wire.NewProxy {
-	m := &wire.NewProxy{Name: p.Name, Type: p.ProxyType().Wire, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group, GroupKey: p.LoadBalancer.GroupKey}
+	m := &wire.NewProxy{Name: p.Name, Type: p.ProxyType().Wire, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group}
+	if g := p.LoadBalancer; g.Group != "" {
+		m.GroupKey = auth.GroupKey(g.GroupKey, g.Group)
+	}
 	if bw, mode := p.BandwidthBytes(); mode == "server" {
 		m.BandwidthLimit = bw
 	}

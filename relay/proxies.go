@@ -49,6 +49,7 @@ var (
 	ErrPortNotAllowed = errors.New("port not allowed by the server's allowPorts")
 	ErrPortInUse      = errors.New("port already in use")
 	ErrGroupKey       = errors.New("wrong loadBalancer.groupKey for this group")
+	ErrGroupPort      = errors.New("a group's members share one remotePort")
 	ErrTooManyPorts   = errors.New("too many ports for this client (maxPortsPerClient)")
 )
 
@@ -71,6 +72,7 @@ type Proxies struct {
 
 	mu       sync.Mutex
 	tcpPorts map[int]*tcpPort
+	groups   map[string]*tcpPort // load-balancing groups by name: one port each
 	udpPorts map[int]*udpProxy
 	byKey    map[memberKey]*member
 	perOwner map[Owner]int
@@ -92,6 +94,7 @@ func NewProxies(cfg ProxiesConfig, stats *StatsBook) *Proxies {
 		allowed:  portSet(cfg.AllowPorts),
 		stats:    stats,
 		tcpPorts: map[int]*tcpPort{},
+		groups:   map[string]*tcpPort{},
 		udpPorts: map[int]*udpProxy{},
 		byKey:    map[memberKey]*member{},
 		perOwner: map[Owner]int{},
@@ -119,7 +122,7 @@ type trackedConn struct {
 type tcpPort struct {
 	port     int
 	group    string
-	groupKey string
+	groupKey []byte // as the members send it: derived from loadBalancer.groupKey (auth.GroupKey)
 	ln       net.Listener
 	members  atomic.Pointer[[]*member]
 	next     atomic.Uint64
@@ -165,19 +168,9 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 }
 
 func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
-	if req.Group != "" && req.RemotePort != 0 {
-		if tp, ok := p.tcpPorts[req.RemotePort]; ok {
-			if tp.group != req.Group {
-				return 0, fmt.Errorf("remotePort %d: %w (by another proxy, not in group %q)", req.RemotePort, ErrPortInUse, req.Group)
-			}
+	if req.Group != "" {
+		if tp := p.groups[req.Group]; tp != nil {
 			return tp.join(m, req)
-		}
-	} else if req.Group != "" {
-		// A group on a random port: join an existing group of that name if there is one.
-		for _, tp := range p.tcpPorts {
-			if tp.group == req.Group {
-				return tp.join(m, req)
-			}
 		}
 	}
 	if _, busy := p.tcpPorts[req.RemotePort]; busy && req.RemotePort != 0 {
@@ -197,14 +190,21 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 	members := []*member{m}
 	tp.members.Store(&members)
 	p.tcpPorts[tp.port] = tp
+	if tp.group != "" {
+		p.groups[tp.group] = tp
+	}
 	go p.acceptTCP(tp)
 	return tp.port, nil
 }
 
-// join adds m to the group on this port if it knows the group's key.
+// join adds m to the group on this port if it proves the group's key (compared in constant
+// time, before anything else is said about the group) and asks for the group's port or any.
 func (tp *tcpPort) join(m *member, req *wire.NewProxy) (int, error) {
-	if subtle.ConstantTimeCompare([]byte(tp.groupKey), []byte(req.GroupKey)) != 1 {
+	if subtle.ConstantTimeCompare(tp.groupKey, req.GroupKey) != 1 {
 		return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
+	}
+	if req.RemotePort != 0 && req.RemotePort != tp.port {
+		return 0, fmt.Errorf("group %q is on remotePort %d, not %d: %w", req.Group, tp.port, req.RemotePort, ErrGroupPort)
 	}
 	old := *tp.members.Load()
 	next := append(append([]*member(nil), old...), m)
@@ -346,6 +346,9 @@ func (p *Proxies) Remove(owner Owner, name string) {
 		}
 		if len(next) == 0 {
 			delete(p.tcpPorts, port)
+			if tp.group != "" {
+				delete(p.groups, tp.group)
+			}
 			closers = append(closers, func() { tp.ln.Close(); <-tp.done })
 		} else {
 			tp.members.Store(&next)

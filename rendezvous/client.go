@@ -55,15 +55,11 @@ type client struct {
 	pings  map[uint64]chan struct{}
 	pingN  uint64
 
-	mu       sync.Mutex
-	proxies  map[string]string // name (without user prefix) → type
+	// Guarded by s.mu: the names the client claimed (without user prefix) → kind, its P2P
+	// sessions by id, and whether its session is ending (it may claim nothing more).
+	proxies  map[string]string
 	sessions map[string]*p2pSession
-}
-
-// service is a provider's xp2p service.
-type service struct {
-	name     string
-	provider *client
+	left     bool
 }
 
 // p2pSession is a visitor↔provider session the server paired and may relay.
@@ -246,17 +242,19 @@ func errString(err error) string {
 func (c *client) cleanup() {
 	s := c.s
 	c.closeWork()
-	s.unpublishOwner(c)
 	s.mu.Lock()
+	c.left = true
 	if s.clients[c.login.RunID] == c {
 		delete(s.clients, c.login.RunID)
 	}
-	for name, owner := range s.names {
-		if owner == c {
-			delete(s.names, name)
-			delete(s.services, name)
-		}
+	for short := range c.proxies {
+		s.releaseLocked(c, proxyKey{c.login.User, short})
 	}
+	s.mu.Unlock()
+	// After the names: a registration under way finds its claim gone and withdraws what it
+	// published itself, if this comes too early to withdraw it.
+	s.unpublishOwner(c)
+	s.mu.Lock()
 	var ended []*p2pSession
 	for _, ps := range c.sessions {
 		ended = append(ended, ps)
@@ -317,43 +315,43 @@ func (c *client) controlLoop() error {
 	}
 }
 
-// fullName is a proxy name as registered on the server: frp prefixes the client's user.
-func fullName(user, name string) string {
-	if user == "" {
-		return name
-	}
-	return user + "." + name
-}
-
 func (c *client) newProxy(m *wire.NewProxy) { c.newProxyTry(m, true) }
 
-// newProxyTry registers a proxy. If another client holds the name, that client must prove it is
-// alive: a provider that crashed and restarted gets its names back at once instead of after
-// the dead session's timeout (mayEvict limits this to one try).
+// newProxyTry registers a proxy. If another client holds the name alone, that client must prove
+// it is alive: a provider that crashed and restarted gets its names back at once instead of
+// after the dead session's timeout (mayEvict limits this to one try). A load-balancing group
+// never takes a name held alone, whether its holder is alive or not.
 func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 	s := c.s
-	name := fullName(c.login.User, m.Name)
-	reply := &wire.NewProxyResult{Name: m.Name}
+	key := proxyKey{c.login.User, m.Name}
+	name := key.String()
+	refuse := func(err error) {
+		c.log.Info("proxy refused", "proxy", name, "err", err)
+		c.send(&wire.NewProxyResult{Name: m.Name, Error: err.Error()})
+	}
 	s.mu.Lock()
-	owner, taken := s.names[name]
-	if taken && owner != c && m.Group == "" {
-		s.mu.Unlock()
+	holder, err := s.claimLocked(c, key, m.Type, m.Group)
+	s.mu.Unlock()
+	if err != nil {
+		refuse(err)
+		return
+	}
+	if holder != nil {
 		if !mayEvict {
-			reply.Error = fmt.Sprintf("proxy name %q is already in use by another client", name)
-			c.send(reply)
+			refuse(fmt.Errorf("proxy name %q is %w", name, errNameHeld))
 			return
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if owner.alive(owner.probeTimeout()) {
-				c.send(&wire.NewProxyResult{Name: m.Name, Error: fmt.Sprintf("proxy name %q is already in use by another client (%s), which is alive", name, owner.remote)})
+			if holder.alive(holder.probeTimeout()) {
+				refuse(fmt.Errorf("proxy name %q is %w (%s), which is alive", name, errNameHeld, holder.remote))
 				return
 			}
-			c.log.Info("taking over the names of an unresponsive client", "proxy", name, "old_client", owner.id)
-			owner.sess.Close("unresponsive: another client took over its names")
+			c.log.Info("taking over the names of an unresponsive client", "proxy", name, "old_client", holder.id)
+			holder.sess.Close("unresponsive: another client took over its names")
 			select {
-			case <-owner.done:
+			case <-holder.done:
 			case <-c.done:
 				return
 			case <-time.After(10 * time.Second):
@@ -362,63 +360,44 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 		}()
 		return
 	}
-	if taken && owner == c {
-		s.mu.Unlock()
-		reply.Error = fmt.Sprintf("proxy %q is already registered", name)
-		c.send(reply)
+	reply := &wire.NewProxyResult{Name: m.Name}
+	if !wire.IsP2PKind(m.Type) {
+		req := *m
+		req.Name = name
+		addr, err := s.publish(c, &req)
+		if err != nil {
+			s.mu.Lock()
+			s.releaseLocked(c, key)
+			s.mu.Unlock()
+			refuse(err)
+			return
+		}
+		reply.RemoteAddr = addr
+	}
+	s.mu.Lock()
+	ok := s.confirmLocked(c, key)
+	s.mu.Unlock()
+	if !ok {
+		s.unpublish(c, name) // the session ended while publishing
 		return
 	}
 	if wire.IsP2PKind(m.Type) {
-		s.names[name] = c
-		s.services[name] = &service{name: name, provider: c}
-		s.mu.Unlock()
-		c.mu.Lock()
-		c.proxies[m.Name] = m.Type
-		c.mu.Unlock()
 		s.Stats.Get(name, m.Type)
 		c.log.Info("xp2p service online", "service", name)
-		c.send(reply)
-		return
+	} else {
+		c.log.Info("proxy online", "proxy", name, "type", m.Type, "addr", reply.RemoteAddr)
 	}
-	s.mu.Unlock()
-	// Group members share a port and may share a name across clients (frp allows it); the name
-	// registry then only keeps the first owner.
-	req := *m
-	req.Name = name
-	addr, err := s.publish(c, &req)
-	if err != nil {
-		reply.Error = err.Error()
-		c.log.Info("proxy refused", "proxy", name, "err", err)
-		c.send(reply)
-		return
-	}
-	s.mu.Lock()
-	if _, ok := s.names[name]; !ok {
-		s.names[name] = c
-	}
-	s.mu.Unlock()
-	c.mu.Lock()
-	c.proxies[m.Name] = m.Type
-	c.mu.Unlock()
-	reply.RemoteAddr = addr
-	c.log.Info("proxy online", "proxy", name, "type", m.Type, "addr", addr)
 	c.send(reply)
 }
 
 func (c *client) closeProxy(short string) {
 	s := c.s
-	name := fullName(c.login.User, short)
-	c.mu.Lock()
-	delete(c.proxies, short)
-	c.mu.Unlock()
-	s.unpublish(c, name)
+	key := proxyKey{c.login.User, short}
+	s.unpublish(c, key.String())
 	s.mu.Lock()
-	if s.names[name] == c {
-		delete(s.names, name)
-		delete(s.services, name)
-	}
+	s.releaseLocked(c, key)
 	s.mu.Unlock()
-	c.log.Info("proxy closed", "proxy", name)
+	c.log.Info("proxy closed", "proxy", key.String())
 }
 
 // connect pairs this client (a visitor) with the provider of an xp2p service and tells both.
@@ -428,18 +407,17 @@ func (c *client) connect(m *wire.Connect) {
 	if user == "" {
 		user = c.login.User
 	}
-	name := fullName(user, m.Service)
+	name := proxyKey{user, m.Service}.String()
 	fail := func(format string, args ...any) {
 		c.send(&wire.ConnectResult{ReqID: m.ReqID, Error: fmt.Sprintf(format, args...)})
 	}
 	s.mu.Lock()
-	svc := s.services[name]
-	if svc == nil {
+	prov := s.providerLocked(proxyKey{user, m.Service})
+	if prov == nil {
 		s.mu.Unlock()
 		fail("no xp2p service named %q is online", name)
 		return
 	}
-	prov := svc.provider
 	if len(c.sessions) >= s.cfg.Transport.MaxRelaySessions || len(prov.sessions) >= s.cfg.Transport.MaxRelaySessions*4 {
 		s.mu.Unlock()
 		fail("too many P2P sessions (transport.maxRelaySessions)")

@@ -59,8 +59,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	clients  map[string]*client // by run id
-	names    map[string]*client // every proxy and service name (with user prefix) → owner
-	services map[string]*service
+	names    map[proxyKey]*nameEntry // every proxy and service name → who holds it
 	sessions map[string]*p2pSession // by session id
 
 	ctx     context.Context
@@ -82,8 +81,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		limiter:  auth.NewFailureLimiter(),
 		Events:   newEvents(),
 		clients:  map[string]*client{},
-		names:    map[string]*client{},
-		services: map[string]*service{},
+		names:    map[proxyKey]*nameEntry{},
 		sessions: map[string]*p2pSession{},
 	}
 	ports := relay.NewProxies(relay.ProxiesConfig{

@@ -113,9 +113,18 @@ func (s *Server) Snapshot() *Snapshot {
 	for _, c := range clients {
 		sessionsOf[c] = len(c.sessions)
 	}
+	// Owners come from the name registry, the one truth of who receives a name's users.
+	online := s.onlineOwnersLocked()
 	s.mu.Unlock()
 
 	owners := map[string][]string{}
+	proxiesOf := map[*client][]string{}
+	for name, cs := range online {
+		for _, c := range cs {
+			owners[name] = append(owners[name], c.id)
+			proxiesOf[c] = append(proxiesOf[c], name)
+		}
+	}
 	serviceSessions := map[string]int{}
 	for _, ps := range paired {
 		serviceSessions[ps.service]++
@@ -137,13 +146,7 @@ func (s *Server) Snapshot() *Snapshot {
 		if pub := c.publicAddr(); pub != "" {
 			cs.Addr = pub // QUIC may have migrated to a new address since the login
 		}
-		c.mu.Lock()
-		for name := range c.proxies {
-			full := fullName(c.login.User, name)
-			cs.Proxies = append(cs.Proxies, full)
-			owners[full] = append(owners[full], c.id)
-		}
-		c.mu.Unlock()
+		cs.Proxies = proxiesOf[c]
 		sort.Strings(cs.Proxies)
 		snap.Clients = append(snap.Clients, cs)
 	}

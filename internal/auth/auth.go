@@ -67,3 +67,13 @@ func Derive(secret []byte, purpose string, context []byte) []byte {
 	mac.Write(context)
 	return mac.Sum(nil)
 }
+
+// GroupKey is what a client sends the server for a load-balancing group's key: derived from
+// loadBalancer.groupKey and the group's name, so that the key itself never leaves the client
+// (it is often a password used elsewhere too) and the server compares fixed-size values in
+// constant time. The server needs a value it can compare, so this is a static derivation, not
+// a per-session proof: it stands for the key on this server, and only inside the TLS session
+// of a client that proved the token and checked the server's proof.
+func GroupKey(key, group string) []byte {
+	return Derive([]byte(key), "xp2p loadBalancer.groupKey v1", []byte(group))
+}

@@ -30,6 +30,13 @@ const loginTimeout = 10 * time.Second
 // client would: protocol is "quic" (on a UDP socket of its own) or "tcp".
 func rawSession(t testing.TB, port int, protocol string) session.Session {
 	t.Helper()
+	return rawSessionFrom(t, port, protocol, net.IPv4(127, 0, 0, 1))
+}
+
+// rawSessionFrom is rawSession from a source address of the test's choice (QUIC: its UDP
+// socket is bound there), so that the server tells its sessions apart from other clients'.
+func rawSessionFrom(t testing.TB, port int, protocol string, ip net.IP) session.Session {
+	t.Helper()
 	tlsConf, err := tlsconf.Client("", "")
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +48,7 @@ func rawSession(t testing.TB, port int, protocol string) session.Session {
 		Protocol: protocol,
 	}
 	if protocol == session.ProtocolQUIC {
-		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,12 +21,14 @@ type ProxyKind struct {
 	Name string
 	// P2P: an xp2p service, registered by name; visitors reach it through P2P sessions.
 	P2P bool
+	// Groups: proxies of this kind may form load-balancing groups (one port, several clients).
+	Groups bool
 	// validate checks the NewProxy fields of this kind.
 	validate func(*NewProxy) error
 }
 
 var proxyKinds = []*ProxyKind{
-	{Name: ProxyTCP, validate: validateRemotePort},
+	{Name: ProxyTCP, Groups: true, validate: validateRemotePort},
 	{Name: ProxyUDP, validate: validateRemotePort},
 	{Name: ProxyXP2P, P2P: true},
 }

@@ -13,6 +13,7 @@ const (
 	proofLen      = 32
 	runKeyLen     = 32 // ed25519 public key
 	runSigLen     = 64 // ed25519 signature
+	groupKeyLen   = 32
 	// RelayTokenLen is the size of the per-session, per-side token that prefixes relayed packets.
 	RelayTokenLen = 8
 	// SessionIDLen is the size of a P2P session id.
@@ -144,8 +145,12 @@ type NewProxy struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
 	RemotePort int    `json:"remotePort,omitempty"`
-	Group      string `json:"group,omitempty"`
-	GroupKey   string `json:"groupKey,omitempty"`
+	// Group is the proxy's load-balancing group (frp's loadBalancer.group), of a kind that has
+	// groups. GroupKey is not the config's loadBalancer.groupKey but a key derived from it and
+	// the group's name (auth.GroupKey): the group's password never leaves the client, and
+	// members of different groups with one password send different keys.
+	Group    string `json:"group,omitempty"`
+	GroupKey []byte `json:"groupKey,omitempty"`
 	// BandwidthLimit caps the proxy's traffic at the server, in bytes per second (0: none).
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
 }
@@ -167,8 +172,14 @@ func (m *NewProxy) Validate() error {
 			return err
 		}
 	}
-	if len(m.Group) > MaxNameLen || len(m.GroupKey) > MaxNameLen {
-		return errors.New("group and groupKey must have at most 128 characters")
+	if len(m.Group) > MaxNameLen {
+		return errors.New("group must have at most 128 characters")
+	}
+	if m.Group != "" && !kind.Groups {
+		return fmt.Errorf("a %s proxy has no load-balancing group", m.Type)
+	}
+	if len(m.GroupKey) != 0 && (m.Group == "" || len(m.GroupKey) != groupKeyLen) {
+		return fmt.Errorf("groupKey must be %d bytes, with a group", groupKeyLen)
 	}
 	return nil
 }

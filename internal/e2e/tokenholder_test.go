@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/session"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/rendezvous"
+)
+
+// Attacks by a client that knows the shared auth.token and wants what others registered: their
+// names, their visitors' P2P sessions, the server's ports and memory.
+
+// rawClient is a logged-in client that speaks the control protocol by hand, as an attacker's
+// modified client would: it answers the server's liveness pings (so that it looks alive) and
+// records every PeerSession the server sends it.
+type rawClient struct {
+	t    testing.TB
+	sess session.Session
+	ctrl session.Stream
+
+	writeMu sync.Mutex
+	results chan *wire.NewProxyResult
+	connect chan *wire.ConnectResult
+	done    chan struct{} // the server ended the session
+
+	mu     sync.Mutex
+	offers []*wire.PeerSession // every PeerSession received (as provider or visitor)
+}
+
+// newRawClient logs in from ip (QUIC) with the right token and starts reading.
+func newRawClient(t testing.TB, srv *testServer, ip net.IP) *rawClient {
+	t.Helper()
+	sess := rawSessionFrom(t, srv.Port(), session.ProtocolQUIC, ip)
+	r := &rawClient{t: t, sess: sess, ctrl: rawLogin(t, sess),
+		results: make(chan *wire.NewProxyResult, 64), connect: make(chan *wire.ConnectResult, 1024), done: make(chan struct{})}
+	go r.read()
+	return r
+}
+
+func (r *rawClient) read() {
+	defer close(r.done)
+	for {
+		msg, err := wire.Read(r.ctrl)
+		if err != nil {
+			return
+		}
+		switch m := msg.(type) {
+		case *wire.Ping:
+			r.send(&wire.Pong{Seq: m.Seq})
+		case *wire.NewProxyResult:
+			r.results <- m
+		case *wire.ConnectResult:
+			if m.Session != nil {
+				r.record(m.Session)
+			}
+			select {
+			case r.connect <- m:
+			default:
+			}
+		case *wire.PeerSession:
+			r.record(m)
+		}
+	}
+}
+
+func (r *rawClient) record(ps *wire.PeerSession) {
+	r.mu.Lock()
+	r.offers = append(r.offers, ps)
+	r.mu.Unlock()
+}
+
+// providerOffers counts the sessions the server offered this client as a provider.
+func (r *rawClient) providerOffers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ps := range r.offers {
+		if ps.Role == wire.RoleProvider {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *rawClient) send(m wire.Message) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	return wire.Write(r.ctrl, m)
+}
+
+// register asks for a proxy and returns the server's answer ("" when published), or
+// "session ended" when the server cut the session instead.
+func (r *rawClient) register(m *wire.NewProxy) string {
+	r.t.Helper()
+	if err := r.send(m); err != nil {
+		return "session ended"
+	}
+	select {
+	case res := <-r.results:
+		if res.Name != m.Name {
+			r.t.Fatalf("answer for %q while waiting for %q", res.Name, m.Name)
+		}
+		return res.Error
+	case <-r.done:
+		return "session ended"
+	case <-time.After(5 * time.Second):
+		r.t.Fatalf("no answer to newProxy %q", m.Name)
+		return ""
+	}
+}
+
+// leave ends the session and waits until the server has seen it go.
+func (r *rawClient) leave(srv *testServer) {
+	r.t.Helper()
+	before := srv.log.Count("client disconnected")
+	r.sess.Close("attacker leaves")
+	eventually(r.t, 5*time.Second, func() bool { return srv.log.Count("client disconnected") > before },
+		func() string { return "the server did not see the attacker leave" })
+}
+
+// proxySnapshot is the server's (the dashboard's) view of one proxy name.
+func proxySnapshot(t *testing.T, srv *testServer, name string) rendezvous.ProxySnapshot {
+	t.Helper()
+	for _, p := range srv.Snapshot().Proxies {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("the server does not list proxy %q", name)
+	return rendezvous.ProxySnapshot{}
+}
+
+// ownerIDs returns the ids of the clients whose snapshot lists name among their proxies.
+func clientIDsWith(srv *testServer, name string, version string) []string {
+	var ids []string
+	for _, c := range srv.Snapshot().Clients {
+		if slices.Contains(c.Proxies, name) && (version == "" || c.Version == version) {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
+}
+
+// TestNameTakeover: a token holder tries to take other clients' names through
+// loadBalancer.group (of a tcp proxy and of an xp2p service), and through frp's user prefix
+// (registering "bob.files" before user bob's "files" comes). It gets no name of theirs and no
+// PeerSession of their visitors; the visitors and users keep reaching the real providers, and
+// after the attacker leaves the server lists exactly the real owners.
+func TestNameTakeover(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	echo := startTCPService(t, echoHandler)
+	web := startTCPService(t, idHandler("real web"))
+	webPort := freeTCPPort(t)
+	prov := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		p2pService("nas", "xp2p", "nas-secret", echo.Port())+tcpProxy("web", web.Port(), webPort))
+	webAddr := waitRunning(t, prov, "web")
+	waitProxyStatus(t, prov, "nas")
+	provID := clientIDsWith(srv, "web", "")
+
+	// The attacker pre-registers the name that frp would give user bob's service "files".
+	attacker := newRawClient(t, srv, net.IPv4(127, 0, 0, 1))
+	if err := attacker.register(&wire.NewProxy{Name: "bob.files", Type: wire.ProxyXP2P}); err != "" {
+		t.Fatalf("the attacker's own service bob.files: %s", err)
+	}
+	bob := startClient(t, clientHeader(srv.Port(), testToken, `user = "bob"`)+p2pService("files", "xp2p", "bob-secret", echo.Port()))
+	if pi := waitProxyStatus(t, bob, "files"); pi.Status != "running" {
+		t.Fatalf("bob's files after the attacker's bob.files: %q, want running", pi.Status)
+	}
+
+	key := auth.GroupKey("guess", "x")
+	for _, tc := range []struct {
+		req  *wire.NewProxy
+		want string
+	}{
+		{&wire.NewProxy{Name: "nas", Type: wire.ProxyTCP, Group: "x", GroupKey: key}, `proxy name "nas" is already in use by another client, not in group "x"`},
+		{&wire.NewProxy{Name: "web", Type: wire.ProxyTCP, Group: "x", GroupKey: key, RemotePort: webPort}, `proxy name "web" is already in use by another client, not in group "x"`},
+		{&wire.NewProxy{Name: "web", Type: wire.ProxyTCP, Group: "x", GroupKey: key}, `proxy name "web" is already in use by another client, not in group "x"`},
+	} {
+		if got := attacker.register(tc.req); !strings.Contains(got, tc.want) {
+			t.Errorf("attacker's %s %q in group %q: %q, want a refusal %q", tc.req.Type, tc.req.Name, tc.req.Group, got, tc.want)
+		}
+	}
+	// An xp2p service has no group: a client that claims one is cut off.
+	grabber := newRawClient(t, srv, net.IPv4(127, 0, 0, 1))
+	if got := grabber.register(&wire.NewProxy{Name: "nas", Type: wire.ProxyXP2P, Group: "x"}); got != "session ended" {
+		t.Errorf("xp2p service nas in group x: %q, want the session cut", got)
+	}
+
+	// Visitors of both services and users of web reach the real providers; the attackers are
+	// offered nothing.
+	for i, tc := range []struct{ service, user, secret string }{{"nas", "", "nas-secret"}, {"files", "bob", "bob-secret"}} {
+		vport := freeTCPPort(t)
+		extra := ""
+		if tc.user != "" {
+			extra = fmt.Sprintf("serverUser = %q", tc.user)
+		}
+		startClient(t, clientHeader(srv.Port(), testToken, "")+p2pVisitor(fmt.Sprintf("v%d", i), "xp2p", tc.service, tc.secret, vport, extra))
+		echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
+	}
+	if got, err := askID(webAddr); err != nil || got != "real web" {
+		t.Errorf("web answered %q (%v), want the real service", got, err)
+	}
+	if n := attacker.providerOffers() + grabber.providerOffers(); n > 0 {
+		t.Errorf("the attackers received %d PeerSessions of other clients' visitors", n)
+	}
+
+	attacker.leave(srv)
+	for _, tc := range []struct{ name, typ string }{{"nas", wire.ProxyXP2P}, {"web", wire.ProxyTCP}, {"bob.files", wire.ProxyXP2P}} {
+		p := proxySnapshot(t, srv, tc.name)
+		if !p.Online || p.Type != tc.typ || len(p.Owners) != 1 {
+			t.Errorf("after the attacker left, %s is %+v, want online, of type %s, with its one real owner", tc.name, p, tc.typ)
+		}
+	}
+	if p := proxySnapshot(t, srv, "nas"); !slices.Equal(p.Owners, provID) {
+		t.Errorf("nas is owned by %v, want the real provider %v", p.Owners, provID)
+	}
+	// A visitor that comes now still reaches the real nas.
+	vport := freeTCPPort(t)
+	startClient(t, clientHeader(srv.Port(), testToken, "")+p2pVisitor("late", "xp2p", "nas", "nas-secret", vport))
+	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
+}
