@@ -58,9 +58,9 @@ type Server struct {
 	Events     *Events
 
 	mu       sync.Mutex
-	clients  map[string]*client // by run id
+	clients  map[string]*client      // by run id
 	names    map[proxyKey]*nameEntry // every proxy and service name → who holds it
-	sessions map[string]*p2pSession // by session id
+	sessions map[string]*p2pSession  // by session id
 
 	ctx     context.Context
 	cancel  context.CancelFunc
