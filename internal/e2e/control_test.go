@@ -356,12 +356,16 @@ func TestLoadBalancingGroup(t *testing.T) {
 	intruder := startTCPService(t, groupHandler("intruder"))
 	wrongKey := startClient(t, clientHeader(srv.Port(), testToken, "")+
 		tcpProxy("web", intruder.Port(), port, `loadBalancer.group = "web"`, `loadBalancer.groupKey = "guess"`)+
-		tcpProxy("squatter", intruder.Port(), port))
+		tcpProxy("squatter", intruder.Port(), port)+
+		tcpProxy("elsewhere", intruder.Port(), freeTCPPort(t), group...))
 	if pi := waitProxyStatus(t, wrongKey, "web"); !strings.Contains(pi.Status, "wrong loadBalancer.groupKey") {
 		t.Errorf("wrong groupKey: status %q", pi.Status)
 	}
 	if pi := waitProxyStatus(t, wrongKey, "squatter"); !strings.Contains(pi.Status, "port already in use") {
 		t.Errorf("plain proxy on a group's port: status %q", pi.Status)
+	}
+	if pi := waitProxyStatus(t, wrongKey, "elsewhere"); !strings.Contains(pi.Status, fmt.Sprintf(`group "web" is on remotePort %d`, port)) {
+		t.Errorf("a member of the group on another port: status %q", pi.Status)
 	}
 
 	const n = 30
