@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
 )
@@ -19,8 +20,11 @@ import (
 // dropped until old flows expire.
 const MaxUDPFlows = 1024
 
-// udpFlowQueue bounds the datagrams waiting for one flow's stream; UDP allows dropping.
-const udpFlowQueue = 256
+// udpEarlyQueue bounds the datagrams of a new flow that wait for its stream to open; once it is
+// open nothing waits in xp2p: each datagram goes from the socket's batch straight to the QUIC
+// connection (whose send queue then pushes back), so the socket's kernel buffer, sized by
+// netx.SizeUDPBuffers, is the queue.
+const udpEarlyQueue = 256
 
 // UDPFanout serves a UDP socket whose every remote source gets its own stream (a flow): the
 // public side of a udp proxy on the server, and the local side of a udp visitor.
@@ -44,9 +48,21 @@ type UDPFanout struct {
 
 type udpFlow struct {
 	src      netip.AddrPort
-	queue    chan []byte
 	lastSeen atomic.Int64
-	done     chan struct{}
+	done     chan struct{} // closed when the flow expires or the fan-out closes
+
+	out    atomic.Pointer[flowOut] // set once the stream is open
+	mu     sync.Mutex              // guards early, and setting out
+	early  [][]byte
+	failed chan struct{} // closed when a send failed: the stream is broken
+	fail   sync.Once
+	ended  atomic.Bool // the flow's stream is done: a new datagram of src starts a new flow
+}
+
+// flowOut is where an open flow's datagrams go.
+type flowOut struct {
+	st session.Stream
+	dg session.Datagrams // nil: framed on the stream
 }
 
 // Start begins serving; Close stops.
@@ -54,6 +70,7 @@ func (u *UDPFanout) Start() {
 	if u.Idle == 0 {
 		u.Idle = 60 * time.Second
 	}
+	netx.SizeUDPBuffers(u.Conn, netx.UDPSocketBuffer)
 	u.flows = map[netip.AddrPort]*udpFlow{}
 	u.stop = make(chan struct{})
 	u.wg.Add(2)
@@ -76,26 +93,51 @@ func (u *UDPFanout) Close() {
 	})
 }
 
+// readLoop reads the socket in batches and sends each datagram on its flow right away.
 func (u *UDPFanout) readLoop() {
 	defer u.wg.Done()
-	buf := make([]byte, wire.MaxDatagram)
+	r := netx.NewBatchReader(u.Conn, 32, wire.MaxDatagram)
+	var last *udpFlow // datagrams come in runs from one source: skip the map for them
 	for {
-		n, src, err := u.Conn.ReadFromUDPAddrPort(buf)
+		pkt, src, err := r.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		f := u.flow(src)
-		if f == nil {
-			continue
+		f := last
+		if f == nil || f.src != src || f.ended.Load() {
+			if f = u.flow(src); f == nil {
+				continue
+			}
+			last = f
 		}
 		f.lastSeen.Store(time.Now().UnixNano())
-		select {
-		case f.queue <- append([]byte(nil), buf[:n]...):
-		default: // the far side is slower than the source: drop, as a router would
+		out := f.out.Load()
+		if out == nil {
+			f.mu.Lock()
+			if out = f.out.Load(); out == nil {
+				if len(f.early) < udpEarlyQueue {
+					f.early = append(f.early, append([]byte(nil), pkt...))
+				}
+				f.mu.Unlock()
+				continue
+			}
+			f.mu.Unlock()
 		}
+		u.send(f, out, pkt)
+	}
+}
+
+// send sends one datagram of an open flow; a failed send ends the flow.
+func (u *UDPFanout) send(f *udpFlow, out *flowOut, pkt []byte) {
+	if err := sendDatagram(out.dg, out.st, pkt); err != nil {
+		f.fail.Do(func() { close(f.failed) })
+		return
+	}
+	if u.In != nil {
+		u.In.Add(int64(len(pkt)))
 	}
 }
 
@@ -114,7 +156,7 @@ func (u *UDPFanout) flow(src netip.AddrPort) *udpFlow {
 		return nil
 	default:
 	}
-	f := &udpFlow{src: src, queue: make(chan []byte, udpFlowQueue), done: make(chan struct{})}
+	f := &udpFlow{src: src, done: make(chan struct{}), failed: make(chan struct{})}
 	f.lastSeen.Store(time.Now().UnixNano())
 	u.flows[src] = f
 	u.wg.Add(1)
@@ -130,8 +172,8 @@ func sendDatagram(dg session.Datagrams, st io.Writer, b []byte) error {
 	return wire.WriteDatagram(st, b)
 }
 
-// runFlow opens the flow's stream and pumps datagrams both ways until the flow expires or the
-// stream ends.
+// runFlow opens the flow's stream, lets the read loop send on it, and writes what comes back to
+// the source until the flow expires or the stream ends.
 func (u *UDPFanout) runFlow(f *udpFlow) {
 	defer u.wg.Done()
 	defer func() {
@@ -139,6 +181,7 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 		if u.flows[f.src] == f {
 			delete(u.flows, f.src)
 		}
+		f.ended.Store(true)
 		u.mu.Unlock()
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -165,6 +208,18 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 		u.Conn.WriteToUDPAddrPort(b, f.src)
 		f.lastSeen.Store(time.Now().UnixNano())
 	}
+	out := &flowOut{st: st, dg: session.DatagramsOf(st)}
+	if out.dg != nil {
+		out.dg.Receive(back) // straight from the connection's receiving goroutine to the socket
+	}
+	f.mu.Lock()
+	for _, pkt := range f.early {
+		u.send(f, out, pkt)
+	}
+	f.early = nil
+	f.out.Store(out)
+	f.mu.Unlock()
+
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -177,32 +232,15 @@ func (u *UDPFanout) runFlow(f *udpFlow) {
 			back(buf[:n])
 		}
 	}()
-	dg := session.DatagramsOf(st)
-	var incoming <-chan []byte // nil (never ready) without datagrams
-	if dg != nil {
-		incoming = dg.Incoming()
-	}
-	for {
-		select {
-		case pkt := <-f.queue:
-			if err := sendDatagram(dg, st, pkt); err != nil {
-				st.Reset()
-				<-readerDone
-				return
-			}
-			if u.In != nil {
-				u.In.Add(int64(len(pkt)))
-			}
-		case b := <-incoming:
-			back(b)
-		case <-f.done:
-			st.Close()
-			<-readerDone
-			return
-		case <-readerDone:
-			st.Close()
-			return
-		}
+	select {
+	case <-f.failed:
+		st.Reset()
+		<-readerDone
+	case <-f.done:
+		st.Close()
+		<-readerDone
+	case <-readerDone:
+		st.Close()
 	}
 }
 

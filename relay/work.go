@@ -72,12 +72,14 @@ func serveTCP(st Conn, local Local, c Counters) error {
 }
 
 func serveUDP(st Conn, local Local, c Counters) error {
-	conn, err := net.Dial("udp", local.Addr)
+	c0, err := net.Dial("udp", local.Addr)
 	if err != nil {
 		st.Reset()
 		return fmt.Errorf("dial local udp service %s: %w", local.Addr, err)
 	}
+	conn := c0.(*net.UDPConn)
 	defer conn.Close()
+	netx.SizeUDPBuffers(conn, netx.UDPFlowBuffer)
 	idle := local.UDPIdle
 	if idle == 0 {
 		idle = 60 * time.Second
@@ -96,29 +98,22 @@ func serveUDP(st Conn, local Local, c Counters) error {
 		conn.Write(b)
 	}
 	dg := session.DatagramsOf(st)
-	streamDone := make(chan struct{}) // the stream ended: stop taking datagrams
-	datagramsDone := make(chan struct{})
-	go func() {
-		defer close(datagramsDone)
-		if dg == nil {
-			return
-		}
-		for {
-			select {
-			case b := <-dg.Incoming():
-				toLocal(b)
-			case <-streamDone:
-				return
-			}
-		}
-	}()
+	if dg != nil {
+		dg.Receive(toLocal) // straight from the connection's receiving goroutine to the socket
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, wire.MaxDatagram)
+		r := netx.NewBatchReader(conn, 32, wire.MaxDatagram)
+		var deadlineSet time.Time
 		for {
-			conn.SetReadDeadline(time.Now().Add(idle))
-			n, err := conn.Read(buf)
+			// The deadline only notices silence: moved now and then, not per datagram.
+			if now := time.Now(); now.Sub(deadlineSet) > idle/8 {
+				conn.SetReadDeadline(now.Add(idle))
+				deadlineSet = now
+			}
+			b, _, err := r.Read()
+			n := len(b)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, lastActive.Load())) < idle {
@@ -134,7 +129,7 @@ func serveUDP(st Conn, local Local, c Counters) error {
 			if c.FromLocal != nil {
 				c.FromLocal.Add(int64(n))
 			}
-			if err := sendDatagram(dg, st, buf[:n]); err != nil {
+			if err := sendDatagram(dg, st, b); err != nil {
 				return
 			}
 		}
@@ -147,9 +142,7 @@ func serveUDP(st Conn, local Local, c Counters) error {
 		}
 		toLocal(buf[:n])
 	}
-	close(streamDone)
-	<-datagramsDone
-	conn.Close()
+	conn.Close() // the datagrams' taker writes to it: a write after this fails, harmlessly
 	<-done
 	st.Close()
 	return nil

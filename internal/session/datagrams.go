@@ -15,10 +15,14 @@ import (
 // Datagrams carries a udp flow's datagrams beside its stream, unreliably. The stream still
 // carries what Send refuses (a datagram too large for one packet) and says when the flow ends.
 type Datagrams interface {
-	// Send sends one datagram; an error means it was not sent (use the stream).
+	// Send sends one datagram; an error means it was not sent (use the stream). b may be
+	// reused as soon as it returns.
 	Send(b []byte) error
-	// Incoming delivers the datagrams that arrive for the flow. It is never closed.
-	Incoming() <-chan []byte
+	// Receive sets the function that takes the flow's incoming datagrams, each in a buffer of
+	// its own. It runs on the connection's receiving goroutine, which feeds every flow: it must
+	// not block (write to a socket, or drop). Datagrams that came before it was set are handed
+	// to it first; until then a few wait. After the flow closes it is no longer called.
+	Receive(fn func(b []byte))
 }
 
 // DatagramCarrier is implemented by streams whose flow also has datagrams.
@@ -62,13 +66,15 @@ type FlowDatagrams struct {
 	sent, received, dropped atomic.Int64
 }
 
-// Bounds of what waits: datagrams of one flow not yet written to the local socket, and
-// datagrams whose flow's stream the provider has not yet accepted (its header travels on the
-// stream and may arrive after the first datagrams).
+// Bounds of what waits: datagrams whose flow's stream the provider has not yet accepted (its
+// header travels on the stream and may arrive after the first datagrams), and datagrams of a
+// flow whose taker is not set yet (its local socket is being opened). Once a flow has its
+// taker nothing waits here: each datagram goes from quic-go's receive queue straight to the
+// local socket, whose kernel buffer is the flow's queue (sized by netx.SizeUDPBuffers).
 const (
-	datagramFlowQueue   = 64 // the local socket takes them at once; quic-go itself queues 128 per connection
 	maxPendingDatagrams = 64
 	pendingDatagramTTL  = 2 * time.Second
+	maxEarlyDatagrams   = 64
 )
 
 // NewFlowDatagrams returns the flows' datagrams of conn, or nil when conn is nil (not a QUIC
@@ -129,7 +135,7 @@ func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
 
 // register starts receiving the datagrams of the flow on stream id.
 func (d *FlowDatagrams) register(id quic.StreamID) *datagramFlow {
-	f := &datagramFlow{d: d, id: id, in: make(chan []byte, datagramFlowQueue)}
+	f := &datagramFlow{d: d, id: id}
 	d.mu.Lock()
 	d.flows[id] = f
 	early := d.pending.Take(id)
@@ -144,37 +150,70 @@ func (d *FlowDatagrams) register(id quic.StreamID) *datagramFlow {
 type datagramFlow struct {
 	d    *FlowDatagrams
 	id   quic.StreamID
-	in   chan []byte
 	once sync.Once
+
+	taker atomic.Pointer[func([]byte)]
+	mu    sync.Mutex // guards early, and setting taker
+	early [][]byte
 }
 
 func (f *datagramFlow) push(b []byte) {
-	select {
-	case f.in <- b:
+	if fn := f.taker.Load(); fn != nil {
 		f.d.received.Add(1)
-	default: // the local socket is slower than the peer: drop, as a router would
+		(*fn)(b)
+		return
+	}
+	f.mu.Lock()
+	if fn := f.taker.Load(); fn != nil { // set meanwhile
+		f.mu.Unlock()
+		f.d.received.Add(1)
+		(*fn)(b)
+		return
+	}
+	if len(f.early) < maxEarlyDatagrams {
+		f.early = append(f.early, b)
+		f.d.received.Add(1)
+	} else {
 		f.d.dropped.Add(1)
 	}
+	f.mu.Unlock()
 }
+
+// Receive implements Datagrams.
+func (f *datagramFlow) Receive(fn func([]byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.early {
+		fn(b)
+	}
+	f.early = nil
+	f.taker.Store(&fn)
+}
+
+// sendBufs are the buffers of outgoing flow datagrams: quic-go copies a datagram when it is
+// queued, so one buffer serves every send.
+var sendBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
 
 // Send sends one datagram of the flow; an error (too large for a QUIC packet, connection
 // closed) tells the caller to use the flow's stream.
 func (f *datagramFlow) Send(b []byte) error {
-	buf := appendFlowDatagram(make([]byte, 0, quicvarint.Len(uint64(f.id))+len(b)), f.id, b)
-	if err := f.d.conn.SendDatagram(buf); err != nil {
+	bp := sendBufs.Get().(*[]byte)
+	buf := appendFlowDatagram((*bp)[:0], f.id, b)
+	err := f.d.conn.SendDatagram(buf)
+	*bp = buf
+	sendBufs.Put(bp)
+	if err != nil {
 		return err
 	}
 	f.d.sent.Add(1)
 	return nil
 }
 
-// Incoming delivers the flow's datagrams. It is never closed: the flow's stream says when the
-// flow ends.
-func (f *datagramFlow) Incoming() <-chan []byte { return f.in }
-
 // close stops the flow's share: later datagrams for it are dropped.
 func (f *datagramFlow) close() {
 	f.once.Do(func() {
+		drop := func([]byte) { f.d.dropped.Add(1) }
+		f.taker.Store(&drop)
 		f.d.mu.Lock()
 		if f.d.flows[f.id] == f {
 			delete(f.d.flows, f.id)
@@ -183,8 +222,8 @@ func (f *datagramFlow) close() {
 	})
 }
 
-// Counts returns how many datagrams were sent, received and dropped (malformed, unclaimed or
-// over a flow's queue).
+// Counts returns how many datagrams were sent, received and dropped (malformed, unclaimed, of a
+// closed flow, or over a flow's queue before its taker was set).
 func (d *FlowDatagrams) Counts() (sent, received, dropped int64) {
 	return d.sent.Load(), d.received.Load(), d.dropped.Load()
 }

@@ -39,6 +39,18 @@ func quicPair(t *testing.T) (visitor, provider *quic.Conn) {
 	return visitor, provider
 }
 
+// incoming sets f's taker to a channel (as a test reads it; a real taker writes to a socket).
+func incoming(f Datagrams) <-chan []byte {
+	ch := make(chan []byte, 16)
+	f.Receive(func(b []byte) {
+		select {
+		case ch <- b:
+		default:
+		}
+	})
+	return ch
+}
+
 func recvWithin(t *testing.T, ch <-chan []byte, d time.Duration) ([]byte, bool) {
 	t.Helper()
 	select {
@@ -76,29 +88,43 @@ func TestFlowDatagrams(t *testing.T) {
 		t.Fatalf("%d malformed datagrams dropped, want 2", got)
 	}
 	pf := p.register(4)
-	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || string(b) != "early" {
+	pIn := incoming(pf)
+	if b, ok := recvWithin(t, pIn, 2*time.Second); !ok || string(b) != "early" {
 		t.Fatalf("early datagram: %q, %v", b, ok)
 	}
 	// Both ways, and flows do not mix.
 	other := v.register(8)
 	p8 := p.register(8)
+	vIn, p8In := incoming(vf), incoming(p8)
 	if err := pf.Send([]byte("answer")); err != nil {
 		t.Fatal(err)
 	}
 	if err := other.Send([]byte("other flow")); err != nil {
 		t.Fatal(err)
 	}
-	if b, ok := recvWithin(t, vf.Incoming(), 2*time.Second); !ok || string(b) != "answer" {
+	if b, ok := recvWithin(t, vIn, 2*time.Second); !ok || string(b) != "answer" {
 		t.Fatalf("answer: %q, %v", b, ok)
 	}
-	if b, ok := recvWithin(t, p8.Incoming(), 2*time.Second); !ok || string(b) != "other flow" {
+	if b, ok := recvWithin(t, p8In, 2*time.Second); !ok || string(b) != "other flow" {
 		t.Fatalf("flow 8: %q, %v", b, ok)
+	}
+	// A datagram of a flow whose taker is not set yet waits for it (its socket is opening).
+	v12, p12 := v.register(12), p.register(12)
+	before := p.received.Load()
+	if err := v12.Send([]byte("before the taker")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); p.received.Load() == before && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b, ok := recvWithin(t, incoming(p12), 2*time.Second); !ok || string(b) != "before the taker" {
+		t.Fatalf("datagram before the taker: %q, %v", b, ok)
 	}
 	// What the README promises: a VPN packet at MTU 1280 (WireGuard: 1312 bytes) is a datagram.
 	if err := vf.Send(make([]byte, 1312)); err != nil {
 		t.Fatalf("a 1312-byte datagram: %v", err)
 	}
-	if b, ok := recvWithin(t, pf.Incoming(), 2*time.Second); !ok || len(b) != 1312 {
+	if b, ok := recvWithin(t, pIn, 2*time.Second); !ok || len(b) != 1312 {
 		t.Fatalf("the 1312-byte datagram arrived as %d bytes (%v)", len(b), ok)
 	}
 	// Too large for one packet: refused, so that the caller uses the stream.
@@ -124,7 +150,7 @@ func TestFlowDatagrams(t *testing.T) {
 	// A closed flow takes no more.
 	pf.close()
 	vf.Send([]byte("after close"))
-	if b, ok := recvWithin(t, pf.Incoming(), 200*time.Millisecond); ok {
+	if b, ok := recvWithin(t, pIn, 200*time.Millisecond); ok {
 		t.Fatalf("closed flow received %.20q", b)
 	}
 	vc.CloseWithError(0, "done")

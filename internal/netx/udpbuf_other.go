@@ -1,0 +1,7 @@
+//go:build !linux
+
+package netx
+
+import "net"
+
+func forceUDPBuffers(*net.UDPConn, int) {}
