@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/wire"
 )
 
@@ -74,6 +75,7 @@ func (ss *sideSockets) keepOnly(keep *net.UDPConn) {
 	ss.mu.Lock()
 	ss.kept = keep
 	ss.mu.Unlock()
+	quicsock.SetGRO(keep) // the path's packets now come in runs: see readSide
 	for _, c := range ss.socks {
 		if c != keep {
 			c.Close()
@@ -154,27 +156,46 @@ func (p *puncher) probeMessage() (*stun.Message, error) {
 
 // readSide reads one extra socket: the peer's probes and answers, and once the path runs on
 // this socket, its QUIC packets, fed into the client's socket as the session's (relay-framed,
-// so that they reach the session's virtual address).
+// so that they reach the session's virtual address). The socket the path runs on reads with
+// GRO (see keepOnly) and feeds a whole run of packets back in one GSO write, which the client's
+// socket reads with GRO as one: a few system calls per 64 KiB instead of three per packet.
 func (p *puncher) readSide(c *net.UDPConn) {
-	buf := make([]byte, 2048)
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, 128)
+	var framed []byte // relay-framed QUIC packets of one read, to inject
 	for {
-		n, from, err := c.ReadFromUDP(buf)
+		n, oobn, _, from, err := c.ReadMsgUDP(buf, oob)
 		if err != nil {
 			return
 		}
-		data := buf[:n]
-		switch {
-		case stun.IsMessage(data):
-			p.handleSide(c, data, from)
-		case n > 0 && data[0]&0xC0 != 0 && p.s.path.via.Load() == c:
-			if d := p.s.path.direct.Load(); d == nil || key(d) != key(from) {
-				continue // only the locked peer address talks QUIC here
+		size := quicsock.GROSegmentSize(oob[:oobn])
+		if size <= 0 || size >= n {
+			size = n
+		}
+		framed = framed[:0]
+		quicOK := p.s.path.via.Load() == c
+		if quicOK {
+			d := p.s.path.direct.Load()
+			quicOK = d != nil && key(d) == key(from) // only the locked peer address talks QUIC here
+		}
+		frameSize := 0
+		for off := 0; off < n; off += size {
+			data := buf[off:min(off+size, n)]
+			switch {
+			case stun.IsMessage(data):
+				p.handleSide(c, data, from)
+			case len(data) > 0 && data[0]&0xC0 != 0 && quicOK:
+				var hdr [wire.RelayHeaderLen]byte
+				wire.PutRelayHeader(hdr[:], p.s.path.token)
+				framed = append(append(framed, hdr[:]...), data...)
+				if frameSize == 0 {
+					frameSize = wire.RelayHeaderLen + len(data)
+				}
 			}
+		}
+		if len(framed) > 0 {
 			p.s.path.lastRecv.Store(time.Now().UnixNano())
-			frame := make([]byte, wire.RelayHeaderLen+n)
-			wire.PutRelayHeader(frame, p.s.path.token)
-			copy(frame[wire.RelayHeaderLen:], data)
-			p.s.m.c.inject(frame)
+			p.s.m.c.injectSegments(framed, frameSize)
 		}
 	}
 }

@@ -453,6 +453,12 @@ func (c *Client) inject(pkt []byte) {
 	c.injector.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port)))
 }
 
+// injectSegments feeds a run of relay-framed packets of segSize bytes each (the last may be
+// shorter) into the client's socket, as one GSO write where the system takes it.
+func (c *Client) injectSegments(b []byte, segSize int) {
+	quicsock.WriteSegmented(c.injector, b, segSize, net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port))))
+}
+
 func loopbackOf(a *net.UDPAddr) netip.Addr {
 	if a.IP.To4() == nil && !a.IP.IsUnspecified() {
 		return netip.IPv6Loopback()

@@ -253,14 +253,9 @@ func (t *paths) Send(c *quicsock.Conn, b, oob []byte, segSize int, to *net.UDPAd
 		p.lastSend.Store(time.Now().UnixNano())
 		p.directByte.Add(int64(len(b)))
 		if via := p.via.Load(); via != nil {
-			// Another socket: one write per packet (it has no GSO set-up); a failed write is a
-			// lost packet to QUIC.
-			if segSize <= 0 || segSize >= len(b) {
-				segSize = len(b)
-			}
-			for off := 0; off < len(b); off += segSize {
-				via.WriteToUDP(b[off:min(off+segSize, len(b))], d)
-			}
+			// Another socket (birthday-punched): QUIC's GSO run goes out as one write there
+			// too. A failed write is a lost packet to QUIC.
+			quicsock.WriteSegmented(via, b, segSize, d)
 			return nil, true, nil
 		}
 		return d, false, nil

@@ -46,6 +46,9 @@ func appendSegmentSize(oob []byte, size int) []byte {
 	return oob
 }
 
+// gsoSystem: the system has UDP GSO (Linux's UDP_SEGMENT).
+const gsoSystem = true
+
 func gsoSupported(c *net.UDPConn) bool {
 	rc, err := c.SyscallConn()
 	if err != nil {

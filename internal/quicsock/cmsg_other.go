@@ -11,6 +11,8 @@ func SegmentSize(oob []byte) int { return 0 }
 
 func appendSegmentSize(oob []byte, size int) []byte { return oob }
 
+const gsoSystem = false
+
 func gsoSupported(c *net.UDPConn) bool { return false }
 
 func isGSOError(err error) bool { return false }

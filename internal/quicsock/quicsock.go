@@ -201,6 +201,46 @@ func (c *Conn) WriteSegments(pkts [][]byte, to *net.UDPAddr) error {
 	return first
 }
 
+// WriteSegmented sends b, a run of segSize-byte packets (the last may be shorter; segSize 0
+// or len(b): one packet), to one address on a plain socket: as one GSO write where the system
+// takes it, else one write per packet. For sockets beside the Conn (a birthday-punched one).
+func WriteSegmented(c *net.UDPConn, b []byte, segSize int, to *net.UDPAddr) error {
+	if segSize <= 0 || segSize >= len(b) {
+		_, err := c.WriteToUDP(b, to)
+		return err
+	}
+	if gsoSystem {
+		// At most MaxGSOSegments and MaxGSOBytes a write: longer runs go in several.
+		chunk := segSize * min(MaxGSOSegments, max(MaxGSOBytes/segSize, 1))
+		var oob [32]byte
+		var err error
+		for off := 0; off < len(b) && err == nil; off += chunk {
+			part := b[off:min(off+chunk, len(b))]
+			if len(part) <= segSize {
+				_, err = c.WriteToUDP(part, to)
+			} else {
+				_, _, err = c.WriteMsgUDP(part, appendSegmentSize(oob[:0], segSize), to)
+			}
+			if err != nil && isGSOError(err) && off == 0 {
+				break // no GSO here: one by one below
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err == nil {
+			return nil
+		}
+	}
+	var first error
+	for off := 0; off < len(b); off += segSize {
+		if _, err := c.WriteToUDP(b[off:min(off+segSize, len(b))], to); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 func (c *Conn) writeGSO(pkts [][]byte, to *net.UDPAddr) error {
 	c.gsoMu.Lock()
 	defer c.gsoMu.Unlock()

@@ -5,6 +5,7 @@ package quicsock
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -329,4 +330,62 @@ func hasPacketInfo(oob []byte) bool {
 		oob = rest
 	}
 	return false
+}
+
+// WriteSegmented sends a run of packets longer than one GSO write allows, and a receiver with
+// or without GRO gets every packet whole and in order.
+func TestWriteSegmented(t *testing.T) {
+	for _, gro := range []bool{false, true} {
+		recv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer recv.Close()
+		recv.SetReadBuffer(4 << 20)
+		if gro {
+			SetGRO(recv)
+		}
+		send, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer send.Close()
+		const size, n = 1209, 150 // three GSO writes' worth, the last packet shorter
+		b := make([]byte, 0, size*n)
+		for i := range n {
+			p := make([]byte, size)
+			if i == n-1 {
+				p = p[:500]
+			}
+			binary.BigEndian.PutUint32(p, uint32(i))
+			b = append(b, p...)
+		}
+		if err := WriteSegmented(send, b, size, recv.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 64<<10), make([]byte, 128)
+		got := 0
+		recv.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for got < n {
+			m, oobn, _, _, err := recv.ReadMsgUDP(buf, oob)
+			if err != nil {
+				t.Fatalf("gro %v: %d of %d packets, then %v", gro, got, n, err)
+			}
+			seg := GROSegmentSize(oob[:oobn])
+			if seg <= 0 || seg >= m {
+				seg = m
+			}
+			for off := 0; off < m; off += seg {
+				p := buf[off:min(off+seg, m)]
+				want := size
+				if got == n-1 {
+					want = 500
+				}
+				if i := binary.BigEndian.Uint32(p); int(i) != got || len(p) != want {
+					t.Fatalf("gro %v: packet %d of %d bytes, want %d of %d", gro, i, len(p), got, want)
+				}
+				got++
+			}
+		}
+	}
 }
