@@ -5,8 +5,8 @@ package quicsock
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
