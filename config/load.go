@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -69,7 +70,7 @@ func ParseClient(name string, data []byte) (*Client, []string, error) {
 			if file == name || slices.Contains(files, file) {
 				continue // the main file, or a file two patterns match: once
 			}
-			inc, err := os.ReadFile(file)
+			inc, err := readInclude(file)
 			if err != nil {
 				l.at(key, "%v", err)
 				continue
@@ -97,6 +98,30 @@ func ParseClient(name string, data []byte) (*Client, []string, error) {
 		return nil, nil, err
 	}
 	return c, warnings, nil
+}
+
+// maxInclude bounds an included file: a file of proxies and visitors, not a disk image.
+const maxInclude = 1 << 20
+
+// readInclude reads a file that includes matched: a regular file (not a device or a pipe,
+// which could block or never end) of at most maxInclude bytes.
+func readInclude(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", file)
+	}
+	if fi.Size() > maxInclude {
+		return nil, fmt.Errorf("%s is larger than %d bytes", file, maxInclude)
+	}
+	return io.ReadAll(io.LimitReader(f, maxInclude+1))
 }
 
 // completer is a config that applies its defaults and validates itself.

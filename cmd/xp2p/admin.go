@@ -13,6 +13,7 @@ import (
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
+	"github.com/xp2p/xp2p/web"
 	"github.com/xp2p/xp2p/web/admin"
 	"github.com/xp2p/xp2p/web/dashboard"
 )
@@ -32,12 +33,13 @@ func startDashboard(cfg *config.Server, srv *rendezvous.Server, log *slog.Logger
 	return func() { d.Close() }, nil
 }
 
-// startAdmin starts a client's admin endpoint when webServer.port is set; stop ends it.
-func startAdmin(cfg *config.Client, path string, c *peer.Client, log *slog.Logger) (stop func(), err error) {
+// startAdmin starts a client's admin endpoint (its page and API) when webServer.port is set;
+// stop ends it. logs are the client's recent warnings and errors, for the page.
+func startAdmin(cfg *config.Client, path string, c *peer.Client, log *slog.Logger, logs *web.RecentLogs) (stop func(), err error) {
 	if cfg.WebServer.Port == 0 {
 		return func() {}, nil
 	}
-	a, err := admin.New(cfg.WebServer, c, admin.Options{Log: log, ConfigPath: path})
+	a, err := admin.New(cfg.WebServer, c, admin.Options{Log: log, ConfigPath: path, Logs: logs})
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func TestStatusAndReloadCommands(t *testing.T) {
 	}
 	c := testnet.StartClient(t, before)
 	log, _ := testnet.Logger(t, "admin")
-	stop, err := startAdmin(c.Config, path, c.Client, log)
+	stop, err := startAdmin(c.Config, path, c.Client, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/xp2p/xp2p/demo"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
+	"github.com/xp2p/xp2p/web"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -187,13 +188,16 @@ func runClient(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(stderr, cfg.Log.Level)
+	// The client's page shows its last warnings and errors.
+	recent := web.NewRecentLogs(log.Handler(), 100)
+	log = slog.New(recent)
 	logWarnings(log, warnings)
 	c, err := peer.New(cfg, log)
 	if err != nil {
 		log.Error("client", "err", err)
 		return 1
 	}
-	stopAdmin, err := startAdmin(cfg, path, c, log)
+	stopAdmin, err := startAdmin(cfg, path, c, log, recent)
 	if err != nil {
 		log.Error("admin endpoint", "err", err)
 		return 1

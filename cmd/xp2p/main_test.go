@@ -25,6 +25,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if h := os.Getenv("XP2P_TEST_HELPER"); h != "" {
+		os.Exit(testHelper(h))
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

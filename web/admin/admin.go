@@ -1,20 +1,29 @@
-// Package admin is the client's admin endpoint on webServer.addr:port (loopback by default):
-// GET /api/status (servers, proxies, visitors, P2P sessions) and POST /api/reload (apply a new
-// configuration to the running client), and the other half used by `xp2p status` and
-// `xp2p reload`.
+// Package admin is the client's web front end on webServer.addr:port (loopback by default),
+// frpc's admin UI: a page (proxies, visitors, P2P sessions, servers, NAT, the last warnings and
+// errors, the config to edit and apply) with the server dashboard's look and sign-in (package
+// web), the JSON API behind it (GET /api/status, /api/logs, /api/config; POST /api/reload), and
+// the other half used by `xp2p status` and `xp2p reload`.
+//
+// Without webServer.password the endpoint answers only requests from this machine's loopback
+// whose process runs as the client's own user or as root (web.OwnerOnly): other local users
+// must not read or drive a client they do not own.
 package admin
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +48,9 @@ type Controller interface {
 
 var _ Controller = (*peer.Client)(nil)
 
+//go:embed web
+var pages embed.FS
+
 // Status answers GET /api/status.
 type Status struct {
 	Version  string             `json:"version"`
@@ -61,8 +73,17 @@ type ReloadResponse struct {
 type Options struct {
 	Log *slog.Logger
 	// ConfigPath is the file the client started with: POST /api/reload without a body reads it
-	// again.
+	// again, and GET /api/config shows it until a reload replaces it.
 	ConfigPath string
+	// Logs are the client's last warnings and errors, for GET /api/logs (none if nil).
+	Logs *web.RecentLogs
+}
+
+// Config answers GET /api/config: the configuration in effect, for the page to edit.
+type Config struct {
+	// File names it (the file the client started with, or the name a reload gave).
+	File string `json:"file"`
+	Text string `json:"text"`
 }
 
 // MaxConfigSize bounds a configuration sent to /api/reload.
@@ -78,6 +99,8 @@ type Server struct {
 	started time.Time
 
 	reloadMu sync.Mutex
+	configMu sync.Mutex
+	config   Config
 	ln       net.Listener
 	url      string
 	http     *http.Server
@@ -96,6 +119,11 @@ func New(cfg config.WebServer, ctl Controller, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, ctl: ctl, opts: opts, log: opts.Log, started: time.Now(),
 		guard: web.NewGuard("xp2p client admin", cfg.User, cfg.Password)}
 	s.guard.Secure = cfg.TLS.CertFile != ""
+	if opts.ConfigPath != "" {
+		if data, err := os.ReadFile(opts.ConfigPath); err == nil {
+			s.config = Config{File: opts.ConfigPath, Text: string(data)}
+		}
+	}
 	return s, nil
 }
 
@@ -115,6 +143,9 @@ func (s *Server) Start() error {
 		WriteTimeout:      60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if !s.guard.Required() {
+		s.http.ConnContext = web.OwnerContext
 	}
 	s.done = make(chan struct{})
 	go func() {
@@ -147,30 +178,36 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Handler serves the endpoint's API.
+// Handler serves the page and its API. Without a password it answers only the client's own
+// user and root (the server from Start looks up each connection's owner).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	own, _ := fs.Sub(pages, "web")
+	web.Site(mux, own)
 	mux.Handle("/healthz", web.Method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})))
+	s.guard.MountLogin(mux, "client page", peer.Version, s.log)
 	mux.Handle("/api/status", web.Method("GET", s.guard.Wrap(http.HandlerFunc(s.status))))
+	mux.Handle("/api/logs", web.Method("GET", s.guard.Wrap(http.HandlerFunc(s.logs))))
+	mux.Handle("/api/config", web.Method("GET", s.guard.Wrap(http.HandlerFunc(s.configText))))
 	mux.Handle("/api/reload", web.Method("POST", s.guard.Wrap(http.HandlerFunc(s.reload))))
 	if s.cfg.PprofEnable {
 		s.guard.MountPprof(mux)
 	}
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		web.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (the admin endpoint has GET /api/status and POST /api/reload)")
+		web.WriteError(w, http.StatusNotFound, "no such page or endpoint: "+r.URL.Path+" (the client's API: GET /api/status, /api/logs, /api/config; POST /api/reload)")
 	}))
 	var h http.Handler = mux
 	if !s.guard.Required() {
-		h = web.LocalHostOnly(h)
+		h = web.LocalHostOnly(web.OwnerOnly("this client's admin endpoint", h))
 	}
 	return web.SecurityHeaders(web.NoCrossSite(h))
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	if r.URL.RawQuery != "" {
-		web.WriteError(w, http.StatusBadRequest, "/api/status takes no query parameters")
+	if _, err := web.Query(r); err != nil {
+		web.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	st := Status{
@@ -236,9 +273,10 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg, warnings, err := config.ParseClient(name, data)
 	if err != nil {
-		web.WriteError(w, http.StatusBadRequest, err.Error())
+		web.WriteError(w, http.StatusBadRequest, hideIncluded(name, err))
 		return
 	}
+	warnings = slices.DeleteFunc(warnings, func(w string) bool { return !strings.HasPrefix(w, name+":") })
 	s.reloadMu.Lock()
 	res, err := s.ctl.Reload(cfg)
 	s.reloadMu.Unlock()
@@ -250,6 +288,64 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	if warnings == nil {
 		warnings = []string{}
 	}
+	s.configMu.Lock()
+	s.config = Config{File: name, Text: string(data)}
+	s.configMu.Unlock()
 	s.log.Info("reload applied through the admin endpoint", "remote", r.RemoteAddr)
 	web.WriteJSON(w, http.StatusOK, ReloadResponse{Result: res, Warnings: warnings})
+}
+
+// logs answers GET /api/logs: the client's last warnings and errors, oldest first.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	if _, err := web.Query(r); err != nil {
+		web.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	entries := []web.LogEntry{}
+	if s.opts.Logs != nil {
+		entries = s.opts.Logs.Entries()
+	}
+	web.WriteJSON(w, http.StatusOK, entries)
+}
+
+// configText answers GET /api/config: the configuration in effect.
+func (s *Server) configText(w http.ResponseWriter, r *http.Request) {
+	if _, err := web.Query(r); err != nil {
+		web.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.configMu.Lock()
+	c := s.config
+	s.configMu.Unlock()
+	web.WriteJSON(w, http.StatusOK, c)
+}
+
+// hideIncluded renders a config error for an answer of the API without the content of the
+// files the config includes: a request may name any file (includes = ["/etc/shadow"]) and the
+// client may run as root, so what an included file holds (its characters, lines, keys) must
+// not come back. The main file is the requester's own text and keeps its detailed errors;
+// `xp2p verify` and `xp2p reload` show the included files' errors to whoever can read them.
+func hideIncluded(main string, err error) string {
+	var list config.Errors
+	var one *config.Error
+	switch {
+	case errors.As(err, &list):
+	case errors.As(err, &one):
+		list = config.Errors{one}
+	default:
+		return err.Error()
+	}
+	var lines []string
+	hidden := map[string]bool{}
+	for _, e := range list {
+		if e.File == main {
+			lines = append(lines, e.Error())
+			continue
+		}
+		if !hidden[e.File] {
+			hidden[e.File] = true
+			lines = append(lines, e.File+": an included file with errors (not shown here: run `xp2p verify -c "+main+"` on the client's machine to see them)")
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -186,8 +186,8 @@ func TestMalformedAndCrossSite(t *testing.T) {
 	}{
 		{"GET", "/api/reload", "", "", nil, 405, "use POST"},
 		{"POST", "/api/status", "", "", nil, 405, "use GET"},
-		{"GET", "/api/nothing", "", "", nil, 404, "no such endpoint"},
-		{"GET", "/api/status?x=1", "", "", nil, 400, "no query parameters"},
+		{"GET", "/api/nothing", "", "", nil, 404, "no such page or endpoint"},
+		{"GET", "/api/status?x=1", "", "", nil, 400, "unknown query parameter"},
 		{"POST", "/api/reload?y=2", "application/toml", validConfig, nil, 400, `unknown query parameter`},
 		{"POST", "/api/reload", "", "", nil, 400, "empty body"},
 		// A browser may send text/plain across sites without asking first: refused.
@@ -321,7 +321,7 @@ func TestPprof(t *testing.T) {
 	}{
 		{on.URL() + "/debug/pprof/heap?debug=1", "", 200, "heap profile"},
 		{on.URL() + "/debug/pprof/heap?debug=1", "rebound.example", 421, "localhost"},
-		{off.URL() + "/debug/pprof/heap?debug=1", "", 404, "no such endpoint"},
+		{off.URL() + "/debug/pprof/heap?debug=1", "", 404, "no such page or endpoint"},
 	}
 	for _, tc := range cases {
 		req, _ := http.NewRequest("GET", tc.url, nil)

@@ -14,10 +14,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"strconv"
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/peercred"
 	"github.com/xp2p/xp2p/web"
 )
 
@@ -45,7 +47,7 @@ func NewClient(cfg config.WebServer) (*Client, error) {
 		host = "::1"
 	}
 	c := &Client{user: cfg.User, pass: cfg.Password}
-	tr := &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, ResponseHeaderTimeout: 30 * time.Second}
+	tr := &http.Transport{Proxy: nil, DialContext: dialOwned, ResponseHeaderTimeout: 30 * time.Second}
 	scheme := "http"
 	if cfg.TLS.CertFile != "" {
 		scheme = "https"
@@ -68,6 +70,36 @@ func NewClient(cfg config.WebServer) (*Client, error) {
 	c.base = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(cfg.Port))
 	c.http = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	return c, nil
+}
+
+// dialOwned connects to the endpoint and, when it is on this machine's loopback, checks who
+// listens there before a password or a config (with its tokens) is sent: while the client is
+// down, any local user could bind its port. It must run as root, as this user, or as a
+// systemd service (DynamicUser, as the xp2p-client@ unit runs it).
+func dialOwned(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); !ok || !ra.IP.IsLoopback() {
+		return c, nil
+	}
+	uid, err := peercred.UID(c)
+	switch {
+	case errors.Is(err, peercred.ErrUnsupported):
+		return c, nil // this system cannot tell
+	case err != nil:
+		c.Close()
+		return nil, err
+	case peercred.Trusted(uid) || peercred.SystemdDynamic(uid):
+		return c, nil
+	}
+	c.Close()
+	who := "uid " + strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		who += " (" + u.Username + ")"
+	}
+	return nil, fmt.Errorf("the process listening on %s runs as %s, not as root, you or a systemd service: it is not the client; nothing sent to it", addr, who)
 }
 
 func leafDER(path string) ([]byte, error) {
