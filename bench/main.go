@@ -3,7 +3,8 @@
 // Command bench measures xp2p against frp and direct TCP in the NAT lab, in one run: the tcp
 // proxy through the server (throughput, round trips, new connections, CPU, memory), P2P in
 // easy × easy (time to first byte, time to direct, throughput), the NAT matrix of easy, open, sym, noudp and symseq NATs (who connects,
-// directly or relayed) and server memory per proxy. It writes a markdown report and SVG plots
+// directly or relayed), server memory per proxy, and faults (server and client crashes with
+// 100 and 200 clients: recovery times, CPU, memory and idle cost per client). It writes a markdown report and SVG plots
 // to a results folder and a summary to the terminal. Run as root (network namespaces):
 //
 //	go run ./bench [-quick] [-reps N] [-out bench/results]
@@ -35,6 +36,10 @@ type options struct {
 	out         string
 	logw        io.Writer
 	only        string
+	// faults: client counts, idle window and repetitions of the kills.
+	faultClients []int
+	faultIdle    time.Duration
+	faultReps    int
 }
 
 // systems are the implementations compared: frp first, so that xp2p never has a warm cache
@@ -50,11 +55,13 @@ func main() {
 	mib := flag.Int("mib", 256, "MiB moved by each throughput figure")
 	flag.StringVar(&o.out, "out", "bench/results", "folder for results.md and the plots")
 	verbose := flag.Bool("v", false, "log the lab's steps")
-	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory)")
+	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults)")
 	flag.Parse()
 	o.rtts, o.connFor, o.proxyCounts = 2000, 2*time.Second, []int{1, 100, 1000}
+	o.faultClients, o.faultIdle, o.faultReps = []int{100, 200}, 60*time.Second, 2
 	if *quick {
 		o.reps, *mib, o.rtts, o.connFor = 3, 64, 500, time.Second
+		o.faultClients, o.faultIdle, o.faultReps = []int{100}, 20*time.Second, 1
 	}
 	o.bytes = int64(*mib) << 20
 	if *verbose {
@@ -114,6 +121,9 @@ func benchmark(o *options) int {
 	}
 	if want("memory") {
 		rep.memory, rep.memoryErr = memory(o, bins, p)
+	}
+	if want("faults") {
+		rep.faults, rep.faultsErr = faults(o, bins, p)
 	}
 	p.set("writing %s", o.out)
 	md := rep.markdown()

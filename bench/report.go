@@ -44,15 +44,15 @@ func (t *Table) Markdown() string {
 
 // report is everything one run measured.
 type report struct {
-	opts                          *options
-	started                       time.Time
-	classic, p2p, memory          *results
-	classicErr, p2pErr, memoryErr error
-	matrix                        map[[2]string]map[string]matrixCell
+	opts                                     *options
+	started                                  time.Time
+	classic, p2p, memory, faults             *results
+	classicErr, p2pErr, memoryErr, faultsErr error
+	matrix                                   map[[2]string]map[string]matrixCell
 }
 
 func (r *report) failed() bool {
-	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil
+	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil
 }
 
 // markdown is the whole report.
@@ -67,14 +67,16 @@ func (r *report) markdown() string {
 	for _, t := range r.tables() {
 		b.WriteString(t.Markdown())
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr} {
 		if e != nil {
 			fmt.Fprintf(&b, "**Failed:** %v\n\n", e)
 		}
 	}
-	if r.p2p != nil {
-		for _, n := range r.p2p.notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+	for _, res := range []*results{r.p2p, r.faults} {
+		if res != nil {
+			for _, n := range res.notes {
+				fmt.Fprintf(&b, "- %s\n", n)
+			}
 		}
 	}
 	b.WriteString("\nPlots: ![throughput](throughput.svg) ![round trips](latency.svg) ![memory](memory.svg)\n")
@@ -145,6 +147,25 @@ func (r *report) tables() []*Table {
 		}
 		out = append(out, t)
 	}
+	if r.faults != nil && len(r.faults.samples) > 0 {
+		t := &Table{Title: "5. Faults: N clients of 2 tcp proxies each, server and client crashes",
+			Note: "Clients behind four easy NATs, a user on the public side probing every port (a port is back when a user's " +
+				"connection echoes through it). Crashes are SIGKILL; the server is started again at once.",
+			Columns: []string{"figure", "unit"}}
+		for _, n := range r.opts.faultClients {
+			t.Columns = append(t.Columns, fmt.Sprintf("frp N=%d", n), fmt.Sprintf("xp2p N=%d", n), "xp2p / frp")
+		}
+		for _, row := range faultRows {
+			cells := []string{row.name, row.unit}
+			for _, n := range r.opts.faultClients {
+				key := faultRow(row.name, n)
+				cells = append(cells, formatSample(r.faults.get(key, "frp")), formatSample(r.faults.get(key, "xp2p")),
+					formatRatio(Ratio(med(r.faults, key, "xp2p"), med(r.faults, key, "frp"))))
+			}
+			t.Add(cells...)
+		}
+		out = append(out, t)
+	}
 	return out
 }
 
@@ -212,7 +233,15 @@ func (r *report) summary() string {
 			line(r.memory, fmt.Sprintf("server RSS, %d proxies", n), "MiB")
 		}
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr} {
+	if r.faults != nil {
+		for _, n := range r.opts.faultClients {
+			fmt.Fprintf(&b, " faults, %d clients:\n", n)
+			for _, row := range faultRows {
+				line(r.faults, faultRow(row.name, n), row.unit)
+			}
+		}
+	}
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr} {
 		if e != nil {
 			fmt.Fprintf(&b, " FAILED: %v\n", e)
 		}
