@@ -106,8 +106,18 @@ type localProxy struct {
 }
 
 type proxyStatus struct {
-	state  string // "running" or "error: ..."
+	state  string // "running", "error: ..." or "unhealthy: ..."; "waiting: ..." with retryAt
 	remote string // where the server published it
+	// retryAt is when the client asks again for a proxy whose name or port another holds.
+	retryAt time.Time
+}
+
+// text is the status for people; a waiting proxy says when it asks again.
+func (st proxyStatus) text() string {
+	if st.retryAt.IsZero() {
+		return st.state
+	}
+	return fmt.Sprintf("%s; asking again in %s", st.state, max(0, time.Until(st.retryAt)).Round(time.Second))
 }
 
 // localAddr is where the proxy's local service listens.
@@ -147,6 +157,14 @@ func (lp *localProxy) setStatus(l *serverLink, state, remote string) {
 	lp.status[l.index] = proxyStatus{state: state, remote: remote}
 }
 
+// setRetry records that l's server refused the proxy because its name or port is held, and
+// when the client asks again.
+func (lp *localProxy) setRetry(l *serverLink, why string, at time.Time) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.status[l.index] = proxyStatus{state: "waiting: " + why, retryAt: at}
+}
+
 // summary describes the proxy's state on all n servers: "running", "pending", an error, or
 // "running on 1 of 2 servers; ...: error".
 func (lp *localProxy) summary(n int) (state string, remotes []string) {
@@ -164,7 +182,7 @@ func (lp *localProxy) summary(n int) (state string, remotes []string) {
 				remotes = append(remotes, st.remote)
 			}
 		default:
-			errs = append(errs, st.state)
+			errs = append(errs, st.text())
 		}
 	}
 	switch {

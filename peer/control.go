@@ -42,6 +42,8 @@ type control struct {
 	// workKey is the session's key that its work connections prove (both ways), exported from
 	// its TLS once the server proved the token: only this client and that server know it.
 	workKey []byte
+	// retries asks again for the proxies the server refused because their name or port was held.
+	retries *proxyRetries
 }
 
 // heartbeat pings the server every heartbeatInterval and ends the session when no answer came
@@ -280,6 +282,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		workKey:  workKey,
 	}
 	ctl.dgrams = session.NewFlowDatagrams(session.Conn(sess))
+	ctl.retries = newProxyRetries(ctl)
 	return ctl, nil
 }
 
@@ -314,7 +317,8 @@ func (l *serverLink) serve(ctl *control) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); ctl.retries.run(ctx) }()
 	go func() { defer wg.Done(); ctl.heartbeat(ctx) }()
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
 	go func() { defer wg.Done(); l.runWorkPool(ctx, ctl) }()
@@ -357,7 +361,7 @@ func (l *serverLink) serve(ctl *control) error {
 		}
 		switch m := msg.(type) {
 		case *wire.NewProxyResult:
-			c.proxyResult(l, m)
+			c.proxyResult(ctl, m)
 		case *wire.ConnectResult:
 			ctl.mu.Lock()
 			ch := ctl.pending[m.ReqID]
@@ -391,16 +395,26 @@ func newProxyMsg(p config.Proxy) *wire.NewProxy {
 	return m
 }
 
-func (c *Client) proxyResult(l *serverLink, m *wire.NewProxyResult) {
+func (c *Client) proxyResult(ctl *control, m *wire.NewProxyResult) {
+	l := ctl.link
 	lp := c.proxy(m.Name)
 	if lp == nil {
 		return
 	}
 	if m.Error != "" {
+		if m.Code == wire.CodeInUse {
+			// Held by someone else: ask again until it is ours (see proxyRetries).
+			at := ctl.retries.schedule(lp)
+			lp.setRetry(l, m.Error, at)
+			c.log.Warn("server refused proxy: in use; asking again", "server", l.ep.Addr, "proxy", m.Name, "err", m.Error, "retry_in", time.Until(at).Round(100*time.Millisecond))
+			return
+		}
+		ctl.retries.forget(m.Name)
 		lp.setStatus(l, "error: "+m.Error, "")
 		c.log.Error("server refused proxy", "server", l.ep.Addr, "proxy", m.Name, "err", m.Error)
 		return
 	}
+	ctl.retries.forget(m.Name)
 	lp.setStatus(l, "running", m.RemoteAddr)
 	local := lp.localAddr()
 	if m.RemoteAddr != "" {

@@ -409,6 +409,28 @@ func (p *Proxies) Close() {
 	}
 }
 
+// Holders returns the clients whose proxies hold a public port (kind wire.ProxyTCP or
+// wire.ProxyUDP): the members of a tcp port (several for a load-balancing group), the owner of
+// a udp port; none if xp2p does not hold it (another program may).
+func (p *Proxies) Holders(kind string, port int) []Owner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Owner
+	switch kind {
+	case wire.ProxyTCP:
+		if tp := p.tcpPorts[port]; tp != nil {
+			for _, m := range *tp.members.Load() {
+				out = append(out, m.owner)
+			}
+		}
+	case wire.ProxyUDP:
+		if up := p.udpPorts[port]; up != nil {
+			out = append(out, up.member.owner)
+		}
+	}
+	return out
+}
+
 // Count returns the number of registered proxies.
 func (p *Proxies) Count() int {
 	p.mu.Lock()

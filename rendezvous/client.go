@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,12 +55,15 @@ type client struct {
 	pingMu sync.Mutex
 	pings  map[uint64]chan struct{}
 	pingN  uint64
+	probe  *livenessProbe // the liveness check running now (nil: none)
 
 	// Guarded by s.mu: the names the client claimed (without user prefix) → kind, its P2P
-	// sessions by id, and whether its session is ending (it may claim nothing more).
+	// sessions by id, and whether its session is ending (it may claim nothing more); asking
+	// holds the names it asked for that wait for the liveness check of their holders.
 	proxies  map[string]string
 	sessions map[string]*p2pSession
 	left     bool
+	asking   map[string]bool
 }
 
 // p2pSession is a visitor↔provider session the server paired and may relay.
@@ -88,6 +92,7 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		pings:       map[uint64]chan struct{}{},
 		proxies:     map[string]string{},
 		sessions:    map[string]*p2pSession{},
+		asking:      map[string]bool{},
 	}
 	c.log = s.log.With("client", c.id, "remote", remote.String())
 	if _, err := nat.ParseBehavior(login.NAT); err == nil {
@@ -196,42 +201,6 @@ func (c *client) run() {
 	c.log.Info("client disconnected", "reason", errString(err))
 }
 
-// alive asks the client to prove it still answers: a Ping that must come back within timeout.
-func (c *client) alive(timeout time.Duration) bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-	}
-	ch := make(chan struct{})
-	c.pingMu.Lock()
-	c.pingN++
-	seq := c.pingN
-	c.pings[seq] = ch
-	c.pingMu.Unlock()
-	defer func() {
-		c.pingMu.Lock()
-		delete(c.pings, seq)
-		c.pingMu.Unlock()
-	}()
-	if err := c.send(&wire.Ping{Seq: seq}); err != nil {
-		return false
-	}
-	select {
-	case <-ch:
-		return true
-	case <-time.After(timeout):
-		return false
-	case <-c.done:
-		return false
-	}
-}
-
-// probeTimeout is how long a liveness check waits: a few round trips, at least a second.
-func (c *client) probeTimeout() time.Duration {
-	return max(time.Second, 4*c.sess.RTT())
-}
-
 func errString(err error) string {
 	if err == nil {
 		return "closed"
@@ -317,47 +286,29 @@ func (c *client) controlLoop() error {
 
 func (c *client) newProxy(m *wire.NewProxy) { c.newProxyTry(m, true) }
 
-// newProxyTry registers a proxy. If another client holds the name alone, that client must prove
-// it is alive: a provider that crashed and restarted gets its names back at once instead of
-// after the dead session's timeout (mayEvict limits this to one try). A load-balancing group
+// newProxyTry registers a proxy. If another client holds its name alone, or its port, that
+// client must prove it is alive (takeOver): a provider that crashed and restarted gets its
+// names back a few seconds after it asks instead of after the dead session's timeout, while a
+// live one keeps them. mayEvict limits this to one check per request. A load-balancing group
 // never takes a name held alone, whether its holder is alive or not.
 func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 	s := c.s
 	key := proxyKey{c.login.User, m.Name}
 	name := key.String()
-	refuse := func(err error) {
-		c.log.Info("proxy refused", "proxy", name, "err", err)
-		c.send(&wire.NewProxyResult{Name: m.Name, Error: err.Error()})
-	}
 	s.mu.Lock()
 	holder, err := s.claimLocked(c, key, m.Type, m.Group)
 	s.mu.Unlock()
 	if err != nil {
-		refuse(err)
+		c.refuseProxy(m.Name, err, claimCode(err))
 		return
 	}
 	if holder != nil {
+		inUse := fmt.Errorf("proxy name %q is %w", name, errNameHeld)
 		if !mayEvict {
-			refuse(fmt.Errorf("proxy name %q is %w", name, errNameHeld))
+			c.refuseProxy(m.Name, inUse, wire.CodeInUse)
 			return
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if holder.alive(holder.probeTimeout()) {
-				refuse(fmt.Errorf("proxy name %q is %w (%s), which is alive", name, errNameHeld, holder.remote))
-				return
-			}
-			c.log.Info("taking over the names of an unresponsive client", "proxy", name, "old_client", holder.id)
-			holder.sess.Close("unresponsive: another client took over its names")
-			select {
-			case <-holder.done:
-			case <-c.done:
-				return
-			case <-time.After(10 * time.Second):
-			}
-			c.newProxyTry(m, false)
-		}()
+		c.takeOver(m, []*client{holder}, inUse)
 		return
 	}
 	reply := &wire.NewProxyResult{Name: m.Name}
@@ -369,7 +320,11 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 			s.mu.Lock()
 			s.releaseLocked(c, key)
 			s.mu.Unlock()
-			refuse(err)
+			if holders := c.portHolders(m); mayEvict && len(holders) > 0 && errors.Is(err, relay.ErrPortInUse) {
+				c.takeOver(m, holders, fmt.Errorf("remotePort %d: %w by another client", m.RemotePort, relay.ErrPortInUse))
+				return
+			}
+			c.refuseProxy(m.Name, err, refusalCode(err))
 			return
 		}
 		reply.RemoteAddr = addr
@@ -396,6 +351,7 @@ func (c *client) closeProxy(short string) {
 	s.unpublish(c, key.String())
 	s.mu.Lock()
 	s.releaseLocked(c, key)
+	delete(c.asking, short)
 	s.mu.Unlock()
 	c.log.Info("proxy closed", "proxy", key.String())
 }

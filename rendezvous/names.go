@@ -37,8 +37,12 @@ type nameMember struct {
 	online bool
 }
 
-// errNameHeld refuses a name another client holds alone and is alive.
-var errNameHeld = errors.New("already in use by another client")
+// errNameHeld refuses a name another client holds alone and is alive; errNameOfGroup a name
+// a load-balancing group holds.
+var (
+	errNameHeld    = errors.New("already in use by another client")
+	errNameOfGroup = errors.New("used by load-balancing group")
+)
 
 // claimLocked reserves key for c, as a proxy of kind in group ("" for none). When another
 // client holds the name alone and c asks for it alone, that client is returned as holder and
@@ -61,7 +65,7 @@ func (s *Server) claimLocked(c *client, key proxyKey, kind, group string) (holde
 		c.proxies[key.name] = kind
 		return nil, nil
 	case e.group != "":
-		return nil, fmt.Errorf("proxy name %q is used by load-balancing group %q (of %s proxies)", key, e.group, e.kind)
+		return nil, fmt.Errorf("proxy name %q is %w %q (of %s proxies)", key, errNameOfGroup, e.group, e.kind)
 	case group != "":
 		return nil, fmt.Errorf("proxy name %q is %w, not in group %q", key, errNameHeld, group)
 	default:

@@ -18,6 +18,8 @@ type publisher interface {
 	Remove(owner relay.Owner, name string)
 	// RemoveOwner withdraws every proxy of owner.
 	RemoveOwner(owner relay.Owner)
+	// Holders returns the owners of the proxies that hold a public port of that kind.
+	Holders(kind string, port int) []relay.Owner
 	// Close withdraws everything and stops listening.
 	Close()
 }
@@ -43,6 +45,14 @@ func (s *Server) publish(owner relay.Owner, req *wire.NewProxy) (string, error) 
 		return "", fmt.Errorf("proxy type %q is not published by this server", req.Type)
 	}
 	return pub.Add(owner, req)
+}
+
+// holders returns the owners of the proxies that hold a public port of that kind.
+func (s *Server) holders(kind string, port int) []relay.Owner {
+	if pub := s.publishers[kind]; pub != nil {
+		return pub.Holders(kind, port)
+	}
+	return nil
 }
 
 // unpublish withdraws owner's proxy of that name, whatever its kind.

@@ -36,6 +36,14 @@ const (
 	CodeBusy = "busy"
 	// CodeInternal: the server failed; the message says how.
 	CodeInternal = "internal"
+	// CodeInUse: a proxy's name or port is held, by another client that answered when the
+	// server checked it was alive, or by a program outside xp2p. It may be free later: the
+	// client asks again, with backoff, until it gets it.
+	CodeInUse = "inUse"
+	// CodeConfig: the server's configuration does not allow a proxy (allowPorts,
+	// maxPortsPerClient, a group's key, a name the client already registered). Asking again
+	// gives the same answer until a configuration changes.
+	CodeConfig = "config"
 )
 
 func init() {
@@ -190,10 +198,18 @@ type NewProxyResult struct {
 	// RemoteAddr is where the proxy is reachable on the server (tcp/udp).
 	RemoteAddr string `json:"remoteAddr,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Code says what kind of refusal Error is (CodeInUse, CodeConfig; "" for others), so that
+	// the client knows whether asking again can help.
+	Code string `json:"code,omitempty"`
 }
 
 func (*NewProxyResult) MessageType() string { return "newProxyResult" }
-func (m *NewProxyResult) Validate() error   { return validateName("name", m.Name) }
+func (m *NewProxyResult) Validate() error {
+	if len(m.Code) > MaxNameLen {
+		return fmt.Errorf("code is longer than %d characters", MaxNameLen)
+	}
+	return validateName("name", m.Name)
+}
 
 // CloseProxy withdraws a proxy.
 type CloseProxy struct {
