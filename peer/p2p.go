@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -36,7 +37,14 @@ type p2pSessions struct {
 	mu        sync.Mutex
 	byID      map[string]*p2pSession
 	byVirtual map[netip.AddrPort]*p2pSession
+
+	// pins are the certificates of providers that proved a service's secretKey to this visitor,
+	// by pinKey: see dialProvider.
+	pins sync.Map
 }
+
+// pinKey names a provider's pin: the service, under the secret it proved.
+func pinKey(service string, secret []byte) string { return service + "\x00" + string(secret) }
 
 // p2pSession is one visitor↔provider session: its path, its prober and its QUIC connection.
 type p2pSession struct {
@@ -58,6 +66,11 @@ type p2pSession struct {
 	peerIP netip.Addr
 
 	punch *puncher
+
+	// pipeline: a visitor of a tcp service may send its first stream before the provider's
+	// answer when it knows the provider (see dialProvider); pipelined: it did.
+	pipeline  bool
+	pipelined atomic.Bool
 
 	conn atomic.Pointer[quic.Conn]
 	// dgrams carries udp flows' datagrams when both ends take them (udp services).
@@ -82,6 +95,9 @@ type sessionOpts struct {
 	relayOnly bool
 	// local is the provider's service behind the session.
 	local relay.Local
+	// pipeline lets a visitor open streams before a known provider's answer (tcp services:
+	// a udp flow needs the answer's datagram settings first).
+	pipeline bool
 }
 
 // newSession registers a session that ctl's server paired, from its description. Once it
@@ -90,17 +106,18 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 	var tok wire.RelayToken
 	copy(tok[:], ps.RelayToken)
 	s := &p2pSession{
-		m:       m,
-		id:      ps.SessionID,
-		idHex:   hex.EncodeToString(ps.SessionID),
-		role:    ps.Role,
-		service: ps.Service,
-		secret:  []byte(o.secret),
-		local:   o.local,
-		link:    ctl.link,
-		created: time.Now(),
-		ready:   make(chan struct{}),
-		done:    make(chan struct{}),
+		m:        m,
+		id:       ps.SessionID,
+		idHex:    hex.EncodeToString(ps.SessionID),
+		role:     ps.Role,
+		service:  ps.Service,
+		secret:   []byte(o.secret),
+		local:    o.local,
+		pipeline: o.pipeline,
+		link:     ctl.link,
+		created:  time.Now(),
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	s.peerIP, _ = netip.ParseAddr(ps.PeerIP) // invalid (an older server): one shared bucket
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
@@ -402,7 +419,7 @@ func (s *p2pSession) markReady() {
 	s.readyAt.Store(int64(time.Since(start)))
 	close(s.ready)
 	p, d := s.Path()
-	args := []any{"path", p, "time_to_ready", time.Duration(s.readyAt.Load()).Round(time.Microsecond)}
+	args := []any{"path", p, "time_to_ready", time.Duration(s.readyAt.Load()).Round(time.Microsecond), "pipelined", s.pipelined.Load()}
 	if d != nil {
 		args = append(args, "remote", d.String())
 	}
@@ -411,6 +428,14 @@ func (s *p2pSession) markReady() {
 
 // dialProvider runs the visitor's end of the handshake: QUIC to the session's virtual address
 // (relayed at first), then the mutual secret proof.
+//
+// A provider met before saves a round trip: once a provider has proved the secretKey, the
+// visitor pins its TLS certificate (a key of the provider process, random, so it tells an
+// eavesdropper nothing about the secret). A later session whose handshake shows the same
+// certificate is end to end with that provider already, so the session is ready as soon as the
+// visitor's proof is sent: the first stream follows the proof in the same flight instead of a
+// round trip later. The provider still serves no stream before it has checked the proof, and
+// its answer is still checked (a refusal ends the session).
 func (s *p2pSession) dialProvider(ctx context.Context) error {
 	c := s.m.c
 	conn, err := c.tr.Dial(ctx, s.path.virtual, c.peerClientTLS, c.peerQUICConfig())
@@ -418,6 +443,13 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 		return fmt.Errorf("quic handshake with provider of %q: %w", s.service, err)
 	}
 	s.conn.Store(conn)
+	var cert []byte
+	if certs := conn.ConnectionState().TLS.PeerCertificates; len(certs) > 0 {
+		cert = certs[0].Raw
+	}
+	pin := pinKey(s.service, s.secret)
+	known, _ := s.m.pins.Load(pin)
+	pinned := cert != nil && known != nil && bytes.Equal(known.([]byte), cert)
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return fmt.Errorf("open hello stream: %w", err)
@@ -432,21 +464,43 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 	st.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetReadDeadline(dl)
+	} else {
+		st.SetReadDeadline(time.Now().Add(visitorWait))
 	}
-	res, err := wire.ReadAs[*wire.PeerHelloResult](st)
-	if err != nil {
-		return fmt.Errorf("read hello result: %w", err)
+	result := func() error {
+		res, err := wire.ReadAs[*wire.PeerHelloResult](st)
+		if err != nil {
+			return fmt.Errorf("read hello result: %w", err)
+		}
+		if res.Error != "" {
+			return &SecretError{Reason: res.Error}
+		}
+		if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
+			return errors.New("the provider could not prove the secretKey")
+		}
+		if cert != nil {
+			s.m.pins.Store(pin, cert)
+		}
+		if res.Datagrams && res.Kind == "udp" {
+			s.startDatagrams(conn)
+		}
+		s.markReady()
+		return nil
 	}
-	if res.Error != "" {
-		return &SecretError{Reason: res.Error}
+	if pinned && s.pipeline {
+		// The provider is known: streams may go now; its answer is checked when it comes.
+		s.pipelined.Store(true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := result(); err != nil {
+				s.log.Warn("provider's answer refused", "err", err)
+				s.end(err.Error(), true)
+			}
+		}()
+	} else if err := result(); err != nil {
+		return err
 	}
-	if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
-		return errors.New("the provider could not prove the secretKey")
-	}
-	if res.Datagrams && res.Kind == "udp" {
-		s.startDatagrams(conn)
-	}
-	s.markReady()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

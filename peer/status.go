@@ -23,6 +23,9 @@ type SessionInfo struct {
 	// Datagrams counts the udp datagrams carried in QUIC DATAGRAM frames (sent and received).
 	Datagrams int64         `json:"datagrams,omitempty"`
 	Age       time.Duration `json:"age"`
+	// Pipelined: the provider was known (its certificate pinned by an earlier proof), so the
+	// first stream left with the visitor's proof, a round trip early.
+	Pipelined bool `json:"pipelined,omitempty"`
 }
 
 // Sessions lists the client's P2P sessions.
@@ -48,6 +51,7 @@ func (c *Client) Sessions() []SessionInfo {
 			DirectBytes:  s.path.directByte.Load(),
 			Streams:      s.streams.Load(),
 			Age:          time.Since(s.created),
+			Pipelined:    s.pipelined.Load(),
 		}
 		if remote != nil {
 			info.Remote = remote.String()

@@ -263,7 +263,7 @@ func (v *visitor) establish(ctx context.Context, l *serverLink) (*p2pSession, er
 		}
 		ps, err := ctl.connect(ctx, v.cfg.ServerName, v.cfg.ServerUser)
 		if err == nil {
-			s := c.p2p.newSession(ctl, ps, sessionOpts{secret: v.cfg.SecretKey, relayOnly: v.cfg.ProxyType().RelayOnly})
+			s := c.p2p.newSession(ctl, ps, sessionOpts{secret: v.cfg.SecretKey, relayOnly: v.cfg.ProxyType().RelayOnly, pipeline: v.cfg.Protocol != "udp"})
 			s.requested = requested
 			s.log.Info("p2p session requested", "visitor", v.cfg.Name, "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
 			err = s.dialProvider(ctx)

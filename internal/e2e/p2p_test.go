@@ -267,3 +267,29 @@ func TestSeveralServers(t *testing.T) {
 		t.Fatalf("visitor after one server left: %q, %v", got, err)
 	}
 }
+
+// TestP2PKnownProviderPipelines: a visitor that has seen a provider prove the secretKey pins its
+// certificate, and its next session to that provider sends the first stream with its own proof
+// instead of a round trip later. A first meeting never pipelines.
+func TestP2PKnownProviderPipelines(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	echo := startTCPService(t, echoHandler)
+	provider := startClient(t, clientHeader(srv.Port(), testToken, "")+p2pService("echo", "xp2p", "s3cret", echo.Port()))
+	first, second := freeTCPPort(t), freeTCPPort(t)
+	visitor := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		p2pVisitor("first", "xp2p", "echo", "s3cret", first)+
+		p2pVisitor("second", "xp2p", "echo", "s3cret", second))
+	waitProxyStatus(t, provider, "echo")
+
+	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", first), 1<<20)
+	s1 := sessionTo(t, visitor, "echo", func(s peer.SessionInfo) bool { return s.TimeToReady > 0 })
+	if s1.Pipelined {
+		t.Fatalf("a first meeting pipelined: %+v", s1)
+	}
+	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", second), 1<<20)
+	s2 := sessionTo(t, visitor, "echo", func(s peer.SessionInfo) bool { return s.ID != s1.ID })
+	if !s2.Pipelined {
+		t.Errorf("the second session to a known provider did not pipeline: %+v", s2)
+	}
+}
