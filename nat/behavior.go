@@ -158,33 +158,6 @@ func parseDependence(s string) (Dependence, bool) {
 	return Unknown, false
 }
 
-// DirectLikely reports whether a direct UDP path between sockets behind a and b can be
-// punched by probing the addresses the server saw, and why not when it cannot. An unknown
-// behaviour on either side is given the benefit of the doubt.
-//
-// The reasoning: a side whose mapping depends on the destination (symmetric) shows its peer a
-// public port the server never saw, so the peer learns it only from an arriving probe. That
-// probe gets in only if the peer's filter lets in a port it has not sent to: endpoint-
-// independent filtering, or address-dependent filtering (the peer has already sent to that
-// address). Two symmetric sides never learn each other's ports. Unless the symmetric side
-// hands out ports in sequence: then the other side predicts the next ones and probes them
-// (PredictPorts), which opens its filter for the port the symmetric side's probe will come from.
-func DirectLikely(a, b Behavior) (bool, string) {
-	if a.UDPBlocked || b.UDPBlocked {
-		return false, "UDP is blocked on one side"
-	}
-	symA, symB := symmetric(a), symmetric(b)
-	switch {
-	case symA && symB:
-		return false, "both NATs are symmetric"
-	case symA && b.Filtering == AddressPortDependent && a.PortDelta == 0:
-		return false, "a symmetric NAT facing a port-restricted one"
-	case symB && a.Filtering == AddressPortDependent && b.PortDelta == 0:
-		return false, "a symmetric NAT facing a port-restricted one"
-	}
-	return true, ""
-}
-
 // PredictWindow is how many ports past the one the server saw a peer probes on a symmetric NAT
 // with sequential ports: the mappings the symmetric side made since (its NAT tests, other
 // sessions) push its next port further.
@@ -218,25 +191,4 @@ func PredictPorts(ours, peerNAT Behavior, public netip.AddrPort) []netip.AddrPor
 
 func symmetric(b Behavior) bool {
 	return b.Mapping == AddressDependent || b.Mapping == AddressPortDependent
-}
-
-// BirthdayRole says which part a side plays in birthday punching, for a pair that probing the
-// server-seen addresses cannot connect: "hard" for the symmetric side with random ports, which
-// opens many sockets so that many of its mappings wait for the peer; "easy" for the
-// endpoint-independent side with port-restricted filtering, which probes many random ports of
-// the symmetric NAT's address; "" otherwise. With 256 mappings and 1000 probes over ~64 000
-// ports a probe meets a mapping with probability 1-(1-256/64512)^1000 ≈ 98% (frp's xtcp does
-// the same).
-func BirthdayRole(ours, peer Behavior) string {
-	hard := func(a, b Behavior) bool {
-		cone := b.Mapping == EndpointIndependent || b.Mapping == AtMostAddressDependent || b.Mapping == NoNAT
-		return symmetric(a) && a.PortDelta == 0 && cone && b.Filtering == AddressPortDependent && !a.UDPBlocked && !b.UDPBlocked
-	}
-	switch {
-	case hard(ours, peer):
-		return "hard"
-	case hard(peer, ours):
-		return "easy"
-	}
-	return ""
 }

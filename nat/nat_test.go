@@ -58,47 +58,6 @@ func TestParseBehaviorErrors(t *testing.T) {
 	}
 }
 
-func TestDirectLikely(t *testing.T) {
-	var (
-		unknown  = Behavior{}
-		blocked  = Behavior{UDPBlocked: true}
-		open     = Behavior{Mapping: NoNAT, Filtering: EndpointIndependent}
-		full     = Behavior{Mapping: EndpointIndependent, Filtering: EndpointIndependent}
-		restrict = Behavior{Mapping: EndpointIndependent, Filtering: AddressDependent}
-		portRest = Behavior{Mapping: EndpointIndependent, Filtering: AddressPortDependent}
-		sym      = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
-		symAD    = Behavior{Mapping: AddressDependent, Filtering: AddressDependent}
-		symSeq   = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 1}
-	)
-	cases := []struct {
-		a, b Behavior
-		want bool
-	}{
-		{unknown, unknown, true},
-		{unknown, sym, true},
-		{blocked, full, false},
-		{open, sym, true},
-		{full, sym, true},
-		{restrict, sym, true},
-		{portRest, sym, false},
-		{portRest, portRest, true},
-		{sym, sym, false},
-		{symAD, sym, false},
-		{portRest, symAD, false},
-		{portRest, symSeq, true}, // the port-restricted side predicts the next ports
-		{symSeq, sym, false},
-		{symSeq, symSeq, false},
-	}
-	for _, c := range cases {
-		for _, pair := range [][2]Behavior{{c.a, c.b}, {c.b, c.a}} {
-			got, why := DirectLikely(pair[0], pair[1])
-			if got != c.want || (!got && why == "") {
-				t.Errorf("DirectLikely(%s, %s) = %v %q, want %v", pair[0].Name(), pair[1].Name(), got, why, c.want)
-			}
-		}
-	}
-}
-
 func TestChangeRequestCodec(t *testing.T) {
 	for _, c := range []ChangeRequest{{}, {ChangeIP: true}, {ChangePort: true}, {true, true}} {
 		m, err := stun.Build(stun.TransactionID, stun.BindingRequest, c)
@@ -417,32 +376,5 @@ func TestPredictPorts(t *testing.T) {
 	}
 	if got := PredictPorts(portRest, symSeq, netip.MustParseAddrPort("203.0.113.20:65530")); len(got) != 5 {
 		t.Errorf("near the top of the port range: %v", got)
-	}
-}
-
-func TestBirthdayRole(t *testing.T) {
-	var (
-		portRest = Behavior{Mapping: EndpointIndependent, Filtering: AddressPortDependent}
-		restrict = Behavior{Mapping: EndpointIndependent, Filtering: AddressDependent}
-		sym      = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent}
-		symSeq   = Behavior{Mapping: AddressPortDependent, Filtering: AddressPortDependent, PortDelta: 1}
-		blocked  = Behavior{UDPBlocked: true}
-	)
-	cases := []struct {
-		ours, peer Behavior
-		want       string
-	}{
-		{sym, portRest, "hard"},
-		{portRest, sym, "easy"},
-		{sym, sym, ""},         // two symmetric NATs: no side can wait for the other
-		{symSeq, portRest, ""}, // predictable: port prediction instead
-		{restrict, sym, ""},    // a restricted cone lets the probe in anyway
-		{Behavior{}, sym, ""},  // unknown: nothing to plan
-		{blocked, sym, ""},
-	}
-	for _, c := range cases {
-		if got := BirthdayRole(c.ours, c.peer); got != c.want {
-			t.Errorf("BirthdayRole(%s, %s) = %q, want %q", c.ours.Code(), c.peer.Code(), got, c.want)
-		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/traversal"
 )
 
 // Version is the client's version string, reported to the server (set by cmd).
@@ -69,8 +70,8 @@ type Client struct {
 	nat atomic.Pointer[nat.Behavior]
 	// mapped is the router's NAT-PMP mapping of the UDP socket (portMapLoop).
 	mapped atomic.Pointer[netip.AddrPort]
-	// birthdaySlots bounds the sessions that hold birthday punching's extra sockets at once.
-	birthdaySlots chan struct{}
+	// trav runs the traversal of the P2P sessions.
+	trav *traversal.Engine
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -218,14 +219,13 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 		paths:     newPaths(),
 		anyChange: make(chan struct{}),
 		fatal:     make(chan error, 1),
-
-		birthdaySlots: make(chan struct{}, maxBirthdays),
 	}
 	for i, ep := range cfg.Endpoints() {
 		c.links = append(c.links, newLink(c, i, ep))
 	}
 	c.p2p = newP2PSessions(c)
-	c.paths.onSTUN = c.p2p.handleSTUN
+	c.trav = traversal.NewEngine(travClient{c})
+	c.paths.onSTUN = c.trav.HandleSTUN
 	set := &clientSet{proxies: map[string]*localProxy{}}
 	for _, p := range selectedProxies(cfg) {
 		set.proxies[p.Name] = newLocalProxy(p)
@@ -486,6 +486,25 @@ func loopbackOf(a *net.UDPAddr) netip.Addr {
 	}
 	return netip.MustParseAddr("127.0.0.1")
 }
+
+// travClient is the client as traversal sees it (traversal.Client).
+type travClient struct{ c *Client }
+
+var _ traversal.Client = travClient{}
+
+func (t travClient) Send(b []byte, to netip.AddrPort) error {
+	return t.c.sock.WriteRaw(b, nil, net.UDPAddrFromAddrPort(to))
+}
+
+func (t travClient) Listen() (traversal.Socket, error) {
+	network := "udp4"
+	if t.c.UDPAddr().IP.To4() == nil {
+		network = "udp6"
+	}
+	return traversal.ListenUDP(network)
+}
+
+func (t travClient) NAT() (nat.Behavior, netip.AddrPort) { return t.c.natBehavior(), t.c.mappedAddr() }
 
 // hostname for the server's logs and dashboard.
 func hostname() string {

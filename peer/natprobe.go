@@ -15,7 +15,7 @@ const natRecheck = 30 * time.Minute
 // natLoop measures the NAT in front of this host at start and every natRecheck (package nat,
 // RFC 5780 tests against the first server's STUN service, or natHoleStunServer), and tells
 // every server what it found: the dashboard shows it, and the server hands it to the peers
-// of P2P sessions, whose punching strategy depends on it (see punchPlan).
+// of P2P sessions, whose traversal plan depends on it (package traversal).
 func (c *Client) natLoop() {
 	t := time.NewTicker(natRecheck)
 	defer t.Stop()

@@ -19,7 +19,9 @@ import (
 	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/traversal"
 )
 
 // Path names as logged and reported.
@@ -65,7 +67,8 @@ type p2pSession struct {
 	local  relay.Local
 	peerIP netip.Addr
 
-	punch *puncher
+	// punch finds and keeps the direct path (package traversal).
+	punch *traversal.Session
 
 	// pipeline: a visitor of a tcp service may send its first stream before the provider's
 	// answer when it knows the provider (see dialProvider); pipelined: it did.
@@ -74,14 +77,13 @@ type p2pSession struct {
 
 	conn atomic.Pointer[quic.Conn]
 	// dgrams carries udp flows' datagrams when both ends take them (udp services).
-	dgrams   atomic.Pointer[session.FlowDatagrams]
-	ready    chan struct{} // closed once both ends proved the secret
-	done     chan struct{}
-	endOnce  sync.Once
-	wg       sync.WaitGroup
-	readyAt  atomic.Int64 // nanoseconds from created to ready
-	directAt atomic.Int64 // nanoseconds from created to the first direct lock
-	streams  atomic.Int64
+	dgrams  atomic.Pointer[session.FlowDatagrams]
+	ready   chan struct{} // closed once both ends proved the secret
+	done    chan struct{}
+	endOnce sync.Once
+	wg      sync.WaitGroup
+	readyAt atomic.Int64 // nanoseconds from created to ready
+	streams atomic.Int64
 }
 
 func newP2PSessions(c *Client) *p2pSessions {
@@ -123,7 +125,16 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
 	s.path = m.c.paths.add(tok)
 	s.path.route.Store(ctl.relayRoute())
-	s.punch = newPuncher(s, ps, o.relayOnly)
+	s.punch = m.c.trav.NewSession(traversal.SessionConfig{
+		ID:        s.id,
+		Role:      s.role,
+		Secret:    s.secret,
+		Keepalive: time.Duration(m.c.cfg.Transport.P2PKeepalive) * time.Second,
+		Disabled:  m.c.cfg.Transport.DisableP2P || o.relayOnly,
+		Activity:  &s.path.act,
+		Log:       s.log,
+		Created:   s.created,
+	}, sessionHost{s}, offerOf(ps))
 	m.mu.Lock()
 	m.byID[string(s.id)] = s
 	m.byVirtual[s.path.vkey] = s
@@ -133,7 +144,7 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 		m.c.inject(pkt)
 	}
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.punch.run() }()
+	go func() { defer s.wg.Done(); s.punch.Run() }()
 	return s
 }
 
@@ -155,7 +166,7 @@ func (m *p2pSessions) byHex(idHex string) *p2pSession {
 // candidates for a session of either side (after a repunch).
 func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 	if s := m.get(ps.SessionID); s != nil {
-		s.punch.update(ps)
+		s.punch.Update(offerOf(ps))
 		return
 	}
 	if ps.Role != wire.RoleProvider {
@@ -204,6 +215,7 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 		delete(m.byVirtual, s.path.vkey)
 		m.mu.Unlock()
 		close(s.done)
+		s.punch.Close()
 		var stats []any
 		if c := s.conn.Load(); c != nil {
 			st := c.ConnectionStats()
@@ -257,7 +269,7 @@ func (m *p2pSessions) natLearned() {
 	m.mu.Lock()
 	var relayed []*p2pSession
 	for _, s := range m.byID {
-		if s.path.direct.Load() == nil && !s.punch.disabled {
+		if s.path.direct.Load() == nil && !s.punch.Disabled() {
 			relayed = append(relayed, s)
 		}
 	}
@@ -550,4 +562,46 @@ func (s *p2pSession) alive() bool {
 	default:
 		return s.conn.Load() != nil
 	}
+}
+
+// sessionHost is the session as its traversal sees it (traversal.Host).
+type sessionHost struct{ s *p2pSession }
+
+var _ traversal.Host = sessionHost{}
+
+func (h sessionHost) SetPath(p *traversal.Path)    { h.s.m.c.paths.setDirect(h.s.path, p) }
+func (h sessionHost) AddKnown(addr netip.AddrPort) { h.s.m.c.paths.addKnown(h.s.path, addr) }
+
+// Deliver feeds a run of packets that came in on an extra socket into the client's socket as
+// the session's, relay-framed (so that they reach the session's virtual address), in one GSO
+// write that the socket reads back with GRO as one.
+func (h sessionHost) Deliver(run []byte, segSize int) {
+	var hdr [wire.RelayHeaderLen]byte
+	wire.PutRelayHeader(hdr[:], h.s.path.token)
+	framed := make([]byte, 0, len(run)+(len(run)/segSize+1)*wire.RelayHeaderLen)
+	for off := 0; off < len(run); off += segSize {
+		framed = append(append(framed, hdr[:]...), run[off:min(off+segSize, len(run))]...)
+	}
+	h.s.m.c.injectSegments(framed, wire.RelayHeaderLen+segSize)
+}
+
+func (h sessionHost) Repunch() {
+	if ctl := h.s.link.ctl.Load(); ctl != nil {
+		ctl.send(&wire.Repunch{SessionID: h.s.id})
+	}
+}
+
+// offerOf reads the server's description of the peer. What does not parse is left out (the
+// server validated the message; an address it let through that we cannot read is no candidate).
+func offerOf(ps *wire.PeerSession) traversal.Offer {
+	var o traversal.Offer
+	o.Public, _ = netip.ParseAddrPort(ps.PeerPublic)
+	o.Mapped, _ = netip.ParseAddrPort(ps.PeerMapped)
+	for _, a := range ps.PeerPrivate {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			o.Private = append(o.Private, ap)
+		}
+	}
+	o.NAT, _ = nat.ParseBehavior(ps.PeerNAT)
+	return o
 }

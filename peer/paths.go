@@ -10,6 +10,7 @@ import (
 	"github.com/xp2p/xp2p/internal/holdq"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/traversal"
 )
 
 // paths is the filter on the client's one UDP socket (see package quicsock). It gives every P2P
@@ -25,8 +26,8 @@ type paths struct {
 	servers atomic.Pointer[map[netip.AddrPort]bool]
 	// injector is the loopback source of packets fed back into the socket (TCP relay, held packets).
 	injector atomic.Pointer[net.UDPAddr]
-	// onSTUN handles probes and their answers (package-level punching).
-	onSTUN func(data []byte, from *net.UDPAddr)
+	// onSTUN handles probes and their answers (package traversal).
+	onSTUN func(data []byte, from netip.AddrPort)
 
 	mu    sync.Mutex // serialises table writers
 	table atomic.Pointer[pathTable]
@@ -53,12 +54,15 @@ type path struct {
 	direct atomic.Pointer[net.UDPAddr] // nil: relayed
 	// via is the socket the direct path runs on when it is not the client's own: one of the
 	// extra sockets of birthday punching (nil: the client's socket).
-	via        atomic.Pointer[net.UDPConn]
-	lastRecv   atomic.Int64 // unix nanos of the last packet from the direct address
-	lastSend   atomic.Int64 // unix nanos of the last QUIC packet sent direct
+	via atomic.Pointer[viaSocket]
+	// act is the direct path's traffic, which traversal watches to see the path die.
+	act        traversal.Activity
 	relayBytes atomic.Int64 // bytes sent and received over the relay
 	directByte atomic.Int64 // bytes sent and received on the direct path
 }
+
+// viaSocket holds the extra socket a direct path runs on.
+type viaSocket struct{ traversal.Socket }
 
 // relayRoute is how a session's relayed packets reach its server: over UDP to udp, or, for a
 // client whose session to that server runs on TCP, through tcp.
@@ -130,28 +134,31 @@ func (t *paths) remove(p *path) {
 
 // addKnown maps an authenticated peer address to the session, so that QUIC packets from it are
 // delivered as coming from the session's virtual address.
-func (t *paths) addKnown(p *path, addr *net.UDPAddr) {
+func (t *paths) addKnown(p *path, addr netip.AddrPort) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+	t.update(func(nt *pathTable) { nt.byDirect[addr] = p })
 }
 
-// setDirect makes addr the session's path (nil goes back to the relay). Known addresses stay
-// known: packets from them still reach the session.
-func (t *paths) setDirect(p *path, addr *net.UDPAddr) { t.setDirectVia(p, addr, nil) }
-
-// setDirectVia is setDirect for a path that runs on another socket than the client's own (its
-// packets come in through that socket's reader, see sideSockets).
-func (t *paths) setDirectVia(p *path, addr *net.UDPAddr, via *net.UDPConn) {
+// setDirect makes tp the session's path (nil goes back to the relay). Known addresses stay
+// known: packets from them still reach the session. A path on an extra socket (birthday
+// punching) gets its packets through that socket's reader instead (traversal.Host.Deliver).
+func (t *paths) setDirect(p *path, tp *traversal.Path) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p.via.Store(via)
-	if addr != nil {
-		if via == nil {
-			t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
-		}
-		p.lastRecv.Store(time.Now().UnixNano())
+	if tp == nil {
+		p.via.Store(nil)
+		p.direct.Store(nil)
+		return
 	}
+	addr := net.UDPAddrFromAddrPort(tp.Remote)
+	if tp.Via != nil {
+		p.via.Store(&viaSocket{tp.Via})
+	} else {
+		p.via.Store(nil)
+		t.update(func(nt *pathTable) { nt.byDirect[key(addr)] = p })
+	}
+	p.act.Received(time.Now())
 	p.direct.Store(addr)
 }
 
@@ -198,7 +205,7 @@ func (t *paths) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.A
 		tab := t.table.Load()
 		if len(tab.byDirect) > 0 {
 			if p := tab.byDirect[key(from)]; p != nil {
-				p.lastRecv.Store(time.Now().UnixNano())
+				p.act.Received(time.Now())
 				p.directByte.Add(int64(len(data)))
 				return data, p.virtual, false
 			}
@@ -235,7 +242,7 @@ func (t *paths) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.A
 		return payload, p.virtual, false
 	}
 	if t.onSTUN != nil {
-		t.onSTUN(data, from)
+		t.onSTUN(data, key(from))
 	}
 	return nil, nil, true
 }
@@ -250,12 +257,12 @@ func (t *paths) Send(c *quicsock.Conn, b, oob []byte, segSize int, to *net.UDPAd
 		return nil, true, nil // the session is gone: drop
 	}
 	if d := p.direct.Load(); d != nil {
-		p.lastSend.Store(time.Now().UnixNano())
+		p.act.Sent(time.Now())
 		p.directByte.Add(int64(len(b)))
 		if via := p.via.Load(); via != nil {
 			// Another socket (birthday-punched): QUIC's GSO run goes out as one write there
 			// too. A failed write is a lost packet to QUIC.
-			quicsock.WriteSegmented(via, b, segSize, d)
+			traversal.WriteRun(via, b, segSize, key(d))
 			return nil, true, nil
 		}
 		return d, false, nil

@@ -50,7 +50,7 @@ func (s *p2pSession) traffic() wire.SessionTraffic {
 		Path:         path,
 		Local:        s.m.c.UDPAddr().String(),
 		ReadyMicros:  time.Duration(s.readyAt.Load()).Microseconds(),
-		DirectMicros: time.Duration(s.directAt.Load()).Microseconds(),
+		DirectMicros: s.punch.TimeToDirect().Microseconds(),
 		RelayBytes:   s.path.relayBytes.Load(),
 		DirectBytes:  s.path.directByte.Load(),
 	}

@@ -46,7 +46,7 @@ func (c *Client) Sessions() []SessionInfo {
 			Path:         path,
 			Local:        c.UDPAddr().String(),
 			TimeToReady:  time.Duration(s.readyAt.Load()),
-			TimeToDirect: time.Duration(s.directAt.Load()),
+			TimeToDirect: s.punch.TimeToDirect(),
 			RelayBytes:   s.path.relayBytes.Load(),
 			DirectBytes:  s.path.directByte.Load(),
 			Streams:      s.streams.Load(),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/nat"
+	"github.com/xp2p/xp2p/traversal"
 )
 
 // runNAT classifies the local NAT against an xp2p server (or any RFC 5780 STUN server).
@@ -108,7 +109,7 @@ func outlook(b nat.Behavior) string {
 	}
 	var yes, no []string
 	for _, p := range peers {
-		if ok, _ := nat.DirectLikely(b, p.b); ok || nat.BirthdayRole(b, p.b) != "" {
+		if traversal.PlanFor(traversal.Classify(b, false), traversal.Classify(p.b, false)).Hopeless == "" {
 			yes = append(yes, p.name)
 		} else {
 			no = append(no, p.name)

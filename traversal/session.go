@@ -1,0 +1,535 @@
+package traversal
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v3"
+
+	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/nat"
+)
+
+// Punching schedule: all candidates at once, fast at first, then slower, then give up and stay
+// relayed until the next attempt (which both sides start together, through the server). The
+// first retries come soon, so that a relayed session moves to a direct path soon after one
+// becomes possible (a firewall rule lifted, a NAT mapping back); later ones back off to keep
+// hopeless pairs (symmetric × symmetric) quiet.
+const (
+	punchTimeout = 10 * time.Second
+	// hopelessTimeout bounds an attempt the plan calls hopeless: still tried, briefly, for the
+	// private candidates of peers on one LAN and in case a behaviour changed since it was measured.
+	hopelessTimeout = 3 * time.Second
+	retryFirst      = 5 * time.Second
+	retryMax        = 2 * time.Minute
+	maxCandidates   = 48 // private, public, mapped and up to 32 predicted
+	maxKnownAddrs   = 16
+	maxOpenTxs      = 512
+	monitorInterval = 500 * time.Millisecond
+)
+
+// SessionConfig describes one session to traversal.
+type SessionConfig struct {
+	ID   []byte // the session id the server gave
+	Role string // ours: "visitor" or "provider"
+	// Secret is the service's secretKey: the probes' integrity key is derived from it.
+	Secret    []byte
+	Keepalive time.Duration // probes on a locked path, well under the NATs' UDP timeout
+	// Disabled: the session relays only; it sends no probes and answers none.
+	Disabled bool
+	// Activity is the locked path's traffic, as the client's socket filter sees it.
+	Activity *Activity
+	Log      *slog.Logger
+	Created  time.Time // time_to_direct counts from here
+}
+
+// Session finds and keeps the direct path of one P2P session. Run does the work until Close.
+type Session struct {
+	e        *Engine
+	host     Host
+	cfg      SessionConfig
+	log      *slog.Logger
+	idHex    string
+	key      string // MESSAGE-INTEGRITY key
+	username string // "<session id hex>:<our role>"
+
+	wake      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	// timeToDirect is the time from Created to the first lock (0: never locked).
+	timeToDirect atomic.Int64
+	cur          atomic.Pointer[Path]
+
+	mu         sync.Mutex
+	cands      map[netip.AddrPort]nat.Kind
+	known      map[netip.AddrPort]bool
+	txs        map[[stun.TransactionIDSize]byte]time.Time
+	path       *Path // the locked path (nil: relayed); cur mirrors it for readers without mu
+	peerPublic netip.AddrPort
+	plan       Plan
+	planned    bool // a plan was made from two known behaviours
+	// strategies are the plan's strategies that have run (they keep what they found or hold
+	// until the session ends).
+	strategies map[string]strategy
+	punching   bool
+	punchStart time.Time
+	retryAt    time.Time
+	retryWait  time.Duration
+	lastProbe  time.Time
+}
+
+// strategy is one way of finding a direct path, beside probing the candidates (which every
+// attempt does); plan.go's table says which a session runs. The session calls it with its lock
+// held (but close), and it must not block.
+type strategy interface {
+	// step does what is due at now in the current attempt.
+	step(now time.Time)
+	// endAttempt releases what the attempt holds, except a path it found.
+	endAttempt()
+	// close releases everything when the session ends, waiting for its goroutines (without
+	// the session's lock).
+	close()
+}
+
+// candidateSource is a strategy that adds candidates of its own to an offer's (prediction).
+type candidateSource interface {
+	candidates(o Offer) []netip.AddrPort
+}
+
+// answerTaker is a strategy whose probes share a transaction id (a spray), so that an answer
+// to it is not found among the session's open transactions.
+type answerTaker interface {
+	takes(tx [stun.TransactionIDSize]byte) bool
+}
+
+// strategyMakers are the strategies the plan table may name.
+var strategyMakers = map[string]func(*Session) strategy{
+	StrategyPredict:      func(s *Session) strategy { return predictor{s} },
+	StrategyBirthdayHard: func(s *Session) strategy { return &birthdayHard{s: s} },
+	StrategyBirthdayEasy: func(s *Session) strategy { return &birthdayEasy{s: s} },
+}
+
+// NewSession registers a session with the engine; its probes are handled from now on. The
+// owner runs Run and calls Close when the session ends.
+func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
+	s := &Session{
+		e:          e,
+		host:       host,
+		cfg:        cfg,
+		log:        cfg.Log,
+		idHex:      idHex(cfg.ID),
+		key:        string(auth.Derive(cfg.Secret, "xp2p probe", cfg.ID)),
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		cands:      map[netip.AddrPort]nat.Kind{},
+		known:      map[netip.AddrPort]bool{},
+		txs:        map[[stun.TransactionIDSize]byte]time.Time{},
+		strategies: map[string]strategy{},
+		retryWait:  retryFirst,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.cfg.Activity == nil {
+		s.cfg.Activity = &Activity{}
+	}
+	s.username = s.idHex + ":" + cfg.Role
+	s.mu.Lock()
+	s.planLocked(o)
+	s.addCandidatesLocked(o)
+	s.mu.Unlock()
+	e.add(s)
+	return s
+}
+
+// Disabled reports whether the session relays only.
+func (s *Session) Disabled() bool { return s.cfg.Disabled }
+
+// TimeToDirect is the time from the session's creation to its first direct path (0: none yet).
+func (s *Session) TimeToDirect() time.Duration { return time.Duration(s.timeToDirect.Load()) }
+
+// Plan is the session's current plan.
+func (s *Session) Plan() Plan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plan
+}
+
+// Path is the locked direct path (nil: relayed).
+func (s *Session) Path() *Path { return s.cur.Load() }
+
+// setPathLocked makes p the path (nil: the relay) and tells the host.
+func (s *Session) setPathLocked(p *Path) {
+	s.path = p
+	s.cur.Store(p)
+	s.host.SetPath(p)
+}
+
+// planLocked chooses the plan from the NAT behaviours both sides measured (the peer's comes
+// with the offer) and the router mappings either side has.
+func (s *Session) planLocked(o Offer) {
+	ours, mapped := s.e.client.NAT()
+	plan := PlanFor(Classify(ours, mapped.IsValid()), Classify(o.NAT, o.Mapped.IsValid()))
+	if s.cfg.Disabled {
+		s.plan = plan
+		return
+	}
+	for _, name := range plan.Strategies {
+		if _, ok := s.strategies[name]; !ok {
+			if mk := strategyMakers[name]; mk != nil {
+				s.strategies[name] = mk(s)
+			}
+		}
+	}
+	for name, st := range s.strategies {
+		if !plan.Has(name) {
+			st.endAttempt() // a strategy the plan no longer calls for
+		}
+	}
+	was := s.plan
+	s.plan = plan
+	known := ours.Known() && o.NAT.Known()
+	switch {
+	case plan.Hopeless == "" && was.Hopeless != "":
+		s.retryWait = retryFirst
+	case plan.Hopeless != "" && was.Hopeless == "":
+		s.retryWait = retryMax
+	}
+	if known && (!s.planned || plan.Hopeless != was.Hopeless || !sameStrategies(plan, was)) {
+		switch {
+		case plan.Hopeless != "":
+			s.log.Info("direct path unlikely; short attempts only", "why", plan.Hopeless, "nat", ours.Name(), "peer_nat", o.NAT.Name(),
+				"attempt", hopelessTimeout, "retry_every", retryMax)
+		case len(plan.Strategies) > 0:
+			s.log.Info("traversal planned", "strategies", plan.Strategies, "nat", plan.Ours.String(), "peer_nat", plan.Peer.String())
+		}
+	}
+	s.planned = s.planned || known
+}
+
+func sameStrategies(a, b Plan) bool {
+	if len(a.Strategies) != len(b.Strategies) {
+		return false
+	}
+	for i := range a.Strategies {
+		if a.Strategies[i] != b.Strategies[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// active calls fn for each strategy the plan runs now.
+func (s *Session) active(fn func(strategy)) {
+	for _, name := range s.plan.Strategies {
+		if st := s.strategies[name]; st != nil {
+			fn(st)
+		}
+	}
+}
+
+func (s *Session) addCandidatesLocked(o Offer) {
+	add := func(ap netip.AddrPort, k nat.Kind) {
+		if !ap.IsValid() || len(s.cands) >= maxCandidates {
+			return
+		}
+		ap = unmap(ap)
+		if _, ok := s.cands[ap]; !ok {
+			s.cands[ap] = k
+		}
+	}
+	for _, a := range o.Private {
+		add(a, nat.KindPrivate)
+	}
+	if o.Public.IsValid() {
+		add(o.Public, nat.KindPublic)
+		s.peerPublic = unmap(o.Public)
+	}
+	add(o.Mapped, nat.KindMapped)
+	s.active(func(st strategy) {
+		if cs, ok := st.(candidateSource); ok {
+			for _, ap := range cs.candidates(o) {
+				add(ap, nat.KindPredicted)
+			}
+		}
+	})
+}
+
+// Update takes fresh candidates from the server and punches again if there is no direct path.
+func (s *Session) Update(o Offer) {
+	s.mu.Lock()
+	s.planLocked(o)
+	s.addCandidatesLocked(o)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run punches and keeps the path until Close.
+func (s *Session) Run() {
+	if s.cfg.Disabled {
+		<-s.done
+		return
+	}
+	defer s.closeStrategies()
+	s.mu.Lock()
+	s.startLocked(time.Now())
+	s.mu.Unlock()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+			s.mu.Lock()
+			if s.path == nil {
+				s.startLocked(time.Now())
+			}
+			s.mu.Unlock()
+		case <-t.C:
+		}
+		t.Reset(s.step(time.Now()))
+	}
+}
+
+// Close ends the session: its probes are no longer handled, and Run returns after releasing
+// what the strategies hold.
+func (s *Session) Close() {
+	s.closeOnce.Do(func() {
+		s.e.remove(s)
+		close(s.done)
+	})
+}
+
+func (s *Session) closeStrategies() {
+	s.mu.Lock()
+	all := make([]strategy, 0, len(s.strategies))
+	for _, st := range s.strategies {
+		st.endAttempt()
+		all = append(all, st)
+	}
+	if s.path != nil && s.path.Via != nil {
+		s.path.Via.Close()
+	}
+	s.mu.Unlock()
+	for _, st := range all {
+		st.close()
+	}
+}
+
+func (s *Session) startLocked(now time.Time) {
+	if !s.punching {
+		s.punching = true
+		s.punchStart = now
+	}
+}
+
+// attemptLimit is how long one punching attempt lasts.
+func (s *Session) attemptLimit() time.Duration {
+	if s.plan.Hopeless != "" {
+		return hopelessTimeout
+	}
+	return punchTimeout
+}
+
+// step does what is due now and returns when to come back.
+func (s *Session) step(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path != nil {
+		return s.monitorLocked(now)
+	}
+	if !s.punching {
+		if now.Before(s.retryAt) {
+			return s.retryAt.Sub(now)
+		}
+		// Both sides should probe at the same time: ask the server to send both fresh candidates.
+		go s.host.Repunch()
+		s.retryWait = min(s.retryWait*2, retryMax)
+		s.retryAt = now.Add(s.retryWait)
+		s.startLocked(now)
+	}
+	elapsed := now.Sub(s.punchStart)
+	if elapsed > s.attemptLimit() {
+		s.active(func(st strategy) { st.endAttempt() })
+		s.punching = false
+		s.retryAt = now.Add(s.retryWait)
+		s.log.Info("no direct path found; staying on relay", "tried", len(s.cands), "next_try_in", s.retryWait)
+		return s.retryWait
+	}
+	for ap := range s.cands {
+		s.probeLocked(ap, now)
+	}
+	s.active(func(st strategy) { st.step(now) })
+	switch {
+	case elapsed < time.Second:
+		return 100 * time.Millisecond
+	case elapsed < 5*time.Second:
+		return 250 * time.Millisecond
+	default:
+		return time.Second
+	}
+}
+
+// monitorLocked keeps the locked path alive and declares it dead when the peer falls silent.
+func (s *Session) monitorLocked(now time.Time) time.Duration {
+	lastRecv, lastSend := s.cfg.Activity.LastReceived(), s.cfg.Activity.LastSent()
+	silence := now.Sub(lastRecv)
+	// We are sending but hear nothing back: the path may have died under us.
+	suspect := lastSend.After(lastRecv) && silence > time.Second
+	dead := silence > 2*s.cfg.Keepalive+2*time.Second || (suspect && silence > 3*time.Second)
+	if dead {
+		lost := s.path
+		s.setPathLocked(nil)
+		if lost.Via != nil {
+			lost.Via.Close()
+		}
+		s.log.Warn("direct path lost; back to relay", "remote", lost.Remote.String(), "silence", silence.Round(time.Millisecond))
+		s.retryWait = retryFirst
+		s.retryAt = now
+		s.punching = false
+		return 0
+	}
+	if now.Sub(s.lastProbe) >= s.cfg.Keepalive || (suspect && now.Sub(s.lastProbe) >= monitorInterval) {
+		s.probeLocked(s.path.Remote, now)
+	}
+	return monitorInterval
+}
+
+// probeLocked sends one binding request to ap (from the socket the path runs on, if ap is
+// the locked path's peer).
+func (s *Session) probeLocked(ap netip.AddrPort, now time.Time) {
+	msg, err := s.request(nil)
+	if err != nil {
+		return
+	}
+	s.trackLocked(msg.TransactionID, now)
+	s.lastProbe = now
+	var via Socket
+	if s.path != nil && s.path.Remote == ap {
+		via = s.path.Via
+	}
+	s.sendVia(via, msg.Raw, ap)
+}
+
+// sendVia sends b to to from via, or from the client's socket when via is nil.
+func (s *Session) sendVia(via Socket, b []byte, to netip.AddrPort) {
+	if via != nil {
+		via.WriteTo(b, to)
+		return
+	}
+	s.e.client.Send(b, to)
+}
+
+// trackLocked remembers an open transaction, forgetting stale ones when the table is full.
+func (s *Session) trackLocked(tx [stun.TransactionIDSize]byte, now time.Time) {
+	if len(s.txs) >= maxOpenTxs {
+		for id, t := range s.txs {
+			if now.Sub(t) > punchTimeout {
+				delete(s.txs, id)
+			}
+		}
+	}
+	if len(s.txs) < maxOpenTxs {
+		s.txs[tx] = now
+	}
+}
+
+// handle takes the peer's authenticated probe or answer from from, received on the client's
+// socket.
+func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
+	if s.cfg.Disabled || !s.authentic(msg) {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch msg.Type {
+	case stun.BindingRequest:
+		resp, err := s.answer(msg, from)
+		if err != nil {
+			return
+		}
+		s.e.client.Send(resp, from)
+		s.learnLocked(from)
+		if _, ok := s.cands[from]; !ok && len(s.cands) < maxCandidates {
+			// Peer-reflexive: the peer's NAT gave it an address the server never saw (it is
+			// symmetric, or behind a second NAT).
+			s.cands[from] = nat.KindPeer
+		}
+		if s.path == nil {
+			// A triggered check (as in ICE): the path towards us works, so probe it back at once
+			// instead of waiting for our schedule; our NAT now has a mapping for it too.
+			s.probeLocked(from, now)
+		}
+	case stun.BindingSuccess:
+		if !s.takesLocked(msg.TransactionID) {
+			return
+		}
+		delete(s.txs, msg.TransactionID)
+		s.learnLocked(from)
+		if s.path == nil {
+			s.lockLocked(&Path{Remote: from, Kind: s.kindOf(from)}, now)
+		}
+	default:
+		return
+	}
+	if s.path != nil && s.path.Remote == from && s.path.Via == nil {
+		s.cfg.Activity.Received(now)
+	}
+}
+
+// takesLocked reports whether an answer's transaction is one of ours.
+func (s *Session) takesLocked(tx [stun.TransactionIDSize]byte) bool {
+	if _, ok := s.txs[tx]; ok {
+		return true
+	}
+	taken := false
+	s.active(func(st strategy) {
+		if at, ok := st.(answerTaker); ok && at.takes(tx) {
+			taken = true
+		}
+	})
+	return taken
+}
+
+// kindOf is the kind of candidate an address was.
+func (s *Session) kindOf(ap netip.AddrPort) nat.Kind {
+	if k, ok := s.cands[ap]; ok {
+		return k
+	}
+	return nat.KindPeer // answered a probe no candidate list named (a sprayed port)
+}
+
+// learnLocked records an address that proved to be the peer: QUIC packets from it now reach
+// the session even before (or without) it being the locked one.
+func (s *Session) learnLocked(ap netip.AddrPort) {
+	if s.known[ap] || len(s.known) >= maxKnownAddrs {
+		return
+	}
+	s.known[ap] = true
+	s.host.AddKnown(ap)
+}
+
+// lockLocked makes p the session's path.
+func (s *Session) lockLocked(p *Path, now time.Time) {
+	s.punching = false
+	s.retryWait = retryFirst
+	s.cfg.Activity.Received(now)
+	s.setPathLocked(p)
+	first := s.timeToDirect.CompareAndSwap(0, int64(max(now.Sub(s.cfg.Created), 1)))
+	args := []any{"remote", p.Remote.String(), "candidate", string(p.Kind)}
+	if p.Via != nil {
+		args = append(args, "local", p.Via.LocalAddr().String())
+	}
+	if first {
+		args = append(args, "time_to_direct", s.TimeToDirect().Round(time.Microsecond))
+	}
+	s.log.Info("direct path locked", args...)
+}

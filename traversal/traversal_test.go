@@ -1,0 +1,431 @@
+package traversal
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v3"
+
+	"github.com/xp2p/xp2p/internal/vnet"
+	"github.com/xp2p/xp2p/nat"
+)
+
+// The tests run real sessions, with their real schedules and probes, through the NAT models of
+// package vnet: no root, no namespaces, a few seconds for the whole table.
+
+// behaviours are what each model NAT would measure (package nat's discovery is tested on its
+// own, against real NATs in the lab).
+var behaviours = map[vnet.Kind]nat.Behavior{
+	vnet.Easy:       {Mapping: nat.EndpointIndependent, Filtering: nat.AddressPortDependent, PortPreserved: true},
+	vnet.Restricted: {Mapping: nat.EndpointIndependent, Filtering: nat.AddressDependent, PortPreserved: true},
+	vnet.FullCone:   {Mapping: nat.EndpointIndependent, Filtering: nat.EndpointIndependent, PortPreserved: true},
+	vnet.Sym:        {Mapping: nat.AddressPortDependent, Filtering: nat.AddressPortDependent},
+	vnet.SymSeq:     {Mapping: nat.AddressPortDependent, Filtering: nat.AddressPortDependent, PortDelta: 1},
+	vnet.NoUDP:      {UDPBlocked: true},
+	vnet.Firewall:   {Mapping: nat.NoNAT, Filtering: nat.AddressPortDependent, PortPreserved: true},
+}
+
+const stunPort = 3478
+
+// stunServer answers binding requests on the server host: what the server of a real session
+// sees of a client's socket is what its binding answers say.
+func stunServer(t *testing.T, h *vnet.Host) netip.AddrPort {
+	c, err := h.ListenUDP(stunPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+			if req.Decode() != nil || req.Type != stun.BindingRequest {
+				continue
+			}
+			resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+				&stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())})
+			if err == nil {
+				c.WriteTo(resp.Raw, from)
+			}
+		}
+	}()
+	return c.LocalAddr()
+}
+
+// side is one client of a test: a host with its socket, engine and session.
+type side struct {
+	t      *testing.T
+	name   string
+	host   *vnet.Host
+	sock   *vnet.Conn
+	eng    *Engine
+	nat    nat.Behavior
+	mapped netip.AddrPort
+	public netip.AddrPort // as the server saw it (invalid: UDP blocked)
+
+	sess      *Session
+	act       Activity
+	path      atomic.Pointer[Path]
+	known     sync.Map
+	delivered atomic.Int64 // packets of the peer delivered from an extra socket
+	fromPeer  chan netip.AddrPort
+	discover  chan netip.AddrPort
+	repunch   func()
+	wg        sync.WaitGroup
+}
+
+func (s *side) Send(b []byte, to netip.AddrPort) error { return s.sock.WriteTo(b, to) }
+func (s *side) Listen() (Socket, error) {
+	c, err := s.host.ListenUDP(0)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+func (s *side) NAT() (nat.Behavior, netip.AddrPort) { return s.nat, s.mapped }
+
+func (s *side) SetPath(p *Path)                 { s.path.Store(p) }
+func (s *side) AddKnown(addr netip.AddrPort)    { s.known.Store(addr, true) }
+func (s *side) Deliver(run []byte, segSize int) { s.delivered.Add(1) }
+func (s *side) Repunch() {
+	if s.repunch != nil {
+		s.repunch()
+	}
+}
+
+var _ Client = (*side)(nil)
+var _ Host = (*side)(nil)
+
+func newSide(t *testing.T, name string, h *vnet.Host, kind vnet.Kind, server netip.AddrPort) *side {
+	t.Helper()
+	c, err := h.ListenUDP(4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &side{t: t, name: name, host: h, sock: c, nat: behaviours[kind],
+		fromPeer: make(chan netip.AddrPort, 64), discover: make(chan netip.AddrPort, 1)}
+	s.eng = NewEngine(s)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.read() }()
+	t.Cleanup(func() {
+		c.Close()
+		s.wg.Wait()
+	})
+	// What the server sees of the socket.
+	req, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
+	c.WriteTo(req.Raw, server)
+	select {
+	case s.public = <-s.discover:
+	case <-time.After(200 * time.Millisecond):
+	}
+	return s
+}
+
+// read is the socket's reader, as the client's socket filter sorts packets: STUN of the
+// sessions to the engine, anything else counted as the peer's traffic.
+func (s *side) read() {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := s.sock.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		data := buf[:n]
+		if !stun.IsMessage(data) {
+			if p := s.path.Load(); p != nil && p.Via == nil && p.Remote == from {
+				s.act.Received(time.Now())
+			}
+			select {
+			case s.fromPeer <- from:
+			default:
+			}
+			continue
+		}
+		msg := &stun.Message{Raw: append([]byte(nil), data...)}
+		if msg.Decode() == nil && msg.Type == stun.BindingSuccess {
+			var xa stun.XORMappedAddress
+			if _, err := msg.Get(stun.AttrUsername); err != nil && xa.GetFrom(msg) == nil {
+				ip, _ := netip.AddrFromSlice(xa.IP)
+				select {
+				case s.discover <- netip.AddrPortFrom(ip.Unmap(), uint16(xa.Port)):
+				default:
+				}
+				continue
+			}
+		}
+		s.eng.HandleSTUN(data, from)
+	}
+}
+
+func (s *side) offer() Offer {
+	o := Offer{Public: s.public, Private: []netip.AddrPort{s.sock.LocalAddr()}, NAT: s.nat, Mapped: s.mapped}
+	return o
+}
+
+// sendData sends a packet of the session's traffic on the side's path.
+func (s *side) sendData(t *testing.T) {
+	t.Helper()
+	p := s.path.Load()
+	if p == nil {
+		t.Fatalf("%s: no path", s.name)
+	}
+	s.act.Sent(time.Now())
+	var err error
+	if p.Via != nil {
+		err = p.Via.WriteTo([]byte{0x40, 1, 2, 3}, p.Remote)
+	} else {
+		err = s.sock.WriteTo([]byte{0x40, 1, 2, 3}, p.Remote)
+	}
+	if err != nil {
+		t.Fatalf("%s: send on the path: %v", s.name, err)
+	}
+}
+
+var testLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// pair starts a session between two sides, as the server pairs them.
+func pair(t *testing.T, prov, vis *side) {
+	t.Helper()
+	id := bytes.Repeat([]byte{byte(len(t.Name()))}, 16)
+	copy(id, t.Name())
+	start := func(s *side, role string, peer *side) {
+		cfg := SessionConfig{ID: id, Role: role, Secret: []byte("secret"), Keepalive: time.Second,
+			Activity: &s.act, Log: testLog.With("side", s.name), Created: time.Now()}
+		s.sess = s.eng.NewSession(cfg, s, peer.offer())
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sess.Run() }()
+		t.Cleanup(s.sess.Close)
+	}
+	repunch := func() {
+		prov.sess.Update(vis.offer())
+		vis.sess.Update(prov.offer())
+	}
+	prov.repunch, vis.repunch = repunch, repunch
+	start(prov, "provider", vis)
+	start(vis, "visitor", prov)
+}
+
+// waitPath waits for both sides to lock a path.
+func waitPath(a, b *side, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if a.path.Load() != nil && b.path.Load() != nil {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+// checkPath checks that what each side sends on its path reaches the other, from the address
+// the other locked.
+func checkPath(t *testing.T, from, to *side) {
+	t.Helper()
+	before := to.delivered.Load()
+	from.sendData(t)
+	want := to.path.Load()
+	if want.Via != nil {
+		deadline := time.Now().Add(time.Second)
+		for to.delivered.Load() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s → %s: nothing arrived on %s's extra socket", from.name, to.name, to.name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return
+	}
+	for {
+		select {
+		case got := <-to.fromPeer:
+			if got == want.Remote {
+				return
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("%s → %s: nothing arrived from %s, the address %s locked", from.name, to.name, want.Remote, to.name)
+		}
+	}
+}
+
+// lab is a server and two sides behind NATs of the given kinds (or one NAT for both).
+func lab(t *testing.T, provKind, visKind vnet.Kind, sameLAN bool) (*vnet.Network, *side, *side) {
+	n := vnet.New()
+	srv := stunServer(t, n.Host("203.0.113.1"))
+	natP := n.NAT(provKind, "203.0.113.10")
+	prov := newSide(t, "provider", natP.Host("10.1.0.2"), provKind, srv)
+	var vh *vnet.Host
+	if sameLAN {
+		vh = natP.Host("10.1.0.3")
+	} else {
+		vh = n.NAT(visKind, "203.0.113.20").Host("10.2.0.2")
+	}
+	vis := newSide(t, "visitor", vh, visKind, srv)
+	return n, prov, vis
+}
+
+func TestTraversalTable(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		prov, vis vnet.Kind
+		sameLAN   bool
+		direct    bool
+		kind      nat.Kind // the candidate the visitor locks ("" any)
+		strategy  string   // one the visitor's plan runs ("" none needed)
+	}{
+		{prov: vnet.Easy, vis: vnet.Easy, direct: true, kind: nat.KindPublic},
+		{prov: vnet.Easy, vis: vnet.FullCone, direct: true},
+		{prov: vnet.Restricted, vis: vnet.Sym, direct: true},
+		{prov: vnet.FullCone, vis: vnet.Sym, direct: true},
+		{prov: vnet.Easy, vis: vnet.Easy, sameLAN: true, direct: true, kind: nat.KindPrivate},
+		{prov: vnet.Easy, vis: vnet.Sym, direct: true, kind: nat.KindBirthday, strategy: StrategyBirthdayHard},
+		{prov: vnet.Sym, vis: vnet.Easy, direct: true, strategy: StrategyBirthdayEasy},
+		{prov: vnet.Easy, vis: vnet.SymSeq, direct: true},
+		{prov: vnet.SymSeq, vis: vnet.Easy, direct: true, kind: nat.KindPredicted, strategy: StrategyPredict},
+		{prov: vnet.Sym, vis: vnet.Sym, direct: false},
+		{prov: vnet.SymSeq, vis: vnet.Sym, direct: false},
+		{prov: vnet.NoUDP, vis: vnet.Easy, direct: false},
+		{prov: vnet.Easy, vis: vnet.NoUDP, direct: false},
+	}
+	for _, tc := range cases {
+		name := tc.prov.String() + "x" + tc.vis.String()
+		if tc.sameLAN {
+			name = "sameLAN"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, prov, vis := lab(t, tc.prov, tc.vis, tc.sameLAN)
+			pair(t, prov, vis)
+			if tc.strategy != "" && !vis.sess.Plan().Has(tc.strategy) {
+				t.Errorf("the visitor's plan %v lacks %s", vis.sess.Plan(), tc.strategy)
+			}
+			if !tc.direct {
+				if waitPath(prov, vis, 1500*time.Millisecond) || prov.path.Load() != nil || vis.path.Load() != nil {
+					t.Fatalf("a direct path was locked (provider %v, visitor %v), want relayed", prov.path.Load(), vis.path.Load())
+				}
+				if vis.sess.Plan().Hopeless == "" {
+					t.Errorf("the plan %+v does not say the pair is hopeless", vis.sess.Plan())
+				}
+				return
+			}
+			if !waitPath(prov, vis, 8*time.Second) {
+				t.Fatalf("no direct path: provider %v, visitor %v", prov.path.Load(), vis.path.Load())
+			}
+			p := vis.path.Load()
+			t.Logf("visitor locked %s (%s) in %s", p.Remote, p.Kind, vis.sess.TimeToDirect())
+			if tc.kind != "" && p.Kind != tc.kind {
+				t.Errorf("visitor locked a %s candidate, want %s", p.Kind, tc.kind)
+			}
+			checkPath(t, vis, prov)
+			checkPath(t, prov, vis)
+		})
+	}
+}
+
+// TestSessionEndReleasesSockets: birthday punching's extra sockets are all closed when the
+// session ends, the one the path ran on included.
+func TestSessionEndReleasesSockets(t *testing.T) {
+	t.Parallel()
+	_, prov, vis := lab(t, vnet.Easy, vnet.Sym, false)
+	pair(t, prov, vis)
+	if !waitPath(prov, vis, 8*time.Second) {
+		t.Fatal("no direct path")
+	}
+	if n := vis.host.Sockets(); n != 2 {
+		t.Errorf("the visitor holds %d sockets once the path is found, want 2 (its own, the path's)", n)
+	}
+	vis.sess.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for vis.host.Sockets() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sockets left after the session ended, want 1", vis.host.Sockets())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(vis.eng.birthdaySlots) != 0 {
+		t.Error("a birthday slot was not given back")
+	}
+}
+
+// TestPathLostAndFound: the NATs forget their mappings (a reboot); the sessions notice the
+// silence, go back to the relay and find a direct path again.
+func TestPathLostAndFound(t *testing.T) {
+	t.Parallel()
+	n := vnet.New()
+	srv := stunServer(t, n.Host("203.0.113.1"))
+	natP, natV := n.NAT(vnet.Easy, "203.0.113.10"), n.NAT(vnet.Easy, "203.0.113.20")
+	prov := newSide(t, "provider", natP.Host("10.1.0.2"), vnet.Easy, srv)
+	vis := newSide(t, "visitor", natV.Host("10.2.0.2"), vnet.Easy, srv)
+	pair(t, prov, vis)
+	if !waitPath(prov, vis, 2*time.Second) {
+		t.Fatal("no direct path")
+	}
+	// Both directions go dark: the visitor's NAT drops everything (its link MTU becomes tiny).
+	natV.SetMTU(1)
+	deadline := time.Now().Add(8 * time.Second)
+	for vis.path.Load() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the visitor never noticed its path died")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	natV.SetMTU(0)
+	natV.Flush()
+	natP.Flush()
+	vis.Repunch() // as the retry does, through the server
+	if !waitPath(prov, vis, 8*time.Second) {
+		t.Fatal("no direct path after the NATs came back")
+	}
+	checkPath(t, vis, prov)
+}
+
+// TestForgedProbesIgnored: probes without the session's secret, or of an unknown session, do
+// not make a session lock or learn an address.
+func TestForgedProbesIgnored(t *testing.T) {
+	t.Parallel()
+	n := vnet.New()
+	srv := stunServer(t, n.Host("203.0.113.1"))
+	// The peer can never answer (UDP blocked), so any lock would be the attacker's doing.
+	prov := newSide(t, "provider", n.NAT(vnet.FullCone, "203.0.113.10").Host("10.1.0.2"), vnet.FullCone, srv)
+	vis := newSide(t, "visitor", n.NAT(vnet.NoUDP, "203.0.113.20").Host("10.2.0.2"), vnet.NoUDP, srv)
+	pair(t, prov, vis)
+	attacker, err := n.Host("203.0.113.66").ListenUDP(5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := prov.sess.idHex + ":visitor"
+	for _, key := range []string{"wrong secret", ""} {
+		for _, typ := range []stun.MessageType{stun.BindingRequest, stun.BindingSuccess} {
+			setters := []stun.Setter{stun.TransactionID, typ, stun.NewUsername(user)}
+			if key != "" {
+				setters = append(setters, stun.NewShortTermIntegrity(key))
+			}
+			setters = append(setters, stun.Fingerprint)
+			m, err := stun.Build(setters...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				attacker.WriteTo(m.Raw, prov.public)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if p := prov.path.Load(); p != nil {
+		t.Fatalf("the provider locked %v on forged probes", p)
+	}
+	n0 := 0
+	prov.known.Range(func(any, any) bool { n0++; return true })
+	if n0 != 0 {
+		t.Errorf("the provider learned %d addresses from forged probes", n0)
+	}
+}
