@@ -144,29 +144,86 @@ func parse[T any, PT interface {
 	return (*T)(c), warnings, nil
 }
 
+// maxReported bounds the errors one file reports before decoding gives up on it.
+const maxReported = 100
+
 // decode renders environment templates, checks syntax, decodes strictly into v and lists
-// ignored frp keys. Unknown keys do not stop decoding: they come back as errors to report
-// together with the validation errors, so that one run shows every problem.
-func decode(name string, data []byte, v any) (pos positions, warnings []string, unknown Errors, err error) {
+// ignored frp keys. Mistakes that leave the rest of the file readable do not stop decoding:
+// unknown keys, values of the wrong type (the key is set aside and decoding goes on) and "//"
+// comments (blanked, and the file parsed again) come back in found, to report together with
+// the validation errors, so that one run shows every problem. Another syntax error stops at
+// once: what follows it cannot be read.
+func decode(name string, data []byte, v any) (pos positions, warnings []string, found Errors, err error) {
 	data, err = renderTemplate(name, data)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pos, perr := indexPositions(data)
-	if perr != nil {
-		return nil, nil, nil, syntaxError(name, data, perr)
-	}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	t := reflect.TypeOf(v).Elem()
-	if err := dec.Decode(v); err != nil {
-		var sm *toml.StrictMissingError
-		if !errors.As(err, &sm) {
-			return nil, nil, nil, decodeError(name, data, err)
+	for {
+		var perr error
+		if pos, perr = indexPositions(data); perr == nil {
+			break
 		}
-		unknown = unknownKeys(name, t, sm)
+		e, blanked := syntaxError(name, data, perr)
+		found = append(found, e)
+		if blanked == nil || len(found) >= maxReported {
+			return nil, nil, nil, found
+		}
+		data = blanked
 	}
-	return pos, ignoredKeys(name, pos, t), unknown, nil
+	t := reflect.TypeOf(v).Elem()
+	for {
+		fresh := reflect.New(t)
+		dec := toml.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(fresh.Interface())
+		var sm *toml.StrictMissingError
+		if err == nil || errors.As(err, &sm) {
+			reflect.ValueOf(v).Elem().Set(fresh.Elem())
+			if sm != nil {
+				found = append(found, unknownKeys(name, t, sm)...)
+			}
+			break
+		}
+		e, line := decodeError(name, data, err)
+		e.Key = pos.indexed(e.Key, e.Line)
+		found = append(found, e)
+		blanked := blankLine(data, line)
+		if blanked == nil || len(found) >= maxReported {
+			return nil, nil, nil, found
+		}
+		if _, perr := indexPositions(blanked); perr != nil {
+			// The value went on past its line (a multi-line array): what follows cannot be
+			// told apart from the mistake, so report only what is sure.
+			return nil, nil, nil, found
+		}
+		data = blanked
+	}
+	return pos, ignoredKeys(name, pos, t), found, nil
+}
+
+// blankLine returns a copy of data with line (1-based) replaced by spaces, or nil when there is
+// no such line.
+func blankLine(data []byte, line int) []byte {
+	if line < 1 {
+		return nil
+	}
+	out := bytes.Clone(data)
+	start := 0
+	for i := 1; i < line; i++ {
+		nl := bytes.IndexByte(out[start:], '\n')
+		if nl < 0 {
+			return nil
+		}
+		start += nl + 1
+	}
+	end := bytes.IndexByte(out[start:], '\n')
+	if end < 0 {
+		end = len(out) - start
+	}
+	for i := start; i < start+end; i++ {
+		out[i] = ' '
+	}
+	return out
 }
 
 // merge joins unknown-key errors and validation errors of one file, in file order.
@@ -180,7 +237,13 @@ func mergeFiles(files []string, unknown Errors, validation error) error {
 	all := unknown
 	var ve Errors
 	if errors.As(validation, &ve) {
-		all = append(all, ve...)
+		for _, e := range ve {
+			// A key whose value had the wrong type was set aside: "required" or a default
+			// there would only repeat the first error.
+			if !slices.ContainsFunc(unknown, func(u *Error) bool { return u.File == e.File && u.Key != "" && u.Key == e.Key }) {
+				all = append(all, e)
+			}
+		}
 	} else if validation != nil {
 		return validation
 	}
@@ -229,10 +292,13 @@ func renderTemplate(name string, data []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func syntaxError(name string, data []byte, err error) error {
+// syntaxError locates a parser error. For a "//" comment (the most common mistake in configs
+// copied from blog posts) it also returns the document with that comment blanked, so that the
+// rest of the file can be checked too; nil otherwise.
+func syntaxError(name string, data []byte, err error) (e *Error, blanked []byte) {
 	var pe *unstable.ParserError
 	if !errors.As(err, &pe) {
-		return &Error{File: name, Msg: err.Error()}
+		return &Error{File: name, Msg: err.Error()}, nil
 	}
 	line, col := 0, 0
 	if len(pe.Highlight) > 0 {
@@ -244,8 +310,32 @@ func syntaxError(name string, data []byte, err error) error {
 	msg := "syntax error: " + pe.Message
 	if hint := commentHint(data, line, col); hint != "" {
 		msg += "; " + hint
+		blanked = blankComment(data, line, col)
 	}
-	return Errors{{File: name, Line: line, Column: col, Msg: msg}}
+	return &Error{File: name, Line: line, Column: col, Msg: msg}, blanked
+}
+
+// blankComment returns a copy of data with the "//" comment on line (from col on) blanked.
+func blankComment(data []byte, line, col int) []byte {
+	start := 0
+	for i := 1; i < line; i++ {
+		start += bytes.IndexByte(data[start:], '\n') + 1
+	}
+	end := bytes.IndexByte(data[start:], '\n')
+	if end < 0 {
+		end = len(data) - start
+	}
+	l := data[start : start+end]
+	from := max(col-1, 0)
+	at := bytes.Index(l[from:], []byte("//"))
+	if at < 0 {
+		return nil
+	}
+	out := bytes.Clone(data)
+	for i := start + from + at; i < start+end; i++ {
+		out[i] = ' '
+	}
+	return out
 }
 
 // commentHint recognises the most common mistake in configs copied from blog posts: a "//"
@@ -280,10 +370,12 @@ func unknownKeys(name string, t reflect.Type, sm *toml.StrictMissingError) Error
 // typeMismatch matches go-toml's wording, which names Go types; users need TOML words.
 var typeMismatch = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)`)
 
-func decodeError(name string, data []byte, err error) error {
+// decodeError locates a decoding error (a value of the wrong type) and says it in TOML words;
+// line is where it is.
+func decodeError(name string, data []byte, err error) (e *Error, line int) {
 	var de *toml.DecodeError
 	if !errors.As(err, &de) {
-		return &Error{File: name, Msg: err.Error()}
+		return &Error{File: name, Msg: err.Error()}, 0
 	}
 	line, col := de.Position()
 	msg := strings.TrimPrefix(de.Error(), "toml: ")
@@ -293,7 +385,7 @@ func decodeError(name string, data []byte, err error) error {
 	if hint := commentHint(data, line, col); hint != "" {
 		msg += "; " + hint
 	}
-	return Errors{{File: name, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Msg: msg}}
+	return &Error{File: name, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Msg: msg}, line
 }
 
 // tomlKind names a Go type as the TOML value a user should write.

@@ -349,3 +349,45 @@ func TestTokenSource(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryErrorOfAGuide: a config as guides write them, with "//" comments on several lines, a
+// port written as a string and a port out of range: one run reports each of them, in file
+// order, and nothing twice.
+func TestEveryErrorOfAGuide(t *testing.T) {
+	doc := `serverAddr = "1.2.3.4"   // the VPS
+serverPort = "7000"
+auth.token = "x"     // from the server
+
+[[proxies]]
+name = "ssh"
+type = "tcp"
+localPort = "22"
+remotePort = 80800   // public port
+`
+	_, _, err := ParseClient("frpc.toml", []byte(doc))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	want := []string{
+		"frpc.toml:1:26: syntax error",
+		"frpc.toml:2:14: serverPort: expected an integer, got a string",
+		"frpc.toml:3:22: syntax error",
+		"frpc.toml:8:13: proxies[0].localPort: expected an integer, got a string",
+		"frpc.toml:9:1: proxies[0].remotePort: port 80800 is out of range",
+		"frpc.toml:9:22: syntax error",
+	}
+	if len(es) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%v", len(es), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(es[i].Error(), w) {
+			t.Errorf("error %d: %q, want %q...", i, es[i].Error(), w)
+		}
+	}
+	// A value of the wrong type that spans lines: reported, and the rest is not guessed at.
+	_, _, err = ParseClient("c.toml", []byte("serverAddr = \"a\"\nauth.token = [\n  1,\n  2]\nserverPort = 99999\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.toml:2") || strings.Contains(err.Error(), "syntax") {
+		t.Errorf("multi-line value of the wrong type: %v", err)
+	}
+}

@@ -149,3 +149,30 @@ func parent(k string) string {
 	}
 	return ""
 }
+
+// indexed returns the path with array indexes ("proxies[1].localPort") of the key written on
+// line as key ("proxies.localPort", as the decoder names it), or key when none matches.
+func (pos positions) indexed(key string, line int) string {
+	for path, at := range pos {
+		if at[0] == line && stripIndexes(path) == key {
+			return path
+		}
+	}
+	return key
+}
+
+func stripIndexes(path string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range path {
+		switch {
+		case r == '[':
+			depth++
+		case r == ']':
+			depth--
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -27,6 +27,17 @@ type Report struct {
 	Notes []string
 }
 
+// HairpinningText says whether hairpinning works: "yes", "no" or "not tested".
+func (r *Report) HairpinningText() string {
+	switch {
+	case r.Hairpinning == nil:
+		return "not tested"
+	case *r.Hairpinning:
+		return "yes"
+	}
+	return "no"
+}
+
 // DiscoverConfig tunes Discover.
 type DiscoverConfig struct {
 	// Server is the STUN server, host:port (an xp2p server's bindPort, or any RFC 5780 server).

@@ -177,7 +177,12 @@ func (l *serverLink) connectLoop() {
 				netBackoff.reset()
 			}
 			wait = netBackoff.next()
-			c.log.Warn("server session ended", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+			var de *session.DialError
+			if errors.As(err, &de) {
+				c.log.Warn("cannot reach the server", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+			} else {
+				c.log.Warn("server session ended", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+			}
 		}
 		select {
 		case <-time.After(wait):
@@ -208,6 +213,9 @@ func (l *serverLink) connectOnce() error {
 		Yamux:     session.YamuxConfig(c.cfg.HeartbeatInterval()),
 		Protocol:  c.cfg.Transport.Protocol,
 		TCPDelay:  time.Second,
+		Failed: func(err error, stillTrying string) {
+			c.log.Warn("cannot reach the server yet", "server", l.ep.Addr, "err", err, "still_trying", stillTrying)
+		},
 	}
 	dialTimeout := time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second
 	ctx, cancel := context.WithTimeout(c.ctx, dialTimeout)

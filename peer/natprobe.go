@@ -47,7 +47,7 @@ func (c *Client) measureNAT() {
 	if old := c.nat.Swap(&b); old != nil && *old == b {
 		return
 	}
-	c.log.Info("NAT behaviour", "nat", b.String(), "public", r.Public, "hairpinning", r.Hairpinning, "server", server, "notes", r.Notes)
+	c.log.Info("NAT behaviour", "nat", b.String(), "public", r.Public, "hairpinning", r.HairpinningText(), "server", server, "notes", r.Notes)
 	c.reportNAT()
 	c.p2p.natLearned()
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -158,7 +159,7 @@ func (s *Server) listen() error {
 	for try := 0; ; try++ {
 		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 		if err != nil {
-			return fmt.Errorf("listen udp %s: %w", addr, err)
+			return bindError("bindPort", s.cfg.BindPort, err)
 		}
 		tcpAddr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port))
 		tcp, err := net.Listen("tcp", tcpAddr)
@@ -167,11 +168,21 @@ func (s *Server) listen() error {
 			if s.cfg.BindPort == 0 && try < 20 {
 				continue
 			}
-			return fmt.Errorf("listen tcp %s: %w", tcpAddr, err)
+			return bindError("bindPort", s.cfg.BindPort, err)
 		}
 		s.udp, s.tcp = udp, tcp
 		return nil
 	}
+}
+
+// bindError says which key's port could not be bound (the error itself names the address, as
+// in "listen udp 0.0.0.0:7000: bind: address already in use"), and what to look for when it is
+// taken.
+func bindError(key string, port int, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %d is taken (is another xp2p server or frps running?): %w", key, port, err)
+	}
+	return fmt.Errorf("%s %d: %w", key, port, err)
 }
 
 // resetKey is the key of the server's QUIC stateless resets. It is derived from auth.token, so

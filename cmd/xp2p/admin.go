@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/xp2p/xp2p/config"
@@ -56,11 +55,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
 	path, code, ok := configFlags("status -c client.toml", "Asks a running client (through its admin endpoint, webServer.* in its config)\nfor its servers, proxies, visitors and P2P sessions, and prints them.", "the running client's config file", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the admin endpoint's JSON answer")
-	})
+	}, "client")
 	if !ok {
 		return code
 	}
-	cfg, _, err := config.LoadClient(path)
+	cfg, _, _, err := loadClient("status", path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -87,16 +86,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func runReload(args []string, stdout, stderr io.Writer) int {
-	path, code, ok := configFlags("reload -c client.toml", "Checks client.toml, then asks the running client (through its admin endpoint) to apply it:\nadded, removed and changed proxies and visitors take effect, the others keep their connections.\nA config the client cannot apply is refused as a whole.", "the client's config file, edited", args, stderr, nil)
+	path, code, ok := configFlags("reload -c client.toml", "Checks client.toml, then asks the running client (through its admin endpoint) to apply it:\nadded, removed and changed proxies and visitors take effect, the others keep their connections.\nA config the client cannot apply is refused as a whole.", "the client's config file, edited", args, stderr, nil, "client")
 	if !ok {
 		return code
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	cfg, warnings, err := config.ParseClient(path, data)
+	cfg, data, warnings, err := loadClient("reload", path)
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}

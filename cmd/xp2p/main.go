@@ -99,9 +99,16 @@ func flags(name, summary string, args []string, stderr io.Writer, define func(*f
 	return fs, 0, true
 }
 
-// configFlags parses the flags of a command whose -c FILE is required (name is its usage line,
-// "verb -c FILE ..."); more defines its other flags.
-func configFlags(name, summary, fileHelp string, args []string, stderr io.Writer, more func(*flag.FlagSet)) (path string, code int, ok bool) {
+// configFlags parses the flags of a command that reads a config (name is its usage line,
+// "verb -c FILE ..."); more defines its other flags. Without -c the config is looked for in the
+// usual places (kinds: which configs the command takes).
+func configFlags(name, summary, fileHelp string, args []string, stderr io.Writer, more func(*flag.FlagSet), kinds ...string) (path string, code int, ok bool) {
+	verb, _, _ := strings.Cut(name, " -c ")
+	where := make([]string, len(configDirs))
+	for i, d := range configDirs {
+		where[i] = d + "/"
+	}
+	fileHelp += " (default: the first of " + strings.Join(configNames[kinds[0]], ", ") + " in " + strings.Join(where, " or ") + ")"
 	_, code, ok = flags(name, summary, args, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&path, "c", "", fileHelp)
 		if more != nil {
@@ -111,10 +118,7 @@ func configFlags(name, summary, fileHelp string, args []string, stderr io.Writer
 	if !ok {
 		return "", code, false
 	}
-	if path == "" {
-		verb, rest, _ := strings.Cut(name, " -c ")
-		file, _, _ := strings.Cut(rest, " ")
-		fmt.Fprintf(stderr, "xp2p %s: -c %s is required\n", verb, file)
+	if path, ok = resolveConfig(verb, path, stderr, kinds...); !ok {
 		return "", 2, false
 	}
 	return path, 0, true
@@ -146,11 +150,11 @@ func logWarnings(log *slog.Logger, warnings []string) {
 }
 
 func runServer(args []string, stderr io.Writer) int {
-	path, code, ok := configFlags("server -c server.toml", "Runs the xp2p server: clients log in on bindPort (UDP and TCP).", "server config file (frps.toml keys)", args, stderr, nil)
+	path, code, ok := configFlags("server -c server.toml", "Runs the xp2p server: clients log in on bindPort (UDP and TCP).", "server config file (frps.toml keys)", args, stderr, nil, "server")
 	if !ok {
 		return code
 	}
-	cfg, warnings, err := config.LoadServer(path)
+	cfg, warnings, err := loadServer("server", path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -178,11 +182,11 @@ func runServer(args []string, stderr io.Writer) int {
 }
 
 func runClient(args []string, stderr io.Writer) int {
-	path, code, ok := configFlags("client -c client.toml", "Runs an xp2p client: publishes [[proxies]], binds [[visitors]].", "client config file (frpc.toml keys)", args, stderr, nil)
+	path, code, ok := configFlags("client -c client.toml", "Runs an xp2p client: publishes [[proxies]], binds [[visitors]].", "client config file (frpc.toml keys)", args, stderr, nil, "client")
 	if !ok {
 		return code
 	}
-	cfg, warnings, err := config.LoadClient(path)
+	cfg, _, warnings, err := loadClient("client", path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -215,11 +219,11 @@ func runClient(args []string, stderr io.Writer) int {
 // runVerify checks a config file. It tells server from client configs by their keys: a client
 // config names its server (serverAddr), proxies or visitors.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	path, code, ok := configFlags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", "config file to check", args, stderr, nil)
+	path, code, ok := configFlags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", "config file to check", args, stderr, nil, "client", "server")
 	if !ok {
 		return code
 	}
-	data, err := os.ReadFile(path)
+	data, err := readConfig("verify", path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

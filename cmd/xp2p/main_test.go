@@ -75,7 +75,14 @@ func (s *syncBuffer) String() string {
 // runXP2P runs the binary to completion and returns its exit code and output.
 func runXP2P(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runXP2PIn(t, "", args...)
+}
+
+// runXP2PIn runs the binary in directory dir ("": the test's).
+func runXP2PIn(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	cmd := exec.Command(xp2pBinary(t), args...)
+	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	done := make(chan error, 1)
@@ -276,7 +283,7 @@ func TestVerify(t *testing.T) {
 	}
 	t.Run("missing file", func(t *testing.T) {
 		code, _, errOut := runXP2P(t, "verify", "-c", filepath.Join(t.TempDir(), "nope.toml"))
-		if code != 1 || !strings.Contains(errOut, "no such file") {
+		if code != 1 || !strings.Contains(errOut, "xp2p verify: config file ") || !strings.Contains(errOut, "nope.toml does not exist") {
 			t.Errorf("exit %d, stderr %q", code, errOut)
 		}
 	})
@@ -383,8 +390,54 @@ func TestMissingConfig(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{"server", "client"} {
 		code, _, errOut := runXP2P(t, cmd, "-c", filepath.Join(t.TempDir(), "nope.toml"))
-		if code != 1 || !strings.Contains(errOut, "no such file") {
+		if code != 1 || !strings.Contains(errOut, "xp2p "+cmd+": config file ") || !strings.Contains(errOut, "nope.toml does not exist") {
 			t.Errorf("xp2p %s with a missing file: exit %d, stderr %q", cmd, code, errOut)
 		}
+	}
+}
+
+// TestConfigSearch: without -c a command takes the config from the usual places and says which
+// it took, or says where it looked; a config of the other kind says what it is.
+func TestConfigSearch(t *testing.T) {
+	t.Parallel()
+	empty := t.TempDir()
+	for _, cmd := range []string{"server", "client", "status", "reload", "verify"} {
+		code, _, errOut := runXP2PIn(t, empty, cmd)
+		if code != 2 || !strings.Contains(errOut, "no config file: give one with -c FILE") || !strings.Contains(errOut, "/etc/xp2p/") || !strings.Contains(errOut, "./") {
+			t.Errorf("xp2p %s without a config anywhere: exit %d, stderr %q", cmd, code, errOut)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "frpc.toml"), []byte("serverAddr = \"1.2.3.4\"\nauth.token = \"x\"\n"), 0o600)
+	code, out, errOut := runXP2PIn(t, dir, "verify")
+	if code != 0 || !strings.Contains(errOut, "using ./frpc.toml (no -c given)") || !strings.Contains(out, "valid client config") {
+		t.Errorf("verify with ./frpc.toml: exit %d, %q %q", code, out, errOut)
+	}
+
+	client := writeFile(t, "client.toml", "serverAddr = \"1.2.3.4\"\nauth.token = \"x\"\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\n")
+	code, _, errOut = runXP2P(t, "server", "-c", client)
+	if code != 1 || !strings.Contains(errOut, "is a client config") || !strings.Contains(errOut, "xp2p client -c "+client) {
+		t.Errorf("a client config given to xp2p server: exit %d, %q", code, errOut)
+	}
+	server := writeFile(t, "server.toml", "bindPort = 7000\nauth.token = \"x\"\n")
+	code, _, errOut = runXP2P(t, "client", "-c", server)
+	if code != 1 || !strings.Contains(errOut, "looks like a server config") || !strings.Contains(errOut, "xp2p server -c "+server) {
+		t.Errorf("a server config given to xp2p client: exit %d, %q", code, errOut)
+	}
+}
+
+// TestPortTaken: a bindPort in use says which key, once, with a hint.
+func TestPortTaken(t *testing.T) {
+	t.Parallel()
+	u, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	port := u.LocalAddr().(*net.UDPAddr).Port
+	cfg := writeFile(t, "server.toml", fmt.Sprintf("bindPort = %d\nauth.token = \"x\"\n", port))
+	code, _, errOut := runXP2P(t, "server", "-c", cfg)
+	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("bindPort %d is taken", port)) || strings.Count(errOut, "listen udp") != 1 {
+		t.Errorf("xp2p server on a taken port: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -81,7 +81,7 @@ func printNATReport(w io.Writer, r *nat.Report) {
 		if b.PortDelta != 0 {
 			row("port allocation", fmt.Sprintf("sequential, +%d per new mapping (predictable)", b.PortDelta))
 		}
-		row("hairpinning", hairpinText(r.Hairpinning))
+		row("hairpinning", r.HairpinningText())
 		row("round trip", r.RTT.Round(10*time.Microsecond).String())
 		row("direct P2P with", outlook(b))
 	}
@@ -130,13 +130,6 @@ func yesNo(v bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-func hairpinText(v *bool) string {
-	if v == nil {
-		return "not tested"
-	}
-	return yesNo(*v)
 }
 
 type natReportJSON struct {

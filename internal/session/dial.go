@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,27 @@ type Dialer struct {
 	Protocol  string
 	// TCPDelay is QUIC's head start in auto mode before TCP is tried as well.
 	TCPDelay time.Duration
+	// Failed, if set, hears at once of an attempt that failed while the other one still runs
+	// (in auto mode: "tcp: connection refused" while QUIC waits for an answer), so that a user
+	// learns what is known without waiting for the whole dial to time out.
+	Failed func(err error, stillTrying string)
 }
+
+// DialError is every failed attempt of a Dial (QUIC, TCP), in the order they failed.
+type DialError struct {
+	Attempts []error
+}
+
+func (e *DialError) Error() string {
+	msgs := make([]string, len(e.Attempts))
+	for i, err := range e.Attempts {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the attempts' errors.
+func (e *DialError) Unwrap() []error { return e.Attempts }
 
 // Dial connects to the server at addr (host:port) and returns the first session that completes.
 func (d *Dialer) Dial(ctx context.Context, addr string) (Session, error) {
@@ -53,18 +74,21 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (Session, error) {
 	type result struct {
 		s   Session
 		err error
+		via string // "quic" or "tcp"
 	}
 	results := make(chan result, 2)
 	go func() {
 		s, err := d.dialQUIC(ctx, addr)
-		results <- result{s, err}
+		results <- result{s, err, "quic"}
 	}()
+	inFlight := map[string]bool{"quic": true}
 	delay := time.NewTimer(d.TCPDelay)
 	defer delay.Stop()
 	startTCP := func() {
+		inFlight["tcp"] = true
 		go func() {
 			s, err := d.dialTCP(ctx, addr)
-			results <- result{s, err}
+			results <- result{s, err, "tcp"}
 		}()
 	}
 	pending, tcpStarted := 1, false
@@ -92,14 +116,20 @@ func (d *Dialer) Dial(ctx context.Context, addr string) (Session, error) {
 				return r.s, nil
 			}
 			errs = append(errs, r.err)
+			delete(inFlight, r.via)
 			if !tcpStarted {
 				tcpStarted = true
 				pending++
 				startTCP()
 			}
+			if pending > 0 && d.Failed != nil {
+				for other := range inFlight {
+					d.Failed(r.err, other)
+				}
+			}
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, &DialError{Attempts: errs}
 }
 
 func (d *Dialer) dialQUIC(ctx context.Context, addr string) (Session, error) {
@@ -110,8 +140,12 @@ func (d *Dialer) dialQUIC(ctx context.Context, addr string) (Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quic: resolve %s: %w", addr, err)
 	}
+	start := time.Now()
 	c, err := d.Transport.Dial(ctx, ua, d.TLS, d.QUIC)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("quic: no answer from %s over UDP in %s: %w", addr, time.Since(start).Round(100*time.Millisecond), err)
+		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
 	return QUIC(c), nil
