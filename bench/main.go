@@ -40,6 +40,9 @@ type options struct {
 	faultClients []int
 	faultIdle    time.Duration
 	faultReps    int
+	// real paths: seconds a throughput figure may take, and the quick run's fewer repetitions.
+	pathSecs   int
+	pathReps   int
 }
 
 // systems are the implementations compared: frp first, so that xp2p never has a warm cache
@@ -55,13 +58,16 @@ func main() {
 	mib := flag.Int("mib", 256, "MiB moved by each throughput figure")
 	flag.StringVar(&o.out, "out", "bench/results", "folder for results.md and the plots")
 	verbose := flag.Bool("v", false, "log the lab's steps")
-	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults)")
+	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults,paths)")
+	flag.IntVar(&o.pathSecs, "pathsecs", pathMaxSecond, "real paths: the most seconds one throughput figure may take")
+	flag.IntVar(&o.pathReps, "pathreps", 7, "real paths: repetitions of each TCP figure (P2P figures need 7 or more)")
 	flag.Parse()
 	o.rtts, o.connFor, o.proxyCounts = 2000, 2*time.Second, []int{1, 100, 1000}
 	o.faultClients, o.faultIdle, o.faultReps = []int{100, 200}, 60*time.Second, 2
 	if *quick {
 		o.reps, *mib, o.rtts, o.connFor = 3, 64, 500, time.Second
 		o.faultClients, o.faultIdle, o.faultReps = []int{100}, 20*time.Second, 1
+		o.pathSecs, o.pathReps = 2, 3
 	}
 	o.bytes = int64(*mib) << 20
 	if *verbose {
@@ -124,6 +130,9 @@ func benchmark(o *options) int {
 	}
 	if want("faults") {
 		rep.faults, rep.faultsErr = faults(o, bins, p)
+	}
+	if want("paths") {
+		rep.paths, rep.pathsErr = realPaths(o, bins, p)
 	}
 	p.set("writing %s", o.out)
 	md := rep.markdown()

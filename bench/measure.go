@@ -25,6 +25,8 @@ import (
 //
 // Neither needs a half close: frp's tcp proxy closes both directions when one ends.
 //
+//	'R' + uint64 + uint64   timed upload: reads that many bytes, or for that many nanoseconds
+//	               after the first one, then answers the bytes read and the nanoseconds taken
 //	'E'            echo: copies everything back
 //	'C'            connect: answers one byte and closes
 //
@@ -73,6 +75,26 @@ func handle(c *net.TCPConn) {
 			n -= k
 		}
 		io.Copy(io.Discard, c) // until the user has it all and closes
+	case 'R':
+		var req [16]byte
+		if _, err := io.ReadFull(c, req[:]); err != nil {
+			return
+		}
+		want, limit := int64(binary.BigEndian.Uint64(req[:8])), time.Duration(binary.BigEndian.Uint64(req[8:]))
+		var first [1]byte
+		if _, err := io.ReadFull(c, first[:]); err != nil {
+			return
+		}
+		start := time.Now()
+		c.SetReadDeadline(start.Add(limit))
+		n, _ := io.CopyN(io.Discard, c, want-1)
+		took := time.Since(start)
+		c.SetReadDeadline(time.Time{})
+		var ans [16]byte
+		binary.BigEndian.PutUint64(ans[:8], uint64(n))
+		binary.BigEndian.PutUint64(ans[8:], uint64(took))
+		c.Write(ans[:])
+		io.Copy(io.Discard, c)
 	case 'E':
 		io.Copy(c, c)
 	case 'C':
@@ -85,12 +107,20 @@ type dialer struct {
 	lab  *natlab.Lab
 	host string
 	addr string
+	cc   string // TCP congestion control of the user's side ("": the host's default)
 }
 
 func (d dialer) dial() (*net.TCPConn, error) {
 	c, err := d.lab.Dial(d.host, "tcp4", d.addr, 10*time.Second)
 	if err != nil {
 		return nil, err
+	}
+	if d.cc != "" {
+		// Set before any data: the connection's sender starts with it.
+		if err := setCongestion(c.(*net.TCPConn), d.cc); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TCP_CONGESTION %s: %w", d.cc, err)
+		}
 	}
 	c.SetDeadline(time.Now().Add(3 * time.Minute))
 	return c.(*net.TCPConn), nil

@@ -17,6 +17,11 @@ var systemColors = map[string]color.Color{
 	"direct TCP": color.RGBA{0x99, 0x99, 0x99, 0xff},
 	"frp":        color.RGBA{0xe0, 0x7b, 0x39, 0xff},
 	"xp2p":       color.RGBA{0x2b, 0x6c, 0xb0, 0xff},
+	// the real-paths section's systems
+	"direct TCP cubic": color.RGBA{0xcc, 0xcc, 0xcc, 0xff},
+	"frp tcp":          color.RGBA{0xf2, 0xb0, 0x80, 0xff},
+	"frp xtcp":         color.RGBA{0xe0, 0x7b, 0x39, 0xff},
+	"xp2p tcp":         color.RGBA{0x8d, 0xb4, 0xe2, 0xff},
 }
 
 // bars draws a grouped bar chart: one group per row, one bar per system (medians).
@@ -61,6 +66,12 @@ func (r *report) plots(dir string) error {
 		if err := bars("tcp proxy through the server: round trip of 32 bytes", "µs", r.classic,
 			[]string{"round trip p50 (32 B)", "round trip p99 (32 B)"}, all, filepath.Join(dir, "latency.svg")); err != nil {
 			return fmt.Errorf("latency plot: %w", err)
+		}
+	}
+	if r.paths != nil {
+		if err := bars("real paths: one stream, download", "Mbit/s", r.paths, pathRows("down"), pathSystems,
+			filepath.Join(dir, "realpaths.svg")); err != nil {
+			return fmt.Errorf("real paths plot: %w", err)
 		}
 	}
 	if r.memory != nil {

@@ -44,15 +44,15 @@ func (t *Table) Markdown() string {
 
 // report is everything one run measured.
 type report struct {
-	opts                                     *options
-	started                                  time.Time
-	classic, p2p, memory, faults             *results
-	classicErr, p2pErr, memoryErr, faultsErr error
-	matrix                                   map[[2]string]map[string]matrixCell
+	opts                                               *options
+	started                                            time.Time
+	classic, p2p, memory, faults, paths                *results
+	classicErr, p2pErr, memoryErr, faultsErr, pathsErr error
+	matrix                                             map[[2]string]map[string]matrixCell
 }
 
 func (r *report) failed() bool {
-	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil
+	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil || r.pathsErr != nil
 }
 
 // markdown is the whole report.
@@ -67,19 +67,19 @@ func (r *report) markdown() string {
 	for _, t := range r.tables() {
 		b.WriteString(t.Markdown())
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr} {
 		if e != nil {
 			fmt.Fprintf(&b, "**Failed:** %v\n\n", e)
 		}
 	}
-	for _, res := range []*results{r.p2p, r.faults} {
+	for _, res := range []*results{r.p2p, r.faults, r.paths} {
 		if res != nil {
 			for _, n := range res.notes {
 				fmt.Fprintf(&b, "- %s\n", n)
 			}
 		}
 	}
-	b.WriteString("\nPlots: ![throughput](throughput.svg) ![round trips](latency.svg) ![memory](memory.svg)\n")
+	b.WriteString("\nPlots: ![throughput](throughput.svg) ![round trips](latency.svg) ![memory](memory.svg) ![real paths](realpaths.svg)\n")
 	return b.String()
 }
 
@@ -166,6 +166,9 @@ func (r *report) tables() []*Table {
 		}
 		out = append(out, t)
 	}
+	if r.paths != nil && len(r.paths.samples) > 0 {
+		out = append(out, pathTables(r.paths)...)
+	}
 	return out
 }
 
@@ -241,7 +244,10 @@ func (r *report) summary() string {
 			}
 		}
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr} {
+	if r.paths != nil {
+		b.WriteString(pathSummary(r.paths))
+	}
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr} {
 		if e != nil {
 			fmt.Fprintf(&b, " FAILED: %v\n", e)
 		}

@@ -73,9 +73,9 @@ func classic(o *options, bins *binaries, p *progress) (*results, error) {
 			}
 			procs[s.name] = [2]int{srv.PID(), cli.PID()}
 		}
-		targets := map[string]dialer{"direct TCP": {l, "pub", fmt.Sprintf("%s:%d", natlab.ServerIP, servicePort)}}
+		targets := map[string]dialer{"direct TCP": {lab: l, host: "pub", addr: fmt.Sprintf("%s:%d", natlab.ServerIP, servicePort)}}
 		for _, s := range o.systems(bins) {
-			targets[s.name] = dialer{l, "pub", fmt.Sprintf("%s:%d", natlab.ServerIP, s.remotePort())}
+			targets[s.name] = dialer{lab: l, host: "pub", addr: fmt.Sprintf("%s:%d", natlab.ServerIP, s.remotePort())}
 		}
 		order := []string{"direct TCP", "frp", "xp2p"}
 		for name, d := range targets { // warm up: pools, first connections
@@ -172,7 +172,7 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 			s.startClient(t, l, "P1", s.name+"-provider", s.clientConfig("")+s.p2pProvider())
 		}
 		time.Sleep(500 * time.Millisecond) // services registered
-		direct := dialer{l, "V1", fmt.Sprintf("%s:%d", natlab.ServerIP, servicePort)}
+		direct := dialer{lab: l, host: "V1", addr: fmt.Sprintf("%s:%d", natlab.ServerIP, servicePort)}
 		for rep := range o.reps {
 			for i := range systems {
 				s := systems[(i+rep)%len(systems)]
@@ -181,7 +181,7 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 				if s.name == "frp" {
 					v.WaitLog("start visitor success", 10*time.Second)
 				}
-				d := dialer{l, "V1", s.visitorAddr()}
+				d := dialer{lab: l, host: "V1", addr: s.visitorAddr()}
 				dialed := time.Now()
 				ttfb, err := d.firstByte()
 				if err != nil {
@@ -280,7 +280,7 @@ func matrix(o *options, bins *binaries, p *progress) map[[2]string]map[string]ma
 					if s.name == "frp" {
 						v.WaitLog("start visitor success", 10*time.Second)
 					}
-					d := dialer{l, "V1", s.visitorAddr()}
+					d := dialer{lab: l, host: "V1", addr: s.visitorAddr()}
 					ms, err := d.firstByte()
 					if err != nil {
 						cell.err = err.Error()
