@@ -41,8 +41,8 @@ type options struct {
 	faultIdle    time.Duration
 	faultReps    int
 	// real paths: seconds a throughput figure may take, and the quick run's fewer repetitions.
-	pathSecs   int
-	pathReps   int
+	pathSecs int
+	pathReps int
 }
 
 // systems are the implementations compared: frp first, so that xp2p never has a warm cache
