@@ -24,6 +24,14 @@ import (
 	"github.com/xp2p/xp2p/traversal"
 )
 
+// Limits on the sessions offered to a provider before their visitor proved the secretKey (the
+// server has the same: rendezvous/handshakes.go).
+const (
+	unprovenTimeout      = 10 * time.Second
+	maxUnprovenPerSource = 8
+	maxUnproven          = 256
+)
+
 // Path names as logged and reported.
 const (
 	PathRelay  = "relay"
@@ -35,6 +43,10 @@ type p2pSessions struct {
 	c *Client
 	// secretFailures slows down visitors that guess a service's secretKey, by their address.
 	secretFailures *auth.FailureLimiter
+	// unproven bounds the sessions offered to this provider whose visitor has not proved the
+	// secretKey yet, per visitor source and in all: any token holder can ask the server for
+	// sessions, and a server (or several, or an impersonated one) need not bound them.
+	unproven *auth.SourceSlots
 
 	mu        sync.Mutex
 	byID      map[string]*p2pSession
@@ -63,9 +75,11 @@ type p2pSession struct {
 	requested time.Time
 	log       *slog.Logger
 
-	// Provider side: the service behind the session, and where the visitor comes from.
-	local  relay.Local
-	peerIP netip.Addr
+	// Provider side: the service behind the session, where the visitor comes from, and the
+	// slot the session holds among the unproven ones until the visitor proved the secretKey.
+	local           relay.Local
+	peerIP          netip.Addr
+	releaseUnproven func()
 
 	// punch finds and keeps the direct path (package traversal).
 	punch *traversal.Session
@@ -88,7 +102,7 @@ type p2pSession struct {
 
 func newP2PSessions(c *Client) *p2pSessions {
 	return &p2pSessions{c: c, byID: map[string]*p2pSession{}, byVirtual: map[netip.AddrPort]*p2pSession{},
-		secretFailures: auth.NewFailureLimiter()}
+		secretFailures: auth.NewFailureLimiter(), unproven: auth.NewSourceSlots(maxUnprovenPerSource, maxUnproven)}
 }
 
 // sessionOpts are this side's settings of a session.
@@ -100,6 +114,8 @@ type sessionOpts struct {
 	// pipeline lets a visitor open streams before a known provider's answer (tcp services:
 	// a udp flow needs the answer's datagram settings first).
 	pipeline bool
+	// releaseUnproven frees the provider's slot for the session once it is proven or over.
+	releaseUnproven func()
 }
 
 // newSession registers a session that ctl's server paired, from its description. Once it
@@ -120,6 +136,8 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 		created:  time.Now(),
 		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
+
+		releaseUnproven: o.releaseUnproven,
 	}
 	s.peerIP, _ = netip.ParseAddr(ps.PeerIP) // invalid (an older server): one shared bucket
 	s.log = m.c.log.With("service", ps.Service, "session", s.idHex[:8], "role", ps.Role)
@@ -181,21 +199,31 @@ func (m *p2pSessions) offer(ctl *control, ps *wire.PeerSession) {
 		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: "no such service here"})
 		return
 	}
+	peerIP, _ := netip.ParseAddr(ps.PeerIP) // invalid (an older server): one shared bucket
+	release, ok := m.unproven.Acquire(peerIP, 0)
+	if !ok {
+		m.c.log.Warn("p2p session refused: too many sessions from one address wait for their handshake",
+			"service", ps.Service, "visitor_ip", peerIP, "max", maxUnprovenPerSource)
+		ctl.send(&wire.EndSession{SessionID: ps.SessionID, Reason: fmt.Sprintf(
+			"too many sessions from %s wait for their handshake with %q", auth.Source(peerIP), ps.Service)})
+		return
+	}
 	s := m.newSession(ctl, ps, sessionOpts{
-		secret:    lp.cfg.SecretKey,
-		relayOnly: lp.cfg.ProxyType().RelayOnly,
-		local:     relay.Local{Network: lp.cfg.Network(), Addr: lp.localAddr()},
+		secret:          lp.cfg.SecretKey,
+		relayOnly:       lp.cfg.ProxyType().RelayOnly,
+		local:           relay.Local{Network: lp.cfg.Network(), Addr: lp.localAddr()},
+		releaseUnproven: release,
 	})
 	s.log.Info("p2p session offered", "peer_public", ps.PeerPublic, "peer_private", ps.PeerPrivate)
-	// A visitor that never completes its handshake must not hold the session forever.
+	// A visitor that never completes its handshake must not hold the session long.
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		select {
 		case <-s.ready:
 		case <-s.done:
-		case <-time.After(30 * time.Second):
-			s.end("visitor never completed the handshake", true)
+		case <-time.After(unprovenTimeout):
+			s.end("visitor did not complete the handshake within "+unprovenTimeout.String(), true)
 		}
 	}()
 }
@@ -216,6 +244,9 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 		m.mu.Unlock()
 		close(s.done)
 		s.punch.Close()
+		if s.releaseUnproven != nil {
+			s.releaseUnproven()
+		}
 		var stats []any
 		if c := s.conn.Load(); c != nil {
 			st := c.ConnectionStats()
@@ -430,6 +461,13 @@ func (s *p2pSession) markReady() {
 	}
 	s.readyAt.Store(int64(time.Since(start)))
 	close(s.ready)
+	if s.role == wire.RoleProvider {
+		s.releaseUnproven()
+		// The server holds the session as unproven (and ends it soon) until told otherwise.
+		if ctl := s.link.ctl.Load(); ctl != nil {
+			ctl.send(&wire.Traffic{Sessions: []wire.SessionTraffic{s.traffic()}})
+		}
+	}
 	p, d := s.Path()
 	args := []any{"path", p, "time_to_ready", time.Duration(s.readyAt.Load()).Round(time.Microsecond), "pipelined", s.pipelined.Load()}
 	if d != nil {

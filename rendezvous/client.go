@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/nat"
@@ -64,6 +65,9 @@ type client struct {
 	sessions map[string]*p2pSession
 	left     bool
 	asking   map[string]bool
+	// unproven bounds the sessions to this client as a provider that wait for their visitor's
+	// proof (handshakes.go).
+	unproven *auth.SourceSlots
 }
 
 // p2pSession is a visitor↔provider session the server paired and may relay.
@@ -74,6 +78,12 @@ type p2pSession struct {
 	provider *client
 	relay    *relay.RelaySession
 	created  time.Time
+
+	// Guarded by s.mu: whether the provider reported the visitor's proof, and what the session
+	// holds until then (handshakes.go).
+	proven          bool
+	releaseUnproven func()
+	expiry          *time.Timer
 }
 
 func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire.Login, remote netip.AddrPort) *client {
@@ -100,6 +110,7 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 	}
 	c.mapped.Store(&login.Mapped)
 	c.dgrams = session.NewFlowDatagrams(session.Conn(sess))
+	c.unproven = s.newUnprovenSlots()
 	c.work.max = s.cfg.Transport.MaxPoolCount
 	if c.work.max <= 0 {
 		c.work.max = defaultMaxIdleWork
@@ -263,6 +274,7 @@ func (c *client) controlLoop() error {
 		case *wire.Repunch:
 			c.repunch(m.SessionID)
 		case *wire.Traffic:
+			c.noteProven(m)
 			c.s.Events.traffic(c, m)
 		case *wire.NATReport:
 			c.setNAT(m.NAT)
@@ -382,6 +394,11 @@ func (c *client) connect(m *wire.Connect) {
 	id := make([]byte, wire.SessionIDLen)
 	rand.Read(id)
 	ps := &p2pSession{id: id, service: name, visitor: c, provider: prov, created: time.Now()}
+	if err := s.holdUnprovenLocked(ps); err != nil {
+		s.mu.Unlock()
+		fail("%v", err)
+		return
+	}
 	ps.relay = s.packets.NewSession(c, prov)
 	s.sessions[string(id)] = ps
 	c.sessions[string(id)] = ps
@@ -442,6 +459,7 @@ func (s *Server) endSession(ps *p2pSession, by *client, reason string) {
 	delete(s.sessions, string(ps.id))
 	delete(ps.visitor.sessions, string(ps.id))
 	delete(ps.provider.sessions, string(ps.id))
+	ps.endUnprovenLocked()
 	s.mu.Unlock()
 	s.packets.Remove(ps.relay)
 	s.Events.p2pEnded(ps)

@@ -12,6 +12,7 @@ import (
 	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/rendezvous"
 )
 
@@ -227,4 +228,102 @@ func TestNameTakeover(t *testing.T) {
 	vport := freeTCPPort(t)
 	startClient(t, clientHeader(srv.Port(), testToken, "")+p2pVisitor("late", "xp2p", "nas", "nas-secret", vport))
 	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
+}
+
+// flood sends n Connects for service on each raw client and returns how many the server paired
+// and how many it refused for waiting on their handshake.
+func flood(t *testing.T, clients []*rawClient, service string, n int) (paired, refused int) {
+	t.Helper()
+	for _, r := range clients {
+		for i := range n {
+			if err := r.send(&wire.Connect{ReqID: uint64(i + 1), Service: service}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, r := range clients {
+		for range n {
+			select {
+			case res := <-r.connect:
+				switch {
+				case res.Session != nil:
+					paired++
+				case strings.Contains(res.Error, "wait for their visitors' secretKey"):
+					refused++
+				default:
+					t.Errorf("connect refused for another reason: %s", res.Error)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d of %d connects answered", paired+refused, len(clients)*n)
+			}
+		}
+	}
+	return paired, refused
+}
+
+// TestP2PUnprovenFlood: a token holder without the service's secretKey asks for sessions to it,
+// 5 logins × 64 Connects from one address through one server and 2 × 64 through another (a
+// provider took 256 sessions, which never expired: this blocked every visitor). Each server
+// pairs at most 8 from that address, the provider (on both servers) takes at most 8 in all, a
+// real visitor from another address gets through at once, and the attacker's sessions end
+// within 10 s everywhere.
+func TestP2PUnprovenFlood(t *testing.T) {
+	t.Parallel()
+	srvA, srvB := startServer(t, ""), startServer(t, "")
+	echo := startTCPService(t, echoHandler)
+	prov := startClient(t, clientHeader(srvA.Port(), testToken, "")+
+		fmt.Sprintf("[[servers]]\naddr = \"127.0.0.1\"\nport = %d\n", srvB.Port())+
+		p2pService("nas", "xp2p", "nas-secret", echo.Port()))
+	eventually(t, 10*time.Second, func() bool { pi, _ := proxyInfo(prov, "nas"); return pi.Status == "running" },
+		func() string { pi, _ := proxyInfo(prov, "nas"); return "nas: " + pi.Status })
+
+	attackerIP := net.IPv4(127, 0, 0, 2)
+	var onA, onB []*rawClient
+	for range 5 {
+		onA = append(onA, newRawClient(t, srvA, attackerIP))
+	}
+	for range 2 {
+		onB = append(onB, newRawClient(t, srvB, attackerIP))
+	}
+	start := time.Now()
+	pairedA, refusedA := flood(t, onA, "nas", 64)
+	pairedB, refusedB := flood(t, onB, "nas", 64)
+	t.Logf("flood: server A paired %d and refused %d, server B paired %d and refused %d", pairedA, refusedA, pairedB, refusedB)
+	if pairedA > 8 || pairedB > 8 {
+		t.Errorf("the servers paired %d and %d unproven sessions from one address, want at most 8 each", pairedA, pairedB)
+	}
+	eventually(t, 5*time.Second, func() bool { return prov.log.Count("p2p session offered") >= 8 },
+		func() string {
+			return fmt.Sprintf("the provider took %d sessions", prov.log.Count("p2p session offered"))
+		})
+	if n := prov.log.Count("p2p session offered"); n > 8 {
+		t.Errorf("the provider took %d unproven sessions from one address, want at most 8", n)
+	}
+	eventually(t, 5*time.Second, func() bool { return prov.log.Count("p2p session refused") == pairedA+pairedB-8 },
+		func() string {
+			return fmt.Sprintf("the provider refused %d of the %d sessions beyond its 8", prov.log.Count("p2p session refused"), pairedA+pairedB-8)
+		})
+
+	// A real visitor, from another address, at once.
+	vport := freeTCPPort(t)
+	visitor := startClient(t, clientHeader(srvA.Port(), testToken, "")+p2pVisitor("v", "xp2p", "nas", "nas-secret", vport))
+	begin := time.Now()
+	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
+	t.Logf("the real visitor's first echo %s after it started", time.Since(begin).Round(time.Millisecond))
+
+	// The attacker's sessions end within the handshake deadline; the real one stays.
+	eventually(t, 15*time.Second, func() bool {
+		return len(srvA.Snapshot().Sessions) == 1 && len(srvB.Snapshot().Sessions) == 0 && len(prov.Sessions()) == 1
+	}, func() string {
+		return fmt.Sprintf("%s after the flood: %d sessions on server A, %d on B, %d on the provider", time.Since(start).Round(time.Second),
+			len(srvA.Snapshot().Sessions), len(srvB.Snapshot().Sessions), len(prov.Sessions()))
+	})
+	t.Logf("the attacker's sessions were gone %s after the flood", time.Since(start).Round(100*time.Millisecond))
+	if elapsed := time.Since(start); elapsed < 9*time.Second {
+		t.Errorf("unproven sessions ended after %s: before their deadline", elapsed)
+	}
+	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
+	if got := sessionTo(t, visitor, "nas", func(peer.SessionInfo) bool { return true }); got.TimeToReady <= 0 {
+		t.Errorf("the real session has no time to ready: %+v", got)
+	}
 }
