@@ -264,9 +264,9 @@ func flood(t *testing.T, clients []*rawClient, service string, n int) (paired, r
 // TestP2PUnprovenFlood: a token holder without the service's secretKey asks for sessions to it,
 // 5 logins × 64 Connects from one address through one server and 2 × 64 through another (a
 // provider took 256 sessions, which never expired: this blocked every visitor). Each server
-// pairs at most 8 from that address, the provider (on both servers) takes at most 8 in all, a
+// holds at most 8 from that address at once, the provider (on both servers) takes 8 in all, a
 // real visitor from another address gets through at once, and the attacker's sessions end
-// within 10 s everywhere.
+// after 10 s everywhere.
 func TestP2PUnprovenFlood(t *testing.T) {
 	t.Parallel()
 	srvA, srvB := startServer(t, ""), startServer(t, "")
@@ -289,8 +289,11 @@ func TestP2PUnprovenFlood(t *testing.T) {
 	pairedA, refusedA := flood(t, onA, "nas", 64)
 	pairedB, refusedB := flood(t, onB, "nas", 64)
 	t.Logf("flood: server A paired %d and refused %d, server B paired %d and refused %d", pairedA, refusedA, pairedB, refusedB)
-	if pairedA > 8 || pairedB > 8 {
-		t.Errorf("the servers paired %d and %d unproven sessions from one address, want at most 8 each", pairedA, pairedB)
+	// A session the provider refused frees its server's slot at once, so a server may pair more
+	// than 8 in all: what is bounded is how many wait at once.
+	if a, b := len(srvA.Snapshot().Sessions), len(srvB.Snapshot().Sessions); a > 8 || b > 8 || pairedA+pairedB < 8 {
+		t.Errorf("after the flood, the servers hold %d and %d unproven sessions from one address (%d paired), want at most 8 each",
+			a, b, pairedA+pairedB)
 	}
 	eventually(t, 5*time.Second, func() bool { return prov.log.Count("p2p session offered") >= 8 },
 		func() string {
