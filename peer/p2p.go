@@ -359,7 +359,7 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		return
 	}
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hello, err := wire.ReadAs[*wire.PeerHello](st)
+	hello, err := wire.ReadHello[*wire.PeerHello](st)
 	if err != nil {
 		s.log.Warn("bad hello from visitor", "err", err)
 		return

@@ -34,9 +34,19 @@ var Version = "dev"
 
 // Limits on clients that connect but do not behave.
 const (
-	loginTimeout      = 10 * time.Second
-	maxPendingLogins  = 1024
-	controlWriteLimit = 10 * time.Second
+	loginTimeout = 10 * time.Second
+	// maxPendingLogins bounds the connections that have not proved the token yet (TLS
+	// handshakes, logins and work connections in progress; 72-78 KiB each when a stranger
+	// makes each one hold as much as it may, so about 40 MiB in all: TestUnauthenticatedMemoryBound
+	// measures it), maxPendingPerSource those of one
+	// source (an IPv4 address or an IPv6 /64), so that one source cannot lock out the others,
+	// and maxPendingOverBudget those of a source that has used up its failed logins: it may
+	// still log in (a client behind the same address with the right token), one or two at a
+	// time.
+	maxPendingLogins     = 512
+	maxPendingPerSource  = 32
+	maxPendingOverBudget = 2
+	controlWriteLimit    = 10 * time.Second
 )
 
 // Server is a running xp2p server.
@@ -55,6 +65,7 @@ type Server struct {
 	publishers publishers
 	packets    *relay.PacketRelay
 	limiter    *auth.FailureLimiter
+	pending    *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
 	stun       *stunService
 	Events     *Events
 
@@ -80,6 +91,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		token:    []byte(cfg.Auth.Token),
 		Stats:    relay.NewStatsBook(),
 		limiter:  auth.NewFailureLimiter(),
+		pending:  auth.NewSourceSlots(maxPendingPerSource, maxPendingLogins),
 		Events:   newEvents(),
 		clients:  map[string]*client{},
 		names:    map[proxyKey]*nameEntry{},
@@ -138,7 +150,7 @@ func (s *Server) Start() error {
 		TLS:              tlsConf,
 		Yamux:            session.YamuxConfig(s.heartbeatTimeout() / 3),
 		HandshakeTimeout: loginTimeout,
-		MaxPending:       maxPendingLogins,
+		Admit:            s.admit,
 	})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = time.Now()
@@ -279,16 +291,41 @@ func (s *Server) acceptLoop() {
 	}
 }
 
+// admit takes a slot for unauthenticated work from addr (see maxPendingLogins); the limiter of
+// failed logins is consulted here already, before any TLS work.
+func (s *Server) admit(addr netip.Addr) (release func(), ok bool) {
+	limit := 0
+	if ok, _ := s.limiter.Check(addr); !ok {
+		limit = maxPendingOverBudget
+	}
+	return s.pending.Acquire(addr, limit)
+}
+
 // serveSession authenticates a new session and runs it until it ends.
 func (s *Server) serveSession(sess session.Session) {
 	remote := addrPort(sess.RemoteAddr())
+	// A TCP session was admitted before its TLS handshake (listener); a QUIC one is now.
+	release := func() { session.ReleaseAdmission(sess) }
+	if sess.Transport() == session.TransportQUIC {
+		var ok bool
+		if release, ok = s.admit(remote.Addr()); !ok {
+			sess.Close("busy")
+			return
+		}
+	}
 	c, err := s.login(sess, remote)
+	release()
 	if err != nil {
 		s.log.Info("login refused", "remote", remote.String(), "transport", sess.Transport(), "err", err)
-		// Give the refusal time to reach the client before tearing the session down.
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-s.ctx.Done():
+		if sess.Transport() == session.TransportQUIC {
+			// Give the refusal time to reach the client: closing the connection at once would
+			// drop the stream data still in flight. (A QUIC connection waiting here costs
+			// quic-go a few KB; over TCP, the refusal is in the kernel's send buffer already
+			// and the session is freed at once.)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-s.ctx.Done():
+			}
 		}
 		sess.Close("login refused")
 		return
@@ -305,16 +342,17 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 		return nil, fmt.Errorf("no control stream: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Now().Add(loginTimeout))
-	msg, err := wire.ReadAs[*wire.Login](ctrl)
+	msg, err := wire.ReadHello[*wire.Login](ctrl)
 	if err != nil {
 		ctrl.Reset()
 		return nil, fmt.Errorf("read login: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	refuse := func(code, why string) error {
+		// No half close after it: a half-closed yamux stream keeps its session for
+		// StreamCloseTimeout (30 s), which is what let a tokenless flood fill the memory.
 		ctrl.SetWriteDeadline(time.Now().Add(time.Second))
 		wire.Write(ctrl, &wire.LoginResult{Code: code, Error: why})
-		ctrl.CloseWrite()
 		return errors.New(why)
 	}
 	if ok, wait := s.limiter.Check(remote.Addr()); !ok {

@@ -20,23 +20,16 @@ const defaultMaxIdleWork = 32
 // their client.
 func (s *Server) workLoop() {
 	defer s.wg.Done()
-	pending := make(chan struct{}, maxPendingLogins)
 	for {
 		w, err := s.listener.AcceptWork(s.ctx)
 		if err != nil {
 			return
 		}
-		select {
-		case pending <- struct{}{}:
-		default:
-			w.Reset()
-			continue
-		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-pending }()
-			s.serveWorkConn(w)
+			defer w.Release() // the listener admitted it (Server.admit)
+			s.serveWorkConn(w.TLSConn)
 		}()
 	}
 }
@@ -46,7 +39,7 @@ func (s *Server) workLoop() {
 // before the connection is parked, so that the client never takes a user from anyone else.
 func (s *Server) serveWorkConn(w netx.TLSConn) {
 	w.SetDeadline(time.Now().Add(loginTimeout))
-	hello, err := wire.ReadAs[*wire.WorkConn](w)
+	hello, err := wire.ReadHello[*wire.WorkConn](w)
 	if err != nil {
 		w.Reset()
 		return

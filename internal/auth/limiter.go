@@ -8,16 +8,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// FailureLimiter slows down guessing: each address may fail Burst times at once and then once
-// per Interval. It remembers at most MaxEntries addresses (the least recently seen are forgotten
-// first), so a flood from many addresses costs bounded memory.
+// FailureLimiter slows down guessing: each source (an IPv4 address or an IPv6 /64, see Source)
+// may fail Burst times at once and then once per Interval. It remembers at most MaxEntries
+// sources (those whose bucket refilled are forgotten first), so a flood from many addresses
+// costs bounded memory.
 type FailureLimiter struct {
 	Burst      int
 	Interval   time.Duration
 	MaxEntries int
 
 	mu      sync.Mutex
-	entries map[netip.Addr]*limiterEntry
+	entries map[netip.Prefix]*limiterEntry
 }
 
 type limiterEntry struct {
@@ -35,7 +36,7 @@ func NewFailureLimiter() *FailureLimiter {
 func (l *FailureLimiter) Check(addr netip.Addr) (ok bool, retryAfter time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, found := l.entries[addr.Unmap()]
+	e, found := l.entries[Source(addr)]
 	if !found {
 		return true, 0
 	}
@@ -52,7 +53,7 @@ func (l *FailureLimiter) Fail(addr netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	l.entryLocked(addr.Unmap(), now).lim.AllowN(now, 1)
+	l.entryLocked(Source(addr), now).lim.AllowN(now, 1)
 }
 
 // Allow takes one token of addr's bucket if it has one: the limiter used as a plain per-address
@@ -61,12 +62,12 @@ func (l *FailureLimiter) Allow(addr netip.Addr) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	return l.entryLocked(addr.Unmap(), now).lim.AllowN(now, 1)
+	return l.entryLocked(Source(addr), now).lim.AllowN(now, 1)
 }
 
-func (l *FailureLimiter) entryLocked(addr netip.Addr, now time.Time) *limiterEntry {
+func (l *FailureLimiter) entryLocked(addr netip.Prefix, now time.Time) *limiterEntry {
 	if l.entries == nil {
-		l.entries = make(map[netip.Addr]*limiterEntry)
+		l.entries = make(map[netip.Prefix]*limiterEntry)
 	}
 	e, ok := l.entries[addr]
 	if !ok {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -173,7 +174,7 @@ func (d *Dialer) dialTCP(ctx context.Context, addr string) (Session, error) {
 // Listener accepts control sessions on a QUIC listener and a TCP listener at once.
 type Listener struct {
 	sessions chan Session
-	work     chan netx.TLSConn
+	work     chan Work
 	closing  chan struct{}
 	done     chan struct{}
 	qln      *quic.Listener
@@ -184,20 +185,24 @@ type Listener struct {
 	wg      sync.WaitGroup        // handshake goroutines
 }
 
-// ListenConfig bounds the TCP side: a TLS handshake must finish within HandshakeTimeout and at
-// most MaxPending handshakes run at once, so idle connections that never speak cost little.
+// ListenConfig bounds the TCP side: a TLS handshake must finish within HandshakeTimeout, and
+// each connection must be admitted first, so idle connections that never speak cost little.
 type ListenConfig struct {
 	TLS              *tls.Config
 	Yamux            *yamux.Config
 	HandshakeTimeout time.Duration
-	MaxPending       int
+	// Admit decides, before any TLS work, whether a new TCP connection from addr may start its
+	// handshake (the server caps pending handshakes per source and in all); release is called
+	// when the handshake is over. Nil admits MaxPending at once from anywhere.
+	Admit      func(addr netip.Addr) (release func(), ok bool)
+	MaxPending int
 }
 
 // Listen starts accepting on qln and tln (either may be nil). Close stops both.
 func Listen(qln *quic.Listener, tln net.Listener, cfg ListenConfig) *Listener {
 	l := &Listener{
 		sessions: make(chan Session),
-		work:     make(chan netx.TLSConn),
+		work:     make(chan Work),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		qln:      qln,
@@ -223,11 +228,14 @@ func Listen(qln *quic.Listener, tln net.Listener, cfg ListenConfig) *Listener {
 	return l
 }
 
-func (l *Listener) deliver(s Session) {
+// deliver hands s to Accept; false if the listener closed first (s is closed then).
+func (l *Listener) deliver(s Session) bool {
 	select {
 	case l.sessions <- s:
+		return true
 	case <-l.closing:
 		s.Close("server shutting down")
+		return false
 	}
 }
 
@@ -246,7 +254,18 @@ func (l *Listener) acceptQUIC() {
 }
 
 func (l *Listener) acceptTCP(cfg ListenConfig) {
-	pending := make(chan struct{}, cfg.MaxPending)
+	admit := cfg.Admit
+	if admit == nil {
+		pending := make(chan struct{}, cfg.MaxPending)
+		admit = func(netip.Addr) (func(), bool) {
+			select {
+			case pending <- struct{}{}:
+				return func() { <-pending }, true
+			default:
+				return nil, false
+			}
+		}
+	}
 	for {
 		raw, err := l.tln.Accept()
 		if err != nil {
@@ -256,10 +275,11 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 			}
 			return
 		}
-		select {
-		case pending <- struct{}{}:
-		default:
-			// Too many handshakes in flight: shed this one at once instead of queueing it.
+		release, ok := admit(raw.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+		if !ok {
+			// Too many handshakes in flight (from this source, or in all): shed this one at
+			// once, before any TLS work, instead of queueing it.
+			raw.(*net.TCPConn).SetLinger(0)
 			raw.Close()
 			continue
 		}
@@ -268,11 +288,14 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 		l.wg.Add(1)
 		l.mu.Unlock()
 		go func() {
+			handedOver := false // the admission travels with what is delivered
 			defer func() {
 				l.mu.Lock()
 				delete(l.pending, raw)
 				l.mu.Unlock()
-				<-pending
+				if !handedOver {
+					release()
+				}
 				l.wg.Done()
 			}()
 			raw.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
@@ -283,9 +306,10 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 			}
 			raw.SetDeadline(time.Time{})
 			if tc.ConnectionState().NegotiatedProtocol == tlsconf.ALPNWork {
-				w := netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}
+				w := Work{TLSConn: netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}, Release: release}
 				select {
 				case l.work <- w:
+					handedOver = true
 				case <-l.closing:
 					raw.Close()
 				}
@@ -296,7 +320,7 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 				raw.Close()
 				return
 			}
-			l.deliver(Yamux(tc, m))
+			handedOver = l.deliver(&yamuxSession{tc: tc, m: m, release: release})
 		}()
 	}
 }
@@ -313,16 +337,23 @@ func (l *Listener) Accept(ctx context.Context) (Session, error) {
 	}
 }
 
-// AcceptWork returns the next work connection (a TCP+TLS connection with ALPN xp2p-work/1),
-// its handshake done; its owner still has to prove itself on it.
-func (l *Listener) AcceptWork(ctx context.Context) (netx.TLSConn, error) {
+// Work is a work connection (a TCP+TLS connection with ALPN xp2p-work/1) whose handshake is
+// done and whose owner still has to prove itself on it. Release frees its admission (see
+// ListenConfig.Admit): call it once the connection proved itself or was refused.
+type Work struct {
+	netx.TLSConn
+	Release func()
+}
+
+// AcceptWork returns the next work connection.
+func (l *Listener) AcceptWork(ctx context.Context) (Work, error) {
 	select {
 	case w := <-l.work:
 		return w, nil
 	case <-l.done:
-		return netx.TLSConn{}, net.ErrClosed
+		return Work{}, net.ErrClosed
 	case <-ctx.Done():
-		return netx.TLSConn{}, ctx.Err()
+		return Work{}, ctx.Err()
 	}
 }
 

@@ -112,6 +112,17 @@ func Yamux(tc *tls.Conn, m *yamux.Session) Session { return &yamuxSession{tc: tc
 type yamuxSession struct {
 	tc *tls.Conn
 	m  *yamux.Session
+	// release frees the listener's admission of the connection (nil: none, or freed).
+	release func()
+}
+
+// ReleaseAdmission frees the admission (ListenConfig.Admit) that s was accepted under, if it
+// has one: its owner calls it once the session proved itself or was refused. Sessions of QUIC
+// and dialled sessions have none.
+func ReleaseAdmission(s Session) {
+	if ys, ok := s.(*yamuxSession); ok && ys.release != nil {
+		ys.release()
+	}
 }
 
 func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {

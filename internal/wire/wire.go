@@ -77,12 +77,31 @@ func Write(w io.Writer, m Message) error {
 
 // Read reads one frame from r and decodes it.
 func Read(r io.Reader) (Message, error) {
+	return readLimited(r, MaxFrameSize)
+}
+
+// MaxHelloSize bounds the first message of a connection that has not authenticated yet (Login,
+// WorkConn, PeerHello): they are small, and a stranger must not make the reader hold more.
+const MaxHelloSize = 4 << 10
+
+// ReadHello reads the first message of a peer that has not authenticated yet: a frame of at
+// most MaxHelloSize, of type T.
+func ReadHello[T Message](r io.Reader) (T, error) {
+	var zero T
+	m, err := readLimited(r, MaxHelloSize)
+	if err != nil {
+		return zero, err
+	}
+	return as[T](m)
+}
+
+func readLimited(r io.Reader, limit uint32) (Message, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n > MaxFrameSize {
+	if n > limit {
 		return nil, fmt.Errorf("read frame of %d bytes: %w", n, ErrFrameTooLarge)
 	}
 	payload := make([]byte, n)
@@ -131,6 +150,11 @@ func ReadAs[T Message](r io.Reader) (T, error) {
 	if err != nil {
 		return zero, err
 	}
+	return as[T](m)
+}
+
+func as[T Message](m Message) (T, error) {
+	var zero T
 	t, ok := m.(T)
 	if !ok {
 		return zero, fmt.Errorf("expected %s, got %s", zero.MessageType(), m.MessageType())
