@@ -257,14 +257,17 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		NAT:          c.natBehavior().Code(),
 		Mapped:       c.mappedString(),
 	}
-	if err := wire.Write(ctrl, login); err != nil {
-		return nil, fmt.Errorf("send login: %w", err)
-	}
+	// A server that refuses the login closes the session at once over TCP, sometimes before
+	// the write here has seen its frame go out: the refusal may still be read.
+	writeErr := wire.Write(ctrl, login)
 	if dl, ok := ctx.Deadline(); ok {
 		ctrl.SetReadDeadline(dl)
 	}
 	res, err := wire.ReadAs[*wire.LoginResult](ctrl)
 	if err != nil {
+		if writeErr != nil {
+			return nil, fmt.Errorf("send login: %w", writeErr)
+		}
 		return nil, fmt.Errorf("read login result: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Time{})
