@@ -96,8 +96,28 @@ func TestErrors(t *testing.T) {
 			[]string{"c.toml:13:1: visitors[1].bindPort: tcp 127.0.0.1:2 is already bound by visitors[0]"}},
 		{"xp2p without secretKey", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"xtcp\"\nlocalPort = 1\n",
 			[]string{"c.toml:2:3: proxies[0].secretKey: required for xtcp services"}},
-		{"unsupported frp type", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\n",
-			[]string{"c.toml:4:1: proxies[0].type: \"http\" proxies are not supported by xp2p"}},
+		{"http without domains", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\n",
+			[]string{"c.toml:2:3: proxies[0].customDomains: set customDomains or subdomain: the host names users reach this http proxy by"}},
+		{"http with remotePort", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\ncustomDomains = [\"a.example\"]\nremotePort = 80\n",
+			[]string{"c.toml:7:1: proxies[0].remotePort: http proxies have no remotePort: users reach them by host name on the server's vhostHTTPPort"}},
+		{"web key on tcp", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nlocalPort = 1\ncustomDomains = [\"a.example\"]\n",
+			[]string{"c.toml:6:1: proxies[0].customDomains: not a key of tcp proxies: it is for http, https or tcpmux proxies"}},
+		{"http key on https", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"https\"\nlocalPort = 1\nsubdomain = \"a\"\nlocations = [\"/x\"]\n",
+			[]string{"c.toml:7:1: proxies[0].locations: not a key of https proxies: it is for http proxies"}},
+		{"bad domain", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\ncustomDomains = [\"ok.example\", \"exa mple.com\"]\n",
+			[]string{"c.toml:6:32: proxies[0].customDomains[1]: \"exa mple.com\" is not a host name (' ')"}},
+		{"subdomain with a dot", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\nsubdomain = \"a.b\"\n",
+			[]string{"c.toml:6:1: proxies[0].subdomain: \"a.b\" is not one label of a host name"}},
+		{"location without slash", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\nsubdomain = \"a\"\nlocations = [\"api\"]\n",
+			[]string{"c.toml:7:14: proxies[0].locations[0]: \"api\" must start with /"}},
+		{"bad header name", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\nsubdomain = \"a\"\nrequestHeaders.set.\"x y\" = \"1\"\n",
+			[]string{"c.toml:7:1: proxies[0].requestHeaders.set.x y: \"x y\" is not a header name"}},
+		{"header value with a line break", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\nlocalPort = 1\nsubdomain = \"a\"\nresponseHeaders.set.x-a = \"1\\r\\nSet-Cookie: a=b\"\n",
+			[]string{"c.toml:7:1: proxies[0].responseHeaders.set.x-a: not a valid header value"}},
+		{"tcpmux without multiplexer", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcpmux\"\nlocalPort = 1\nsubdomain = \"a\"\n",
+			[]string{"c.toml:2:3: proxies[0].multiplexer: required: \"httpconnect\""}},
+		{"unknown type", false, "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"kcp\"\nlocalPort = 1\n",
+			[]string{"c.toml:4:1: proxies[0].type: unknown type \"kcp\"; use tcp, udp, http, https, tcpmux or xp2p"}},
 		{"unsupported frp transport", false, "serverAddr = \"a\"\ntransport.protocol = \"kcp\"\n",
 			[]string{"c.toml:2:1: transport.protocol: \"kcp\" is an frp transport that xp2p does not have"}},
 		{"bad allowPorts", true, "allowPorts = [{ start = 7000, end = 6000 }, { single = 0, start = 0 }, { single = 8080, start = 1 }]\n",
@@ -389,5 +409,29 @@ remotePort = 80800   // public port
 	_, _, err = ParseClient("c.toml", []byte("serverAddr = \"a\"\nauth.token = [\n  1,\n  2]\nserverPort = 99999\n"))
 	if err == nil || !strings.Contains(err.Error(), "c.toml:2") || strings.Contains(err.Error(), "syntax") {
 		t.Errorf("multi-line value of the wrong type: %v", err)
+	}
+}
+
+// TestServerWebPorts: the server's web keys (frp's) are taken and checked with positions.
+func TestServerWebPorts(t *testing.T) {
+	s, warnings, err := ParseServer("s.toml", []byte("vhostHTTPPort = 80\nvhostHTTPSPort = 443\ntcpmuxHTTPConnectPort = 1337\nsubDomainHost = \"Frps.Example.com\"\n"))
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("%v, warnings %q", err, warnings)
+	}
+	if s.VhostHTTPPort != 80 || s.VhostHTTPSPort != 443 || s.TCPMuxHTTPConnectPort != 1337 || s.SubDomainHost != "frps.example.com" || s.VhostHTTPTimeout != 60 {
+		t.Errorf("decoded %+v", s)
+	}
+	for _, tc := range []struct{ toml, want string }{
+		{"vhostHTTPPort = 7000\n", "s.toml:1:1: vhostHTTPPort: port 7000 is already bindPort: give each its own port"},
+		{"vhostHTTPPort = 8080\nvhostHTTPSPort = 8080\n", "s.toml:2:1: vhostHTTPSPort: port 8080 is already vhostHTTPPort"},
+		{"vhostHTTPSPort = 70000\n", "s.toml:1:1: vhostHTTPSPort: port 70000 is out of range 1-65535"},
+		{"subDomainHost = \"bad host\"\n", "s.toml:1:1: subDomainHost: \"bad host\" is not a host name"},
+		{"vhostHTTPTimeout = -1\n", "s.toml:1:1: vhostHTTPTimeout: must not be negative"},
+		{"custom404Page = \"/nonexistent/404.html\"\n", "s.toml:1:1: custom404Page: stat /nonexistent/404.html: no such file or directory"},
+		{"custom404Page = \"/dev\"\n", "s.toml:1:1: custom404Page: /dev is not a regular file"},
+	} {
+		if _, _, err := ParseServer("s.toml", []byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.toml, err, tc.want)
+		}
 	}
 }

@@ -32,6 +32,8 @@ type ProxyType struct {
 	ServerLimit bool
 	// network is the local service's network ("tcp", "udp"); "" takes the protocol key.
 	network string
+	// webKeys are the keys of web proxies (see proxytype_web.go) this type has.
+	webKeys []string
 	// check validates and completes the keys that are this type's own.
 	check func(l *errorList, key string, p *Proxy)
 }

@@ -23,15 +23,30 @@ type Server struct {
 	// STUN is the address-discovery service on bindPort (xp2p nat, RFC 5780).
 	STUN STUN `toml:"stun"`
 
+	// The web ports (frp's): http proxies are served on VhostHTTPPort by host name and path,
+	// https proxies on VhostHTTPSPort by the TLS server name (not terminated), tcpmux proxies
+	// on TCPMuxHTTPConnectPort by the host of an HTTP CONNECT. 0 turns a port off.
+	VhostHTTPPort         int `toml:"vhostHTTPPort"`
+	VhostHTTPSPort        int `toml:"vhostHTTPSPort"`
+	TCPMuxHTTPConnectPort int `toml:"tcpmuxHTTPConnectPort"`
+	// TCPMuxPassthrough hands the CONNECT request itself to the client's service instead of
+	// answering it.
+	TCPMuxPassthrough bool `toml:"tcpmuxPassthrough"`
+	// VhostHTTPTimeout (seconds, default 60) bounds the wait for a service's response header.
+	VhostHTTPTimeout int `toml:"vhostHTTPTimeout"`
+	// SubDomainHost is the domain a proxy's subdomain is put under ("example.com": subdomain
+	// "nas" is nas.example.com).
+	SubDomainHost string `toml:"subDomainHost"`
+	// Custom404Page is an HTML file served for an unknown host or path.
+	Custom404Page string `toml:"custom404Page"`
+	custom404     []byte
+
 	// Accepted for frp compatibility and ignored (with a warning): features xp2p does not have.
-	KCPBindPort                     int    `toml:"kcpBindPort" xp2p:"ignored"`
-	QUICBindPort                    int    `toml:"quicBindPort" xp2p:"ignored"`
-	VhostHTTPPort                   int    `toml:"vhostHTTPPort" xp2p:"ignored"`
-	VhostHTTPSPort                  int    `toml:"vhostHTTPSPort" xp2p:"ignored"`
-	SubDomainHost                   string `toml:"subDomainHost" xp2p:"ignored"`
-	DetailedErrorsToClient          *bool  `toml:"detailedErrorsToClient" xp2p:"ignored"`
-	UDPPacketSize                   int    `toml:"udpPacketSize" xp2p:"ignored"`
-	NatholeAnalysisDataReserveHours int    `toml:"natholeAnalysisDataReserveHours" xp2p:"ignored"`
+	KCPBindPort                     int   `toml:"kcpBindPort" xp2p:"ignored"`
+	QUICBindPort                    int   `toml:"quicBindPort" xp2p:"ignored"`
+	DetailedErrorsToClient          *bool `toml:"detailedErrorsToClient" xp2p:"ignored"`
+	UDPPacketSize                   int   `toml:"udpPacketSize" xp2p:"ignored"`
+	NatholeAnalysisDataReserveHours int   `toml:"natholeAnalysisDataReserveHours" xp2p:"ignored"`
 }
 
 // STUN tunes the server's STUN service. Binding requests are answered on bindPort; the NAT
@@ -238,6 +253,19 @@ type Proxy struct {
 	Protocol   string   `toml:"protocol"`
 	AllowUsers []string `toml:"allowUsers"`
 
+	// Web proxies (http, https, tcpmux; see proxytype_web.go): the host names users reach the
+	// proxy by, and what the server does with their requests.
+	CustomDomains     []string         `toml:"customDomains"`
+	SubDomain         string           `toml:"subdomain"`
+	Locations         []string         `toml:"locations"`
+	HTTPUser          string           `toml:"httpUser"`
+	HTTPPassword      string           `toml:"httpPassword"`
+	HostHeaderRewrite string           `toml:"hostHeaderRewrite"`
+	RequestHeaders    HeaderOperations `toml:"requestHeaders"`
+	ResponseHeaders   HeaderOperations `toml:"responseHeaders"`
+	RouteByHTTPUser   string           `toml:"routeByHTTPUser"`
+	Multiplexer       string           `toml:"multiplexer"`
+
 	Transport    ProxyTransport    `toml:"transport"`
 	LoadBalancer LoadBalancer      `toml:"loadBalancer"`
 	HealthCheck  HealthCheck       `toml:"healthCheck"`
@@ -256,6 +284,11 @@ type ProxyTransport struct {
 	// ProxyProtocolVersion ("v1" or "v2") makes the client send a PROXY protocol header to the
 	// local service first, with the user's address (tcp proxies and tcp xp2p services).
 	ProxyProtocolVersion string `toml:"proxyProtocolVersion"`
+}
+
+// HeaderOperations changes HTTP headers on the way through (frp's): set replaces a header.
+type HeaderOperations struct {
+	Set map[string]string `toml:"set"`
 }
 
 // LoadBalancer puts proxies of several clients behind one remote port (frp groups).
@@ -297,12 +330,15 @@ type Visitor struct {
 
 // Proxy and visitor types as written in configs.
 const (
-	TypeTCP  = "tcp"
-	TypeUDP  = "udp"
-	TypeXP2P = "xp2p"
-	TypeXTCP = "xtcp" // frp's P2P type: an alias of xp2p
-	TypeSTCP = "stcp" // frp's secret relay: xp2p with P2P off
-	TypeSUDP = "sudp" // frp's secret udp relay: xp2p udp with P2P off
+	TypeTCP    = "tcp"
+	TypeUDP    = "udp"
+	TypeXP2P   = "xp2p"
+	TypeXTCP   = "xtcp" // frp's P2P type: an alias of xp2p
+	TypeSTCP   = "stcp" // frp's secret relay: xp2p with P2P off
+	TypeSUDP   = "sudp" // frp's secret udp relay: xp2p udp with P2P off
+	TypeHTTP   = "http"
+	TypeHTTPS  = "https"
+	TypeTCPMux = "tcpmux"
 )
 
 // Defaults.

@@ -31,6 +31,7 @@ func (c *Server) complete(file string, pos positions) error {
 	checkWebServer(l, &c.WebServer)
 	checkLog(l, &c.Log)
 	c.checkSTUN(l, pos)
+	c.checkWeb(l)
 	for i, r := range c.AllowPorts {
 		key := "allowPorts[" + strconv.Itoa(i) + "]"
 		switch {
@@ -206,11 +207,10 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	typ := p.ProxyType()
 	switch {
 	case typ != nil:
+		checkWebKeys(l, key, p, typ)
 		typ.check(l, key, p)
 	case p.Type == "":
 		l.at(key+".type", "required: %s", typeList(func(*ProxyType) bool { return true }))
-	case p.Type == "http", p.Type == "https", p.Type == "tcpmux":
-		l.at(key+".type", "%q proxies are not supported by xp2p; use %s", p.Type, typeList(func(*ProxyType) bool { return true }))
 	default:
 		l.at(key+".type", "unknown type %q; use %s", p.Type, typeList(func(*ProxyType) bool { return true }))
 	}

@@ -396,7 +396,11 @@ func (l *serverLink) serve(ctl *control) error {
 }
 
 func newProxyMsg(p config.Proxy) *wire.NewProxy {
-	m := &wire.NewProxy{Name: p.Name, Type: p.ProxyType().Wire, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group}
+	m := &wire.NewProxy{Name: p.Name, Type: p.ProxyType().Wire, RemotePort: p.RemotePort, Group: p.LoadBalancer.Group,
+		CustomDomains: p.CustomDomains, SubDomain: p.SubDomain, Locations: p.Locations,
+		HTTPUser: p.HTTPUser, HTTPPassword: p.HTTPPassword, RouteByHTTPUser: p.RouteByHTTPUser,
+		HostHeaderRewrite: p.HostHeaderRewrite, RequestHeaders: p.RequestHeaders.Set, ResponseHeaders: p.ResponseHeaders.Set,
+		Multiplexer: p.Multiplexer, ProxyProtocol: p.Transport.ProxyProtocolVersion != ""}
 	if g := p.LoadBalancer; g.Group != "" {
 		m.GroupKey = auth.GroupKey(g.GroupKey, g.Group)
 	}

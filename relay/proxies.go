@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/session"
@@ -74,7 +72,7 @@ type Proxies struct {
 	tcpPorts map[int]*tcpPort
 	groups   map[string]*tcpPort // load-balancing groups by name: one port each
 	udpPorts map[int]*udpProxy
-	byKey    map[memberKey]*member
+	byKey    map[memberKey]*Member
 	perOwner map[Owner]int
 	closed   bool
 }
@@ -96,26 +94,9 @@ func NewProxies(cfg ProxiesConfig, stats *StatsBook) *Proxies {
 		tcpPorts: map[int]*tcpPort{},
 		groups:   map[string]*tcpPort{},
 		udpPorts: map[int]*udpProxy{},
-		byKey:    map[memberKey]*member{},
+		byKey:    map[memberKey]*Member{},
 		perOwner: map[Owner]int{},
 	}
-}
-
-// member is one proxy of one client on a tcp port.
-type member struct {
-	owner Owner
-	name  string
-	stats *Stats
-	// limit caps the member's traffic, both directions of all its connections (nil: none).
-	limit *rate.Limiter
-
-	mu    sync.Mutex
-	conns map[*trackedConn]struct{}
-	gone  bool
-}
-
-type trackedConn struct {
-	user net.Conn
 }
 
 // tcpPort is a public tcp port and the members (one, or a load-balancing group) behind it.
@@ -124,7 +105,7 @@ type tcpPort struct {
 	group    string
 	groupKey []byte // as the members send it: derived from loadBalancer.groupKey (auth.GroupKey)
 	ln       net.Listener
-	members  atomic.Pointer[[]*member]
+	members  atomic.Pointer[[]*Member]
 	next     atomic.Uint64
 	done     chan struct{}
 }
@@ -146,8 +127,7 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 	if max := p.cfg.MaxPortsPerClient; max > 0 && p.perOwner[owner] >= max {
 		return "", ErrTooManyPorts
 	}
-	m := &member{owner: owner, name: req.Name, stats: p.stats.Get(req.Name, req.Type), conns: map[*trackedConn]struct{}{},
-		limit: netx.NewByteLimiter(req.BandwidthLimit)}
+	m := NewMember(owner, req.Name, p.stats.Get(req.Name, req.Type), netx.NewByteLimiter(req.BandwidthLimit))
 	var port int
 	var err error
 	switch req.Type {
@@ -161,13 +141,13 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m.stats.setPort(port)
+	m.stats.SetPort(port)
 	p.byKey[key] = m
 	p.perOwner[owner]++
 	return net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)), nil
 }
 
-func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
+func (p *Proxies) addTCPLocked(m *Member, req *wire.NewProxy) (int, error) {
 	if req.Group != "" {
 		if tp := p.groups[req.Group]; tp != nil {
 			return tp.join(m, req)
@@ -187,7 +167,7 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 		ln:       ln,
 		done:     make(chan struct{}),
 	}
-	members := []*member{m}
+	members := []*Member{m}
 	tp.members.Store(&members)
 	p.tcpPorts[tp.port] = tp
 	if tp.group != "" {
@@ -199,7 +179,7 @@ func (p *Proxies) addTCPLocked(m *member, req *wire.NewProxy) (int, error) {
 
 // join adds m to the group on this port if it proves the group's key (compared in constant
 // time, before anything else is said about the group) and asks for the group's port or any.
-func (tp *tcpPort) join(m *member, req *wire.NewProxy) (int, error) {
+func (tp *tcpPort) join(m *Member, req *wire.NewProxy) (int, error) {
 	if subtle.ConstantTimeCompare(tp.groupKey, req.GroupKey) != 1 {
 		return 0, fmt.Errorf("group %q: %w", req.Group, ErrGroupKey)
 	}
@@ -207,7 +187,7 @@ func (tp *tcpPort) join(m *member, req *wire.NewProxy) (int, error) {
 		return 0, fmt.Errorf("group %q is on remotePort %d, not %d: %w", req.Group, tp.port, req.RemotePort, ErrGroupPort)
 	}
 	old := *tp.members.Load()
-	next := append(append([]*member(nil), old...), m)
+	next := append(append([]*Member(nil), old...), m)
 	tp.members.Store(&next)
 	return tp.port, nil
 }
@@ -255,69 +235,11 @@ func (p *Proxies) serveTCP(tp *tcpPort, user *net.TCPConn) {
 	start := int(tp.next.Add(1))
 	for i := range members {
 		m := members[(start+i)%len(members)]
-		if m.serve(user, p.cfg.Log) {
+		if m.Serve(netx.TCP{TCPConn: user}, p.cfg.Log) {
 			return
 		}
 	}
 	netx.TCP{TCPConn: user}.Reset()
-}
-
-// serve carries one user connection to the member's client. It returns false if no stream could
-// be opened (so another member may take it).
-func (m *member) serve(user *net.TCPConn, log *slog.Logger) bool {
-	tc := &trackedConn{user: user}
-	m.mu.Lock()
-	if m.gone {
-		m.mu.Unlock()
-		return false
-	}
-	m.conns[tc] = struct{}{}
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		delete(m.conns, tc)
-		m.mu.Unlock()
-	}()
-
-	st, err := m.open(user.RemoteAddr().String(), user.LocalAddr().String())
-	if err != nil {
-		log.Debug("open work stream", "proxy", m.name, "client", m.owner.ID(), "err", err)
-		return false
-	}
-	m.stats.connOpened()
-	defer m.stats.connClosed()
-	netx.Pipe(netx.Limit(netx.TCP{TCPConn: user}, m.limit), netx.Limit(st, m.limit), &m.stats.bytesIn, &m.stats.bytesOut)
-	return true
-}
-
-// open returns a connection to the member's client for one user, header written: a pooled TCP
-// work connection when the client has one idle (TLS over TCP moves bytes for a fraction of the
-// CPU a QUIC stream needs), else at once a new stream of the client's session.
-func (m *member) open(src, dst string) (Conn, error) {
-	hdr := &wire.WorkStream{Proxy: m.name, Src: src, Dst: dst}
-	for range 4 {
-		w, ok := m.owner.TakeWorkConn()
-		if !ok {
-			break
-		}
-		w.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := wire.Write(w, hdr); err == nil {
-			w.SetWriteDeadline(time.Time{})
-			return w, nil
-		}
-		w.Reset() // a dead pooled connection: try the next
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := m.owner.OpenStream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := wire.Write(st, hdr); err != nil {
-		st.Reset()
-		return nil, err
-	}
-	return st, nil
 }
 
 // Remove withdraws one proxy of owner; its open connections are closed.
@@ -335,7 +257,7 @@ func (p *Proxies) Remove(owner Owner, name string) {
 	var closers []func()
 	for port, tp := range p.tcpPorts {
 		old := *tp.members.Load()
-		var next []*member
+		var next []*Member
 		for _, x := range old {
 			if x != m {
 				next = append(next, x)
@@ -364,20 +286,7 @@ func (p *Proxies) Remove(owner Owner, name string) {
 	for _, c := range closers {
 		c()
 	}
-	m.closeConns()
-}
-
-func (m *member) closeConns() {
-	m.mu.Lock()
-	m.gone = true
-	conns := make([]*trackedConn, 0, len(m.conns))
-	for c := range m.conns {
-		conns = append(conns, c)
-	}
-	m.mu.Unlock()
-	for _, c := range conns {
-		c.user.Close()
-	}
+	m.Close()
 }
 
 // RemoveOwner withdraws every proxy of owner (its session ended).
@@ -409,14 +318,19 @@ func (p *Proxies) Close() {
 	}
 }
 
-// Holders returns the clients whose proxies hold a public port (kind wire.ProxyTCP or
-// wire.ProxyUDP): the members of a tcp port (several for a load-balancing group), the owner of
-// a udp port; none if xp2p does not hold it (another program may).
-func (p *Proxies) Holders(kind string, port int) []Owner {
+// Holders returns the clients whose proxies hold the public port req asks for (kind
+// wire.ProxyTCP or wire.ProxyUDP): the members of a tcp port (several for a load-balancing
+// group), the owner of a udp port; none if xp2p does not hold it (another program may) or req
+// asks for any port.
+func (p *Proxies) Holders(req *wire.NewProxy) []Owner {
+	port := req.RemotePort
+	if port == 0 {
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []Owner
-	switch kind {
+	switch req.Type {
 	case wire.ProxyTCP:
 		if tp := p.tcpPorts[port]; tp != nil {
 			for _, m := range *tp.members.Load() {

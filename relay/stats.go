@@ -32,16 +32,21 @@ type StatsSnapshot struct {
 	TotalConns int64  `json:"totalConns"`
 }
 
-func (s *Stats) setPort(p int) {
+// SetPort records where the proxy is published (0: on a shared port).
+func (s *Stats) SetPort(p int) {
 	s.port.Store(int64(p))
 	s.lastSeen.Store(time.Now().UnixNano())
 }
-func (s *Stats) connOpened() {
+
+// ConnOpened counts a user connection that opened.
+func (s *Stats) ConnOpened() {
 	s.curConns.Add(1)
 	s.totalConns.Add(1)
 	s.lastSeen.Store(time.Now().UnixNano())
 }
-func (s *Stats) connClosed() { s.curConns.Add(-1) }
+
+// ConnClosed counts a user connection that closed.
+func (s *Stats) ConnClosed() { s.curConns.Add(-1) }
 
 // AddBytes records traffic counted elsewhere (e.g. reported by P2P peers).
 func (s *Stats) AddBytes(in, out int64) {

@@ -274,13 +274,13 @@ func (u *UDPFanout) Flows() int {
 
 // udpProxy is a public udp port of the server.
 type udpProxy struct {
-	member *member
+	member *Member
 	fan    *UDPFanout
 }
 
 func (u *udpProxy) close() { u.fan.Close() }
 
-func (p *Proxies) addUDPLocked(m *member, req *wire.NewProxy) (int, error) {
+func (p *Proxies) addUDPLocked(m *Member, req *wire.NewProxy) (int, error) {
 	if req.RemotePort != 0 {
 		if _, busy := p.udpPorts[req.RemotePort]; busy {
 			return 0, fmt.Errorf("remotePort %d/udp: %w", req.RemotePort, ErrPortInUse)
@@ -330,9 +330,9 @@ func (p *Proxies) addUDPLocked(m *member, req *wire.NewProxy) (int, error) {
 		},
 		OnFlow: func(d int) {
 			if d > 0 {
-				stats.connOpened()
+				stats.ConnOpened()
 			} else {
-				stats.connClosed()
+				stats.ConnClosed()
 			}
 		},
 	}}

@@ -18,6 +18,7 @@ import (
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/vhost"
 )
 
 // client is one logged-in client session on the server.
@@ -332,8 +333,12 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 			s.mu.Lock()
 			s.releaseLocked(c, key)
 			s.mu.Unlock()
-			if holders := c.portHolders(m); mayEvict && len(holders) > 0 && errors.Is(err, relay.ErrPortInUse) {
+			if holders := c.holdersOf(&req); mayEvict && len(holders) > 0 && errors.Is(err, relay.ErrPortInUse) {
 				c.takeOver(m, holders, fmt.Errorf("remotePort %d: %w by another client", m.RemotePort, relay.ErrPortInUse))
+				return
+			}
+			if holders := c.holdersOf(&req); mayEvict && len(holders) > 0 && errors.Is(err, vhost.ErrRouteInUse) {
+				c.takeOver(m, holders, err)
 				return
 			}
 			c.refuseProxy(m.Name, err, refusalCode(err))

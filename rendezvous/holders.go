@@ -7,6 +7,7 @@ import (
 
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/vhost"
 )
 
 // A client that asks for a name or a port another client holds gets it only if the holder is
@@ -174,21 +175,19 @@ func claimCode(err error) string {
 // refusalCode is the wire code of an error of relay.Proxies.Add.
 func refusalCode(err error) string {
 	switch {
-	case errors.Is(err, relay.ErrPortInUse):
+	case errors.Is(err, relay.ErrPortInUse), errors.Is(err, vhost.ErrRouteInUse):
 		return wire.CodeInUse
-	case errors.Is(err, relay.ErrPortNotAllowed), errors.Is(err, relay.ErrTooManyPorts), errors.Is(err, relay.ErrGroupKey):
+	case errors.Is(err, relay.ErrPortNotAllowed), errors.Is(err, relay.ErrTooManyPorts), errors.Is(err, relay.ErrGroupKey), errors.Is(err, vhost.ErrGroupKey):
 		return wire.CodeConfig
 	}
 	return ""
 }
 
-// portHolders returns the other clients that hold the public port a proxy asks for.
-func (c *client) portHolders(m *wire.NewProxy) []*client {
-	if m.RemotePort == 0 {
-		return nil
-	}
+// holdersOf returns the other clients that hold what a proxy asks for: its public port, its
+// host names.
+func (c *client) holdersOf(m *wire.NewProxy) []*client {
 	var out []*client
-	for _, o := range c.s.holders(m.Type, m.RemotePort) {
+	for _, o := range c.s.holders(m) {
 		if h, ok := o.(*client); ok && h != c {
 			out = append(out, h)
 		}

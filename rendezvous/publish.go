@@ -6,6 +6,7 @@ import (
 
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/vhost"
 )
 
 // publisher publishes the proxies of some wire kinds on the server, where users reach them:
@@ -18,8 +19,9 @@ type publisher interface {
 	Remove(owner relay.Owner, name string)
 	// RemoveOwner withdraws every proxy of owner.
 	RemoveOwner(owner relay.Owner)
-	// Holders returns the owners of the proxies that hold a public port of that kind.
-	Holders(kind string, port int) []relay.Owner
+	// Holders returns the owners of the proxies that hold what req asks for: its public port,
+	// its host names.
+	Holders(req *wire.NewProxy) []relay.Owner
 	// Close withdraws everything and stops listening.
 	Close()
 }
@@ -47,10 +49,10 @@ func (s *Server) publish(owner relay.Owner, req *wire.NewProxy) (string, error) 
 	return pub.Add(owner, req)
 }
 
-// holders returns the owners of the proxies that hold a public port of that kind.
-func (s *Server) holders(kind string, port int) []relay.Owner {
-	if pub := s.publishers[kind]; pub != nil {
-		return pub.Holders(kind, port)
+// holders returns the owners of the proxies that hold what req asks for.
+func (s *Server) holders(req *wire.NewProxy) []relay.Owner {
+	if pub := s.publishers[req.Type]; pub != nil {
+		return pub.Holders(req)
 	}
 	return nil
 }
@@ -70,3 +72,4 @@ func (s *Server) unpublishOwner(owner relay.Owner) {
 }
 
 var _ publisher = (*relay.Proxies)(nil)
+var _ publisher = (*vhost.Server)(nil)

@@ -27,6 +27,7 @@ import (
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/relay"
+	"github.com/xp2p/xp2p/vhost"
 )
 
 // Version is the server's version string, reported to clients (set by cmd).
@@ -63,6 +64,7 @@ type Server struct {
 
 	Stats      *relay.StatsBook
 	publishers publishers
+	web        *vhost.Server
 	packets    *relay.PacketRelay
 	limiter    *auth.FailureLimiter
 	pending    *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
@@ -124,6 +126,26 @@ func (s *Server) Start() error {
 	if err := s.listen(); err != nil {
 		return err
 	}
+	web, err := vhost.New(vhost.Config{
+		BindAddr:              s.cfg.ProxyBindAddr,
+		HTTPPort:              s.cfg.VhostHTTPPort,
+		HTTPSPort:             s.cfg.VhostHTTPSPort,
+		TCPMuxPort:            s.cfg.TCPMuxHTTPConnectPort,
+		TCPMuxPassthrough:     s.cfg.TCPMuxPassthrough,
+		ResponseHeaderTimeout: time.Duration(s.cfg.VhostHTTPTimeout) * time.Second,
+		SubDomainHost:         s.cfg.SubDomainHost,
+		NotFoundPage:          s.cfg.Custom404(),
+		Log:                   s.log,
+	}, s.Stats)
+	if err != nil {
+		s.udp.Close()
+		s.tcp.Close()
+		return err
+	}
+	s.web = web
+	for _, kind := range []string{wire.ProxyHTTP, wire.ProxyHTTPS, wire.ProxyTCPMux} {
+		s.publishers[kind] = web
+	}
 	if err := quicsock.EnablePacketInfo(s.udp); err != nil {
 		s.log.Warn("stun: no packet info on the UDP socket: answers on a multi-homed host may leave from the wrong address", "err", err)
 	}
@@ -142,6 +164,7 @@ func (s *Server) Start() error {
 	qln, err := s.tr.Listen(tlsConf, s.quicConfig())
 	if err != nil {
 		s.stun.close()
+		s.web.Close()
 		s.udp.Close()
 		s.tcp.Close()
 		return fmt.Errorf("listen quic: %w", err)
@@ -229,6 +252,9 @@ func (s *Server) quicConfig() *quic.Config {
 
 // UDPAddr is the server's bound UDP address.
 func (s *Server) UDPAddr() *net.UDPAddr { return s.udp.LocalAddr().(*net.UDPAddr) }
+
+// WebAddr is where the web port of a proxy kind (http, https, tcpmux) listens (nil: off).
+func (s *Server) WebAddr(kind string) net.Addr { return s.web.Addr(kind) }
 
 // STUNAltAddr is the bound second STUN port (nil: none).
 func (s *Server) STUNAltAddr() *net.UDPAddr { return s.stun.altAddr() }

@@ -27,9 +27,10 @@ func findChromium() string {
 	return ""
 }
 
-// New starts a headless chromium with a fresh profile, or skips the test where there is
-// none (it fails instead when XP2P_BROWSER_REQUIRED=1, as in CI).
-func New(t *testing.T) context.Context {
+// New starts a headless chromium with a fresh profile and the extra options (e.g.
+// chromedp.Flag("host-resolver-rules", ...)), or skips the test where there is none (it
+// fails instead when XP2P_BROWSER_REQUIRED=1, as in CI).
+func New(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := findChromium()
 	if path == "" {
@@ -57,7 +58,7 @@ func New(t *testing.T) context.Context {
 		chromedp.Flag("mute-audio", true),
 		chromedp.WindowSize(1440, 1000),
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, extra...)...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
 	t.Cleanup(func() {

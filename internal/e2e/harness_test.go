@@ -106,11 +106,21 @@ auth.token = "` + testToken + `"
 // startServerOn starts a server on port (0: any free port).
 func startServerOn(t testing.TB, port int, extra string) *testServer {
 	t.Helper()
+	return startServerWith(t, port, extra, nil)
+}
+
+// startServerWith starts a server on port whose parsed config adjust changes first (nil:
+// none), for what TOML cannot say (e.g. -1: web ports on any free port).
+func startServerWith(t testing.TB, port int, extra string, adjust func(*config.Server)) *testServer {
+	t.Helper()
 	cfg, _, err := config.ParseServer("e2e/server.toml", []byte(serverTOML(extra)))
 	if err != nil {
 		t.Fatalf("server config: %v", err)
 	}
 	cfg.BindPort = port
+	if adjust != nil {
+		adjust(cfg)
+	}
 	log, lb := newLogger(t, "server")
 	var srv *rendezvous.Server
 	for try := 0; ; try++ {

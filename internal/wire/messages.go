@@ -161,6 +161,22 @@ type NewProxy struct {
 	GroupKey []byte `json:"groupKey,omitempty"`
 	// BandwidthLimit caps the proxy's traffic at the server, in bytes per second (0: none).
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
+
+	// Web proxies (http, https, tcpmux): the host names users reach it by (customDomains, and
+	// subdomain under the server's subDomainHost), and for http the paths, users and headers.
+	CustomDomains     []string          `json:"customDomains,omitempty"`
+	SubDomain         string            `json:"subdomain,omitempty"`
+	Locations         []string          `json:"locations,omitempty"`
+	HTTPUser          string            `json:"httpUser,omitempty"`
+	HTTPPassword      string            `json:"httpPassword,omitempty"`
+	RouteByHTTPUser   string            `json:"routeByHTTPUser,omitempty"`
+	HostHeaderRewrite string            `json:"hostHeaderRewrite,omitempty"`
+	RequestHeaders    map[string]string `json:"requestHeaders,omitempty"`
+	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
+	Multiplexer       string            `json:"multiplexer,omitempty"`
+	// ProxyProtocol: the client sends its service a PROXY protocol header naming the user, so
+	// an http proxy's connections to it must not be shared between users.
+	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
 }
 
 func (*NewProxy) MessageType() string { return "newProxy" }

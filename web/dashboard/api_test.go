@@ -526,7 +526,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"DELETE", "/api/proxies", "", "", 405, "not allowed"},
 		{"GET", "/api/login", "", "", 405, "use POST"},
 		{"GET", "/api/overview?x=1", "", "", 400, `unknown query parameter "x"`},
-		{"GET", "/api/proxies?type=http", "", "", 400, `type "http"`},
+		{"GET", "/api/proxies?type=kcp", "", "", 400, `type "kcp"`},
 		{"GET", "/api/proxies?status=maybe", "", "", 400, `status "maybe"`},
 		{"GET", "/api/proxies?type=tcp&type=udp", "", "", 400, "given 2 times"},
 		{"GET", "/api/proxies?%zz", "", "", 400, "malformed query"},

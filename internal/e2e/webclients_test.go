@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/xp2p/xp2p/internal/browsertest"
+	"github.com/xp2p/xp2p/internal/testnet"
+	"github.com/xp2p/xp2p/internal/wire"
+)
+
+// curl runs curl with args and returns what it printed.
+func curl(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := testnet.RequireTool(t, "curl", "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Errorf("curl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// resolve is the value of curl's --resolve for host on the server's port to 127.0.0.1.
+func resolve(host string, port int) string {
+	return host + ":" + strconv.Itoa(port) + ":127.0.0.1"
+}
+
+// webSites starts nginx with two plain sites (b behind a PROXY protocol listener) and two TLS
+// sites for a.test and b.test, and returns their ports and the TLS certificates' files.
+type webSites struct {
+	a, b, tlsA, tlsB int
+	certA, certB     string
+	spkiA, spkiB     string
+}
+
+func startWebSites(t *testing.T) webSites {
+	t.Helper()
+	var s webSites
+	s.a, s.b, s.tlsA, s.tlsB = testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
+	dir := t.TempDir()
+	certA, keyA, cA := testnet.WriteCert(t, dir, "a.test")
+	certB, keyB, cB := testnet.WriteCert(t, dir, "b.test")
+	s.certA, s.certB = certA, certB
+	spki := func(der []byte) string { h := sha256.Sum256(der); return base64.StdEncoding.EncodeToString(h[:]) }
+	s.spkiA, s.spkiB = spki(cA.Leaf.RawSubjectPublicKeyInfo), spki(cB.Leaf.RawSubjectPublicKeyInfo)
+	testnet.StartNginx(t, fmt.Sprintf(`
+	server { listen 127.0.0.1:%d; location / { return 200 "site a, host $host, xff $http_x_forwarded_for\n"; } }
+	server { listen 127.0.0.1:%d proxy_protocol; location / { return 200 "site b, user $proxy_protocol_addr, xff $http_x_forwarded_for\n"; } }
+	server { listen 127.0.0.1:%d ssl; ssl_certificate %s; ssl_certificate_key %s; location / { return 200 "tls site a\n"; } }
+	server { listen 127.0.0.1:%d ssl; ssl_certificate %s; ssl_certificate_key %s; location / { return 200 "tls site b\n"; } }
+`, s.a, s.b, s.tlsA, certA, keyA, s.tlsB, certB, keyB), s.a, s.b, s.tlsA, s.tlsB)
+	return s
+}
+
+// TestVhostWithCurlAndNginx: curl reaches two nginx sites through one vhostHTTPPort and two
+// TLS sites through one vhostHTTPSPort, each by its host name, and sees the user's address
+// arrive (X-Forwarded-For, PROXY protocol).
+func TestVhostWithCurlAndNginx(t *testing.T) {
+	sites := startWebSites(t)
+	srv := startWebServer(t, "subDomainHost = \"example.com\"\n")
+	httpPort := srv.WebAddr(wire.ProxyHTTP).(*net.TCPAddr).Port
+	httpsPort := srv.WebAddr(wire.ProxyHTTPS).(*net.TCPAddr).Port
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		webProxy("site-a", "http", sites.a, `customDomains = ["a.test"]`)+
+		webProxy("site-b", "http", sites.b, `subdomain = "b"`, `transport.proxyProtocolVersion = "v2"`)+
+		webProxy("tls-a", "https", sites.tlsA, `customDomains = ["a.test"]`)+
+		webProxy("tls-b", "https", sites.tlsB, `customDomains = ["b.test"]`))
+	for _, n := range []string{"site-a", "site-b", "tls-a", "tls-b"} {
+		waitRunning(t, c, n)
+	}
+	if got := curl(t, "--resolve", resolve("a.test", httpPort), fmt.Sprintf("http://a.test:%d/", httpPort)); got != "site a, host a.test, xff 127.0.0.1\n" {
+		t.Errorf("a.test: %q", got)
+	}
+	// From another loopback address: nginx sees it in the PROXY header and in X-Forwarded-For.
+	if got := curl(t, "--interface", "127.0.0.2", "--resolve", resolve("b.example.com", httpPort), fmt.Sprintf("http://b.example.com:%d/", httpPort)); got != "site b, user 127.0.0.2, xff 127.0.0.2\n" {
+		t.Errorf("b.example.com: %q", got)
+	}
+	if got := curl(t, "-o", "/dev/null", "-w", "%{http_code}", "--resolve", resolve("c.test", httpPort), fmt.Sprintf("http://c.test:%d/", httpPort)); got != "404" {
+		t.Errorf("unknown host: %q", got)
+	}
+	// curl checks each site's own certificate: the TLS session is nginx's, end to end.
+	if got := curl(t, "--cacert", sites.certA, "--resolve", resolve("a.test", httpsPort), fmt.Sprintf("https://a.test:%d/", httpsPort)); got != "tls site a\n" {
+		t.Errorf("https a.test: %q", got)
+	}
+	if got := curl(t, "--cacert", sites.certB, "--resolve", resolve("b.test", httpsPort), fmt.Sprintf("https://b.test:%d/", httpsPort)); got != "tls site b\n" {
+		t.Errorf("https b.test: %q", got)
+	}
+}
+
+// TestVhostWithChromium: a browser opens two sites on one vhostHTTPPort and two on one
+// vhostHTTPSPort by host name (chromium's host-resolver-rules instead of DNS), and runs a
+// WebSocket through the http vhost.
+func TestVhostWithChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: skipped with -short")
+	}
+	sites := startWebSites(t)
+	srv := startWebServer(t, "")
+	httpPort := srv.WebAddr(wire.ProxyHTTP).(*net.TCPAddr).Port
+	httpsPort := srv.WebAddr(wire.ProxyHTTPS).(*net.TCPAddr).Port
+	ws := startWebService(t, "ws")
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		webProxy("site-a", "http", sites.a, `customDomains = ["a.test"]`)+
+		webProxy("site-ws", "http", ws.Port(), `customDomains = ["ws.test"]`)+
+		webProxy("tls-a", "https", sites.tlsA, `customDomains = ["a.test"]`)+
+		webProxy("tls-b", "https", sites.tlsB, `customDomains = ["b.test"]`))
+	for _, n := range []string{"site-a", "site-ws", "tls-a", "tls-b"} {
+		waitRunning(t, c, n)
+	}
+	ctx := browsertest.New(t,
+		chromedp.Flag("host-resolver-rules", "MAP *.test 127.0.0.1"),
+		// Trust exactly the two sites' keys, as a pinned certificate.
+		chromedp.Flag("ignore-certificate-errors-spki-list", sites.spkiA+","+sites.spkiB))
+	text := func(url string) string {
+		if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		if err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	if got := text(fmt.Sprintf("http://a.test:%d/", httpPort)); got != "site a, host a.test, xff 127.0.0.1" {
+		t.Errorf("http a.test: %q", got)
+	}
+	if got := text(fmt.Sprintf("https://a.test:%d/", httpsPort)); got != "tls site a" {
+		t.Errorf("https a.test: %q", got)
+	}
+	if got := text(fmt.Sprintf("https://b.test:%d/", httpsPort)); got != "tls site b" {
+		t.Errorf("https b.test: %q", got)
+	}
+	if got := text(fmt.Sprintf("http://nothing.test:%d/", httpPort)); !strings.Contains(got, "No service is published for nothing.test") {
+		t.Errorf("unknown host: %q", got)
+	}
+	err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("http://ws.test:%d/wspage", httpPort)))
+	var echoed string
+	if err == nil {
+		echoed, err = chromedp.Run(ctx, chromedp.Poll[string](`document.body.dataset.ws`, chromedp.WithPollingTimeout(10*time.Second)))
+	}
+	if err != nil || echoed != "ws:hello from chromium" {
+		t.Errorf("WebSocket through the vhost: %q, %v", echoed, err)
+	}
+}
+
+// wsPage opens a WebSocket to its own host, sends a message and keeps the echo in
+// body's data-ws.
+const wsPage = `<!DOCTYPE html><html><body><script>
+const ws = new WebSocket("ws://" + location.host + "/ws");
+ws.onopen = () => ws.send("hello from chromium");
+ws.onmessage = e => { document.body.dataset.ws = e.data; };
+ws.onerror = () => { document.body.dataset.ws = "error"; };
+</script></body></html>`
