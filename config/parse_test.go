@@ -435,3 +435,33 @@ func TestServerWebPorts(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginErrors: [proxies.plugin] tables are checked like everything else: what, where.
+func TestPluginErrors(t *testing.T) {
+	head := "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"tcp\"\nremotePort = 1\n[proxies.plugin]\n"
+	c, _, err := ParseClient("c.toml", []byte(head+"type = \"socks5\"\nusername = \"u\"\npassword = \"p\"\n"))
+	if err != nil || c.Proxies[0].Plugin == nil || c.Proxies[0].Plugin.Username != "u" {
+		t.Fatalf("a socks5 plugin without localPort: %v", err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct{ body, want string }{
+		{"type = \"kcp\"\n", "c.toml:7:1: proxies[0].plugin.type: unknown plugin \"kcp\"; use socks5, http_proxy, static_file"},
+		{"username = \"u\"\n", "proxies[0].plugin.type: required"},
+		{"type = \"virtual_net\"\n", "frp's virtual_net is not supported"},
+		{"type = \"socks5\"\nusername = \"u\"\n", "c.toml:8:1: proxies[0].plugin.username: set username and password together"},
+		{"type = \"socks5\"\nlocalPath = \"/\"\n", "c.toml:8:1: proxies[0].plugin.localPath: not a key of the socks5 plugin: it is for static_file"},
+		{"type = \"static_file\"\n", "proxies[0].plugin.localPath: required: the directory to serve"},
+		{"type = \"static_file\"\nlocalPath = \"/nonexistent\"\n", "c.toml:8:1: proxies[0].plugin.localPath: stat /nonexistent: no such file or directory"},
+		{"type = \"https2http\"\nlocalAddr = \"nowhere\"\n", "c.toml:8:1: proxies[0].plugin.localAddr: \"nowhere\" is not HOST:PORT"},
+		{"type = \"tls2raw\"\nlocalAddr = \"127.0.0.1:80\"\ncrtPath = \"" + dir + "/c.crt\"\n", "proxies[0].plugin.crtPath: set crtPath and keyPath together"},
+		{"type = \"http2http\"\nlocalAddr = \"127.0.0.1:80\"\nrequestHeaders.set.\"a b\" = \"1\"\n", "proxies[0].plugin.requestHeaders.set.a b: \"a b\" is not a header name"},
+	} {
+		if _, _, err := ParseClient("c.toml", []byte(head+tc.body)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
+		}
+	}
+	udp := "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"udp\"\nremotePort = 1\nplugin.type = \"socks5\"\n"
+	if _, _, err := ParseClient("c.toml", []byte(udp)); err == nil || !strings.Contains(err.Error(), "a plugin serves tcp connections; this proxy is udp") {
+		t.Errorf("plugin on udp: %v", err)
+	}
+}

@@ -24,7 +24,7 @@ func indexPositions(data []byte) (positions, error) {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table:
-			prefix = keyPath(e.Key())
+			prefix = inLastElement(keyPath(e.Key()), arrayCounts)
 			pos.set(&p, prefix, firstKey(e))
 		case unstable.ArrayTable:
 			base := keyPath(e.Key())
@@ -120,6 +120,17 @@ func firstKey(e *unstable.Node) *unstable.Node {
 		return it.Node()
 	}
 	return e
+}
+
+// inLastElement puts a table under the last element of the array of tables it belongs to, as
+// TOML does: [proxies.plugin] after the second [[proxies]] is "proxies[1].plugin".
+func inLastElement(path string, arrayCounts map[string]int) string {
+	for i := len(path); i > 0; i = strings.LastIndexByte(path[:i], '.') {
+		if n := arrayCounts[path[:i]]; n > 0 && i < len(path) {
+			return path[:i] + "[" + strconv.Itoa(n-1) + "]" + path[i:]
+		}
+	}
+	return path
 }
 
 func keyPath(it unstable.Iterator) string {

@@ -266,6 +266,10 @@ type Proxy struct {
 	RouteByHTTPUser   string           `toml:"routeByHTTPUser"`
 	Multiplexer       string           `toml:"multiplexer"`
 
+	// Plugin makes the client serve the proxy's users itself (socks5, static_file, ...)
+	// instead of forwarding them to localIP:localPort.
+	Plugin *PluginOptions `toml:"plugin"`
+
 	Transport    ProxyTransport    `toml:"transport"`
 	LoadBalancer LoadBalancer      `toml:"loadBalancer"`
 	HealthCheck  HealthCheck       `toml:"healthCheck"`

@@ -220,9 +220,15 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 	if strings.ContainsAny(p.LocalIP, " /:") && net.ParseIP(p.LocalIP) == nil {
 		l.at(key+".localIP", "%q is not a host name or IP address", p.LocalIP)
 	}
-	if p.LocalPort == 0 && !l.pos.has(key+".localPort") {
-		l.at(key+".localPort", "required: the port of the local service")
-	} else {
+	switch {
+	case p.Plugin != nil:
+		// The plugin is the service: localIP and localPort are not used (frp ignores them too).
+		if p.LocalPort != 0 {
+			checkPort(l, key+".localPort", p.LocalPort, false)
+		}
+	case p.LocalPort == 0 && !l.pos.has(key+".localPort"):
+		l.at(key+".localPort", "required: the port of the local service (or a [proxies.plugin])")
+	default:
 		checkPort(l, key+".localPort", p.LocalPort, false)
 	}
 	if p.LoadBalancer.Group != "" && typ != nil && !typ.Groups {
@@ -278,6 +284,9 @@ func (p *Proxy) complete(l *errorList, key string, names map[string]string) {
 		l.at(key+".transport.proxyProtocolVersion", "unknown version %q; use \"v1\" or \"v2\"", v)
 	case udp:
 		l.at(key+".transport.proxyProtocolVersion", "the PROXY protocol is for tcp services; this one is udp")
+	}
+	if p.Plugin != nil {
+		checkPlugin(l, key+".plugin", p)
 	}
 }
 

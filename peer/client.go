@@ -27,6 +27,7 @@ import (
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/nat"
+	"github.com/xp2p/xp2p/plugin"
 	"github.com/xp2p/xp2p/relay"
 	"github.com/xp2p/xp2p/traversal"
 )
@@ -98,6 +99,8 @@ type localProxy struct {
 	// unhealthy is why the last health checks failed (nil: healthy, or no check); the proxy is
 	// then not registered on any server.
 	unhealthy atomic.Pointer[string]
+	// plugin serves the proxy's users inside the client ([proxies.plugin]; nil: localIP:localPort).
+	plugin plugin.Plugin
 	// stop ends the proxy's health checks (closed when a reload removes or replaces it).
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -129,8 +132,12 @@ func (lp *localProxy) localAddr() string {
 // local is the proxy's local service, reached over network ("tcp" or "udp") for one user from
 // src that reached dst: its address, the PROXY protocol header it wants, the proxy's limiter.
 func (lp *localProxy) local(network, src, dst string) relay.Local {
-	return relay.Local{Network: network, Addr: lp.localAddr(),
+	l := relay.Local{Network: network, Addr: lp.localAddr(),
 		Preamble: proxyHeader(lp.cfg.Transport.ProxyProtocolVersion, src, dst), Limit: lp.limit}
+	if lp.plugin != nil {
+		l.Serve, l.Src, l.Dst = lp.plugin.Serve, src, dst
+	}
+	return l
 }
 
 // startHealth starts the proxy's health checks, if it has any.
@@ -144,6 +151,14 @@ func (c *Client) startHealth(lp *localProxy) {
 
 // stopHealth ends the proxy's health checks.
 func (lp *localProxy) stopHealth() { lp.stopOnce.Do(func() { close(lp.stop) }) }
+
+// stopAll ends the proxy's health checks and its plugin (the proxy is gone).
+func (lp *localProxy) stopAll() {
+	lp.stopHealth()
+	if lp.plugin != nil {
+		lp.plugin.Close()
+	}
+}
 
 // forget drops what l's server said (its session ended): the proxy is pending there again.
 func (lp *localProxy) forget(l *serverLink) {
@@ -228,7 +243,14 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 	c.paths.onSTUN = c.trav.HandleSTUN
 	set := &clientSet{proxies: map[string]*localProxy{}}
 	for _, p := range selectedProxies(cfg) {
-		set.proxies[p.Name] = newLocalProxy(p)
+		lp, err := newLocalProxy(p, log)
+		if err != nil {
+			for _, lp := range set.proxies {
+				lp.stopAll()
+			}
+			return nil, fmt.Errorf("proxy %q: %w", p.Name, err)
+		}
+		set.proxies[p.Name] = lp
 	}
 	for _, v := range selectedVisitors(cfg) {
 		set.visitors = append(set.visitors, newVisitor(c, v))
@@ -237,12 +259,19 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 	return c, nil
 }
 
-func newLocalProxy(p config.Proxy) *localProxy {
+func newLocalProxy(p config.Proxy, log *slog.Logger) (*localProxy, error) {
 	lp := &localProxy{cfg: p, status: map[int]proxyStatus{}, stop: make(chan struct{})}
 	if bw, mode := p.BandwidthBytes(); mode == "client" {
 		lp.limit = netx.NewByteLimiter(bw)
 	}
-	return lp
+	if p.Plugin != nil {
+		pl, err := plugin.New(p.Plugin, log.With("proxy", p.Name))
+		if err != nil {
+			return nil, err
+		}
+		lp.plugin = pl
+	}
+	return lp, nil
 }
 
 // selectedProxies returns the proxies the config runs (all, or those named in start).
@@ -408,6 +437,10 @@ func (c *Client) Close() error {
 		ctl.sess.Close("client shutting down")
 	}
 	c.peerLn.Close()
+	// Plugins end the users they serve, whose goroutines the wait below counts.
+	for _, lp := range c.set.Load().proxies {
+		lp.stopAll()
+	}
 	c.wg.Wait()
 	c.closeSockets()
 	c.log.Info("xp2p client stopped")

@@ -41,13 +41,19 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 			next.proxies[p.Name] = op
 			res.Unchanged = append(res.Unchanged, "proxy "+p.Name)
 		case op != nil:
-			np := newLocalProxy(p)
+			np, err := newLocalProxy(p, c.log)
+			if err != nil {
+				return nil, reloadAbort(openProxies, p.Name, err)
+			}
 			next.proxies[p.Name] = np
 			closeProxies = append(closeProxies, op)
 			openProxies = append(openProxies, np)
 			res.Changed = append(res.Changed, "proxy "+p.Name)
 		default:
-			np := newLocalProxy(p)
+			np, err := newLocalProxy(p, c.log)
+			if err != nil {
+				return nil, reloadAbort(openProxies, p.Name, err)
+			}
 			next.proxies[p.Name] = np
 			openProxies = append(openProxies, np)
 			res.Added = append(res.Added, "proxy "+p.Name)
@@ -128,7 +134,7 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 	c.set.Store(next)
 	c.startVisitors(startVisitors)
 	for _, op := range closeProxies {
-		op.stopHealth()
+		op.stopAll()
 	}
 	for _, np := range openProxies {
 		c.startHealth(np)
@@ -152,6 +158,15 @@ func (c *Client) Reload(cfg *config.Client) (*ReloadResult, error) {
 	}
 	c.log.Info("configuration reloaded", "added", res.Added, "removed", res.Removed, "changed", res.Changed)
 	return res, nil
+}
+
+// reloadAbort refuses a reload whose proxy name could not start, stopping the proxies it had
+// made already.
+func reloadAbort(made []*localProxy, name string, err error) error {
+	for _, lp := range made {
+		lp.stopAll()
+	}
+	return fmt.Errorf("reload refused: proxy %q: %w", name, err)
 }
 
 // restartOnlyChanges lists the settings that differ between two configs and that a running

@@ -123,69 +123,17 @@ func (m *Member) Dial(src, dst net.Addr) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &memberConn{Conn: st, m: m, local: dst, remote: src}
+	c := &StreamConn{Conn: st, Local: dst, Remote: src, BytesRead: &m.stats.bytesOut, BytesWritten: &m.stats.bytesIn, Limit: m.limit}
+	c.OnClose = func() {
+		m.untrack(c)
+		m.stats.ConnClosed()
+	}
 	if !m.track(c) {
 		st.Reset()
 		return nil, net.ErrClosed
 	}
 	m.stats.ConnOpened()
 	return c, nil
-}
-
-// memberConn is a connection to the client as a net.Conn (see Dial).
-type memberConn struct {
-	Conn
-	m             *Member
-	local, remote net.Addr
-	closeOnce     sync.Once
-}
-
-func (c *memberConn) Read(p []byte) (int, error) {
-	if l := c.m.limit; l != nil && len(p) > l.Burst() {
-		p = p[:l.Burst()]
-	}
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.m.stats.bytesOut.Add(int64(n))
-		if l := c.m.limit; l != nil {
-			l.WaitN(context.Background(), n)
-		}
-	}
-	return n, err
-}
-
-func (c *memberConn) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		chunk := p
-		if l := c.m.limit; l != nil {
-			chunk = p[:min(len(p), l.Burst())]
-			l.WaitN(context.Background(), len(chunk))
-		}
-		n, err := c.Conn.Write(chunk)
-		written += n
-		c.m.stats.bytesIn.Add(int64(n))
-		if err != nil {
-			return written, err
-		}
-		p = p[n:]
-	}
-	return written, nil
-}
-
-func (c *memberConn) Close() error {
-	c.closeOnce.Do(func() {
-		c.m.untrack(c)
-		c.m.stats.ConnClosed()
-	})
-	return c.Conn.Close()
-}
-
-func (c *memberConn) LocalAddr() net.Addr  { return c.local }
-func (c *memberConn) RemoteAddr() net.Addr { return c.remote }
-func (c *memberConn) SetDeadline(t time.Time) error {
-	c.Conn.SetReadDeadline(t)
-	return c.Conn.SetWriteDeadline(t)
 }
 
 // Close withdraws the member: the connections it carries are closed, and it takes no more.

@@ -28,6 +28,11 @@ type Local struct {
 	// Limit caps the traffic in bytes, both directions together (nil: none); shared by the
 	// proxy's connections. udp datagrams over it are dropped.
 	Limit *rate.Limiter
+	// Serve, when set, is the service itself, inside the client (a plugin): it gets the user's
+	// connection, whose RemoteAddr is the user, and closes it when done. Addr is not dialed.
+	Serve func(net.Conn)
+	// Src and Dst are the user's address and the one it reached (for Serve).
+	Src, Dst string
 }
 
 // Counters receive the bytes a work stream moves; either may be nil.
@@ -40,6 +45,10 @@ type Counters struct {
 // pipes, or a udp socket it exchanges framed datagrams with. If the service cannot be reached
 // the stream is reset at once, so the remote user sees the refusal promptly.
 func ServeStream(st Conn, local Local, c Counters) error {
+	if local.Serve != nil {
+		local.Serve(&StreamConn{Conn: st, Local: tcpAddr(local.Dst), Remote: tcpAddr(local.Src), BytesRead: c.ToLocal, BytesWritten: c.FromLocal, Limit: local.Limit})
+		return nil
+	}
 	switch local.Network {
 	case "udp":
 		return serveUDP(st, local, c)

@@ -23,13 +23,11 @@ import (
 func curl(t *testing.T, args ...string) string {
 	t.Helper()
 	bin := testnet.RequireTool(t, "curl", "curl")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append([]string{"-sS", "--max-time", "20"}, args...)...).CombinedOutput()
+	out, err := execCommand(bin, append([]string{"-sS", "--max-time", "20"}, args...)...)
 	if err != nil {
-		t.Errorf("curl %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Errorf("curl %s: %v\n%.2000s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
 }
 
 // resolve is the value of curl's --resolve for host on the server's port to 127.0.0.1.
@@ -163,3 +161,11 @@ ws.onopen = () => ws.send("hello from chromium");
 ws.onmessage = e => { document.body.dataset.ws = e.data; };
 ws.onerror = () => { document.body.dataset.ws = "error"; };
 </script></body></html>`
+
+// execCommand runs a program (30 s at most) and returns what it printed.
+func execCommand(bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
+}

@@ -1,0 +1,224 @@
+// Package plugin is the client's plugins (frp's [proxies.plugin]): services the client runs
+// itself for a proxy's users instead of forwarding them to localIP:localPort, the same for
+// tcp, http(s) and xp2p proxies. socks5 and http_proxy let a user reach the client's network,
+// static_file serves a directory, unix_domain_socket a local socket, the bridges (https2http,
+// https2https, http2https, http2http) and tls2raw put TLS on or off a local service. Each
+// plugin is a file of its own that registers its constructor here.
+package plugin
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/tlsconf"
+)
+
+// Plugin serves the users of one proxy.
+type Plugin interface {
+	// Serve serves one user's connection (RemoteAddr is the user) until it ends, and closes it.
+	Serve(conn net.Conn)
+	// Close stops the plugin: the connections it serves end.
+	Close() error
+}
+
+// constructors holds each plugin's constructor by its config name.
+var constructors = map[string]func(o *config.PluginOptions, log *slog.Logger) (Plugin, error){}
+
+func register(name string, newPlugin func(o *config.PluginOptions, log *slog.Logger) (Plugin, error)) {
+	if constructors[name] != nil {
+		panic("plugin: " + name + " registered twice")
+	}
+	constructors[name] = newPlugin
+}
+
+// New starts the plugin a proxy's (validated) options describe.
+func New(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
+	newPlugin := constructors[o.Type]
+	if newPlugin == nil {
+		return nil, fmt.Errorf("unknown plugin %q", o.Type)
+	}
+	p, err := newPlugin(o, log.With("plugin", o.Type))
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", o.Type, err)
+	}
+	return p, nil
+}
+
+// dialTimeout bounds reaching what a plugin connects a user to.
+const dialTimeout = 10 * time.Second
+
+// headerTimeout bounds a user's HTTP request header or handshake.
+const headerTimeout = 30 * time.Second
+
+// httpPlugin is a plugin that serves HTTP (or HTTPS) on the users' connections with an
+// http.Server, which takes them from a listener that Serve feeds.
+type httpPlugin struct {
+	srv *http.Server
+	ln  *connListener
+}
+
+// newHTTPPlugin serves h on the users' connections, over TLS if tlsConf is set; configure
+// (if any) adjusts the server before it starts.
+func newHTTPPlugin(h http.Handler, tlsConf *tls.Config, log *slog.Logger, configure ...func(*http.Server)) *httpPlugin {
+	p := &httpPlugin{ln: newConnListener(), srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		TLSConfig:         tlsConf,
+	}}
+	for _, f := range configure {
+		f(p.srv)
+	}
+	go func() {
+		if tlsConf != nil {
+			p.srv.ServeTLS(p.ln, "", "")
+		} else {
+			p.srv.Serve(p.ln)
+		}
+	}()
+	return p
+}
+
+func (p *httpPlugin) Serve(conn net.Conn) { p.ln.serve(conn) }
+func (p *httpPlugin) Close() error {
+	p.ln.Close()
+	return p.srv.Close()
+}
+
+// connListener hands the users' connections to a server as a net.Listener.
+type connListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// serve hands conn to the server and waits until the server has closed it (or the listener
+// is closed), so that the caller's count of open connections stays true.
+func (l *connListener) serve(conn net.Conn) {
+	c := &servedConn{Conn: conn, done: make(chan struct{})}
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		conn.Close()
+		return
+	}
+	select {
+	case <-c.done:
+	case <-l.closed:
+		conn.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// servedConn is a user's connection in a server's hands; done is closed when it closes it.
+type servedConn struct {
+	net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (c *servedConn) Close() error {
+	c.closeOnce.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// CloseWrite ends the sending direction if the connection under it can.
+func (c *servedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// join copies a→b and b→a until both directions have ended (each end passed on as a half
+// close where the connection has one), then closes both.
+func join(a, b net.Conn) {
+	var wg sync.WaitGroup
+	half := func(dst, src net.Conn) {
+		defer wg.Done()
+		if _, err := io.Copy(dst, src); err != nil {
+			a.Close()
+			b.Close()
+			return
+		}
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	wg.Add(2)
+	go half(a, b)
+	go half(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+// equal compares secrets in constant time.
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// basicAuth wraps h with the user and password users must give (none: h as it is).
+func basicAuth(user, password string, h http.Handler) http.Handler {
+	if user == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || !equal(u, user) || !equal(p, password) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Restricted", charset="UTF-8"`)
+			http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serverTLS is the TLS config of a plugin that terminates TLS: the certificate of crtPath and
+// keyPath, or a generated one.
+func serverTLS(o *config.PluginOptions, http2 bool) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if o.CrtPath != "" {
+		cert, err = tls.LoadX509KeyPair(o.CrtPath, o.KeyPath)
+	} else {
+		cert, err = tlsconf.SelfSigned("xp2p-plugin")
+	}
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if http2 {
+		conf.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return conf, nil
+}

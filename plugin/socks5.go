@@ -1,0 +1,60 @@
+package plugin
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"time"
+
+	socks5 "github.com/armon/go-socks5"
+
+	"github.com/xp2p/xp2p/config"
+)
+
+// socks5 is a SOCKS5 server (github.com/armon/go-socks5, as frp's): a user reaches any address
+// the client can reach, e.g. the home LAN behind a provider.
+func init() { register(config.PluginSocks5, newSocks5) }
+
+type socks5Plugin struct {
+	creds socks5.CredentialStore // nil: no authentication
+}
+
+func newSocks5(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
+	p := &socks5Plugin{}
+	if o.Username != "" {
+		p.creds = credentials{o.Username, o.Password}
+	}
+	return p, nil
+}
+
+// Serve runs the SOCKS5 exchange on conn. The handshake must be done within headerTimeout;
+// the deadline goes once the server dials the user's destination.
+func (p *socks5Plugin) Serve(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(headerTimeout))
+	d := net.Dialer{Timeout: dialTimeout}
+	srv, err := socks5.New(&socks5.Config{
+		Credentials: p.creds,
+		Logger:      log.New(io.Discard, "", 0),
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn.SetDeadline(time.Time{})
+			return d.DialContext(ctx, network, addr)
+		},
+	})
+	if err != nil {
+		return
+	}
+	srv.ServeConn(conn)
+}
+
+func (p *socks5Plugin) Close() error { return nil }
+
+// credentials checks SOCKS5's user and password in constant time (the library's static store
+// compares with ==).
+type credentials struct{ user, password string }
+
+func (c credentials) Valid(user, password string) bool {
+	return equal(user, c.user) && equal(password, c.password)
+}
