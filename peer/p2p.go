@@ -90,6 +90,8 @@ type p2pSession struct {
 	pipelined atomic.Bool
 
 	conn atomic.Pointer[quic.Conn]
+	// tcp is the direct TCP path, while one is up (tcppath.go): new streams take it.
+	tcp atomic.Pointer[tcpPath]
 	// dgrams carries udp flows' datagrams when both ends take them (udp services).
 	dgrams  atomic.Pointer[session.FlowDatagrams]
 	ready   chan struct{} // closed once both ends proved the secret
@@ -98,6 +100,8 @@ type p2pSession struct {
 	wg      sync.WaitGroup
 	readyAt atomic.Int64 // nanoseconds from created to ready
 	streams atomic.Int64
+	// tcpStreams counts the streams that took the TCP path (visitor side).
+	tcpStreams atomic.Int64
 }
 
 func newP2PSessions(c *Client) *p2pSessions {
@@ -263,7 +267,7 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 			sent, received, dropped := d.Counts()
 			stats = append(stats, "datagrams_sent", sent, "datagrams_received", received, "datagrams_dropped", dropped)
 		}
-		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(),
+		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(), "tcp_streams", s.tcpStreams.Load(),
 			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load()}, stats...)...)
 	})
 }
@@ -401,7 +405,7 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.servePeerStream(st)
+			s.servePeerStream(session.QUICStream(st))
 		}()
 	}
 }
@@ -419,15 +423,31 @@ func (s *p2pSession) startDatagrams(conn *quic.Conn) bool {
 	return true
 }
 
-func (s *p2pSession) servePeerStream(qs *quic.Stream) {
-	var st session.Stream = session.QUICStream(qs)
+// servePeerStream serves a stream the visitor opened, on the QUIC session or the TCP path: a
+// user's connection to the service, or the setting up of a TCP path.
+func (s *p2pSession) servePeerStream(st session.Stream) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hdr, err := wire.ReadAs[*wire.PeerStream](st)
+	msg, err := wire.Read(st)
 	if err != nil {
 		st.Reset()
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	var hdr *wire.PeerStream
+	switch m := msg.(type) {
+	case *wire.PeerStream:
+		hdr = m
+	case *wire.TCPPath:
+		if _, onQUIC := session.StreamID(st); onQUIC && s.tcp.Load() == nil {
+			s.answerTCP(st, m)
+			return
+		}
+		st.Reset()
+		return
+	default:
+		st.Reset()
+		return
+	}
 	if d := s.dgrams.Load(); d != nil && hdr.Datagrams {
 		st = d.WithFlow(st)
 		defer st.Close() // unregisters the flow also when the service cannot be reached
@@ -474,6 +494,9 @@ func (s *p2pSession) markReady() {
 		args = append(args, "remote", d.String())
 	}
 	s.log.Info("p2p session ready", args...)
+	if s.role == wire.RoleVisitor {
+		s.startTCP()
+	}
 }
 
 // dialProvider runs the visitor's end of the handshake: QUIC to the session's virtual address
@@ -570,6 +593,17 @@ func (e *SecretError) Error() string { return "provider refused: " + e.Reason }
 
 // openStream opens a stream to the provider for one local user.
 func (s *p2pSession) openStream(ctx context.Context, src, dst string) (session.Stream, error) {
+	if tp := s.tcp.Load(); tp != nil {
+		// The direct TCP path first; a path that just died leaves the stream to QUIC.
+		if st, err := tp.sess.OpenStream(ctx); err == nil {
+			if err := wire.Write(st, &wire.PeerStream{Src: src, Dst: dst}); err == nil {
+				s.streams.Add(1)
+				s.tcpStreams.Add(1)
+				return st, nil
+			}
+			st.Reset()
+		}
+	}
 	conn := s.conn.Load()
 	if conn == nil {
 		return nil, errors.New("session not connected")

@@ -26,6 +26,10 @@ type SessionInfo struct {
 	// Pipelined: the provider was known (its certificate pinned by an earlier proof), so the
 	// first stream left with the visitor's proof, a round trip early.
 	Pipelined bool `json:"pipelined,omitempty"`
+	// TCP is the peer's address on the direct TCP path, while one is up (new streams take it);
+	// TCPStreams counts the streams that took it.
+	TCP        string `json:"tcp,omitempty"`
+	TCPStreams int64  `json:"tcpStreams,omitempty"`
 }
 
 // Sessions lists the client's P2P sessions.
@@ -52,6 +56,10 @@ func (c *Client) Sessions() []SessionInfo {
 			Streams:      s.streams.Load(),
 			Age:          time.Since(s.created),
 			Pipelined:    s.pipelined.Load(),
+			TCPStreams:   s.tcpStreams.Load(),
+		}
+		if tp := s.tcp.Load(); tp != nil {
+			info.TCP = tp.remote.String()
 		}
 		if remote != nil {
 			info.Remote = remote.String()

@@ -293,3 +293,28 @@ func TestP2PKnownProviderPipelines(t *testing.T) {
 		t.Errorf("the second session to a known provider did not pipeline: %+v", s2)
 	}
 }
+
+// TestP2PTCPPath: once a session is ready the two clients punch a direct TCP path (a
+// simultaneous open; here on loopback), prove the session over its TLS, and new streams take it,
+// checksummed both ways.
+func TestP2PTCPPath(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	echo := startTCPService(t, echoHandler)
+	provider := startClient(t, clientHeader(srv.Port(), testToken, "")+p2pService("echo", "xp2p", "s3cret", echo.Port()))
+	vport := freeTCPPort(t)
+	visitor := startClient(t, clientHeader(srv.Port(), testToken, "")+p2pVisitor("v", "xp2p", "echo", "s3cret", vport))
+	waitProxyStatus(t, provider, "echo")
+	addr := fmt.Sprintf("127.0.0.1:%d", vport)
+	echoThrough(t, addr, 1<<20) // the first stream: QUIC, while the TCP path is punched
+	up := sessionTo(t, visitor, "echo", func(s peer.SessionInfo) bool { return s.TCP != "" })
+	echoThrough(t, addr, 8<<20)
+	s := sessionTo(t, visitor, "echo", func(s peer.SessionInfo) bool { return s.ID == up.ID })
+	if s.TCPStreams < 1 {
+		t.Errorf("the stream after the TCP path came up did not take it: %+v", s)
+	}
+	ps := sessionTo(t, provider, "echo", func(peer.SessionInfo) bool { return true })
+	if ps.TCP == "" {
+		t.Errorf("the provider has no TCP path: %+v", ps)
+	}
+}

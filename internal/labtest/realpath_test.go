@@ -85,3 +85,105 @@ bindPort = 9002
 		t.Errorf("known provider: first byte after %s, want a round trip less than the first meeting's %s", rts(second), rts(first))
 	}
 }
+
+// rateFor sends to a sink through addr from host for d (after a first byte answered) and
+// returns the rate in Mbit/s.
+func rateFor(t *testing.T, l *natlab.Lab, host, addr string, d time.Duration) float64 {
+	t.Helper()
+	c, err := l.Dial(host, "tcp4", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(d + 20*time.Second))
+	if _, err := c.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("sink through %s: %v", addr, err)
+	}
+	buf := make([]byte, 128<<10)
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < d {
+		n, err := c.Write(buf)
+		if err != nil {
+			t.Fatalf("send through %s: %v", addr, err)
+		}
+		sent += n
+	}
+	return float64(sent) * 8 / time.Since(start).Seconds() / 1e6
+}
+
+// rateSink answers a connection's first byte, then reads everything (listening on every
+// address of host, so that the provider's service and a port forward reach the same sink).
+func rateSink(t *testing.T, l *natlab.Lab, host string, port int) {
+	ln := l.Listen(host, "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var one [1]byte
+				if _, err := io.ReadFull(c, one[:]); err == nil {
+					c.Write(one[:])
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+}
+
+// TestP2PTCPPathSurvivesLoss: on a 20 ms path with 0.5 % random loss each way, kernel TCP (BBR
+// here) keeps most of its rate where quic-go's cubic falls to a few percent of it. The session
+// punches a direct TCP path and its bulk stream rides it: it must carry at least half of what
+// direct TCP through both NATs carries on the same path, in the same run.
+func TestP2PTCPPathSurvivesLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: two 3-second transfers on a lossy path")
+	}
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: wanSides(5*time.Millisecond, 0.005)})
+	startServer(t, l)
+	rateSink(t, l, "P1", 9000)
+	// Direct TCP through both NATs: the provider's NAT forwards a port to the sink.
+	l.NFT("natP", fmt.Sprintf(`table ip portfwd {
+  chain pre {
+    type nat hook prerouting priority -101;
+    iifname "wan0" tcp dport 9000 dnat to %s
+  }
+}`, l.IP("P1")))
+	provider := startClient(t, l, "P1", "provider", providerConfig(""))
+	provider.WaitLog("xp2p service published", 10*time.Second)
+	visitor := startClient(t, l, "V1", "visitor", visitorConfig(""))
+	firstByte(t, l, "V1", visitorAddr) // opens the session, which then punches its TCP path
+	visitor.WaitLog(`direct tcp path up`, 15*time.Second)
+	const d = 3 * time.Second
+	direct := rateFor(t, l, "V1", fmt.Sprintf("%s:9000", l.NATIP("P")), d)
+	p2p := rateFor(t, l, "V1", visitorAddr, d)
+	t.Logf("20 ms, 0.5 %% loss: direct TCP %.0f Mbit/s, xp2p on its TCP path %.0f Mbit/s (%.2fx)", direct, p2p, p2p/direct)
+	if p2p < direct/2 {
+		t.Errorf("xp2p carried %.0f Mbit/s, under half of direct TCP's %.0f", p2p, direct)
+	}
+}
+
+// TestP2PTCPPathFromNoUDP: a provider whose network drops all UDP is relayed over its TCP
+// session to the server, yet it can still open TCP: the session punches a direct TCP path, and
+// streams leave the relay.
+func TestP2PTCPPathFromNoUDP(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.NoUDP}, {Name: "V", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "")
+	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
+	line := p.provider.WaitLog(`direct tcp path up.*`, 15*time.Second)[0]
+	t.Logf("provider: tcp path to %s after %s", field(line, "remote"), field(line, "time_to_tcp"))
+	exchange(t, l, "V1", visitorAddr, 4<<20, 0)
+	p.visitor.Stop()
+	ended := p.visitor.WaitLog(`p2p session ended.*`, 5*time.Second)[0]
+	if field(ended, "tcp_streams") == "0" {
+		t.Errorf("no stream took the TCP path: %s", ended)
+	}
+}

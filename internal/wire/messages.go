@@ -59,6 +59,7 @@ func init() {
 	register(func() Message { return new(PeerHello) })
 	register(func() Message { return new(PeerHelloResult) })
 	register(func() Message { return new(PeerStream) })
+	register(func() Message { return new(TCPPath) })
 	register(func() Message { return new(Traffic) })
 	register(func() Message { return new(EndSession) })
 	register(func() Message { return new(Repunch) })
@@ -398,6 +399,16 @@ type PeerStream struct {
 
 func (*PeerStream) MessageType() string { return "peerStream" }
 func (*PeerStream) Validate() error     { return nil }
+
+// TCPPath opens a stream of a visitor↔provider session that sets up a direct TCP path beside
+// it (TCP hole punching): each side sends the addresses its punching socket may be reached at
+// (the visitor first, the provider answers), then both connect to the other's at once.
+type TCPPath struct {
+	Addrs []string `json:"addrs"`
+}
+
+func (*TCPPath) MessageType() string { return "tcpPath" }
+func (m *TCPPath) Validate() error   { return validateAddrs("addrs", m.Addrs) }
 
 // Traffic is a client's periodic report of its P2P sessions' byte counts, which the server
 // cannot see on direct paths.

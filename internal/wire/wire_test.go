@@ -36,6 +36,7 @@ func validMessages() []Message {
 		&PeerHello{Service: "nas", SessionID: id16, Proof: proof},
 		&PeerHelloResult{Proof: proof, Kind: "tcp"},
 		&PeerStream{Src: "127.0.0.1:1"},
+		&TCPPath{Addrs: []string{"203.0.113.10:40000", "10.1.0.2:40000"}},
 		&Traffic{Sessions: []SessionTraffic{{SessionID: id16, Path: "direct", RelayBytes: 1}}},
 		&EndSession{SessionID: id16, Reason: "bye"},
 		&Repunch{SessionID: id16},

@@ -3,6 +3,7 @@ package wan
 import "encoding/binary"
 
 const (
+	ethHeader     = 14
 	etherTypeIPv4 = 0x0800
 	etherTypeIPv6 = 0x86dd
 	ipv6Header    = 40

@@ -104,7 +104,6 @@ type Options struct {
 const (
 	slotSize     = 2048 // an Ethernet frame of a 1500-byte MTU with room to spare
 	batch        = 64   // frames per recvmmsg/sendmmsg
-	ethHeader    = 14
 	defaultQueue = 50 * time.Millisecond
 )
 

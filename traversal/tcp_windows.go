@@ -1,0 +1,8 @@
+package traversal
+
+import "golang.org/x/sys/windows"
+
+// Windows shares a port with SO_REUSEADDR alone.
+func setReusePort(fd int) error {
+	return windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, windows.SO_REUSEADDR, 1)
+}
