@@ -47,7 +47,14 @@ func (c pathCase) apply(l *natlab.Lab) {
 }
 
 // The systems of the real-paths section, in the columns' order.
-var pathSystems = []string{"direct TCP", "direct TCP cubic", "frp tcp", "xp2p tcp", "frp xtcp", "xp2p"}
+var pathSystems = []string{"direct TCP", "direct TCP cubic", "frp tcp", "xp2p tcp", "frp xtcp", "xp2p", "xp2p cubic"}
+
+// xp2pCubic: a second xp2p provider and its visitors run with cubic as their TCP path's
+// congestion control (XP2P_TCP_CONGESTION), to report both kernels' choices.
+const (
+	cubicEnv         = "XP2P_TCP_CONGESTION=cubic"
+	xp2pCubicVisitor = 9003
+)
 
 // Ports of the section: the service behind the provider's NAT is also forwarded on the NAT
 // (direct TCP through both NATs), once more with cubic as its congestion control.
@@ -94,6 +101,9 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 			cfg := s.clientConfig("") + s.tcpProxies(1, s.remotePort()) + s.p2pProvider() + s.iperfProviders()
 			providers[s.name] = s.startClient(t, l, "P1", s.name+"-provider", cfg)
 		}
+		cubicProvider := l.Start("P1", "xp2p-cubic-provider", "env", cubicEnv, bins.xp2p, "client", "-c", natlab.WriteFile(t, "xp2p-cubic-provider.toml",
+			system{name: "xp2p"}.clientConfig("")+fmt.Sprintf("[[proxies]]\nname = \"p2pc\"\ntype = \"xp2p\"\nsecretKey = %q\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\n", secret, servicePort)))
+		cubicProvider.WaitLog("logged in to server", 15*time.Second)
 		time.Sleep(time.Second) // proxies and services registered
 		procs["frp tcp"] = []int{servers["frp"].PID(), providers["frp"].PID()}
 		procs["xp2p tcp"] = []int{servers["xp2p"].PID(), providers["xp2p"].PID()}
@@ -114,7 +124,8 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 					p.set("real paths: %s, %s, rep %d/%d", pc.name, name, rep+1, reps)
 					d, pids := targets[name], procs[name]
 					var visitor *natlab.Proc
-					if name == "frp xtcp" || name == "xp2p" {
+					switch name {
+					case "frp xtcp", "xp2p":
 						s := system{name: "xp2p", bins: bins}
 						if name == "frp xtcp" {
 							s.name = "frp"
@@ -125,6 +136,13 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 						}
 						d = dialer{lab: l, host: "V1", addr: s.visitorAddr()}
 						pids = []int{servers[s.name].PID(), providers[s.name].PID(), visitor.PID()}
+					case "xp2p cubic":
+						s := system{name: "xp2p"}
+						cfg := s.clientConfig("") + fmt.Sprintf("[[visitors]]\nname = \"vc\"\ntype = \"xp2p\"\nserverName = \"p2pc\"\nsecretKey = %q\nbindAddr = \"127.0.0.1\"\nbindPort = %d\n", secret, xp2pCubicVisitor)
+						visitor = l.Start("V1", fmt.Sprintf("xp2p-cubic-visitor-%d", rep), "env", cubicEnv, bins.xp2p, "client", "-c", natlab.WriteFile(t, "xp2p-cubic-visitor.toml", cfg))
+						visitor.WaitLog("logged in to server", 15*time.Second)
+						d = dialer{lab: l, host: "V1", addr: fmt.Sprintf("127.0.0.1:%d", xp2pCubicVisitor)}
+						pids = []int{servers["xp2p"].PID(), cubicProvider.PID(), visitor.PID()}
 					}
 					ttfb, err := d.firstByte()
 					if err != nil {
@@ -139,6 +157,14 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 						}
 						if s.path(visitor, 15*time.Second) != "direct" {
 							res.notes = append(res.notes, fmt.Sprintf("%s, %s rep %d: no direct path (relayed figures)", pc.name, name, rep+1))
+						}
+						// xp2p's bulk streams take its direct TCP path, punched once the session is ready.
+						for deadline := time.Now().Add(5 * time.Second); s.name == "xp2p" && visitor.Count("direct tcp path up") == 0; {
+							if time.Now().After(deadline) {
+								res.notes = append(res.notes, fmt.Sprintf("%s, %s rep %d: no direct TCP path (QUIC figures)", pc.name, name, rep+1))
+								break
+							}
+							time.Sleep(50 * time.Millisecond)
 						}
 					}
 					cpu0 := cpuSeconds(pids...)
@@ -412,7 +438,7 @@ func pathRows(kind string) []string {
 func pathTables(res *results) []*Table {
 	med := func(row, sys string) float64 { return res.get(row, sys).Median() }
 	cols := append([]string{"path", "unit"}, pathSystems...)
-	cols = append(cols, "xp2p / direct TCP", "xp2p / frp xtcp", "xp2p tcp / frp tcp")
+	cols = append(cols, "xp2p / direct TCP", "xp2p / frp xtcp", "xp2p / xp2p tcp", "xp2p tcp / frp tcp")
 	table := func(title, note, kind, unit string) *Table {
 		t := &Table{Title: title, Note: note, Columns: cols}
 		for _, row := range pathRows(kind) {
@@ -421,7 +447,8 @@ func pathTables(res *results) []*Table {
 				cells = append(cells, formatSample(res.get(row, sys)))
 			}
 			cells = append(cells, formatRatio(Ratio(med(row, "xp2p"), med(row, "direct TCP"))),
-				formatRatio(Ratio(med(row, "xp2p"), med(row, "frp xtcp"))), formatRatio(Ratio(med(row, "xp2p tcp"), med(row, "frp tcp"))))
+				formatRatio(Ratio(med(row, "xp2p"), med(row, "frp xtcp"))), formatRatio(Ratio(med(row, "xp2p"), med(row, "xp2p tcp"))),
+				formatRatio(Ratio(med(row, "xp2p tcp"), med(row, "frp tcp"))))
 			t.Add(cells...)
 		}
 		return t
@@ -430,7 +457,7 @@ func pathTables(res *results) []*Table {
 		"path and the path through the server have the same round trip); the loss is on the provider's link, each way; " +
 		"the home case caps the provider's uplink and the server's link. direct TCP: the service forwarded on the provider's " +
 		"NAT, through both NATs (the kernel's default congestion control, bbr here; cubic: TCP_CONGESTION on both ends). " +
-		"P2P: a fresh visitor each repetition, measured on its direct path."
+		"P2P: a fresh visitor each repetition, measured on its direct path (xp2p: its direct TCP path; xp2p cubic: the same with cubic on that path's sockets, XP2P_TCP_CONGESTION)."
 	out := []*Table{
 		table("6. Real paths: one stream, throughput", paths+" Each figure: 256 MiB or the time limit, whichever ends first.", "down", "Mbit/s"),
 		table("6b. Real paths: one stream, upload", "", "up", "Mbit/s"),
