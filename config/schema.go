@@ -17,9 +17,13 @@ type Server struct {
 	Transport ServerTransport `toml:"transport"`
 
 	// AllowPorts restricts the remote ports clients may take; empty allows all.
-	AllowPorts        []PortRange `toml:"allowPorts"`
-	MaxPortsPerClient int         `toml:"maxPortsPerClient"`
-	EnablePrometheus  bool        `toml:"enablePrometheus"`
+	AllowPorts []PortRange `toml:"allowPorts"`
+	// MaxPortsPerClient (frp's; 0: no limit) and MaxProxiesPerClient (xp2p's; names of proxies
+	// and xp2p services) bound what one client identity holds: one user from one source
+	// address, whatever number of sessions it opens (rendezvous: quotas).
+	MaxPortsPerClient   int  `toml:"maxPortsPerClient"`
+	MaxProxiesPerClient int  `toml:"maxProxiesPerClient"`
+	EnablePrometheus    bool `toml:"enablePrometheus"`
 	// STUN is the address-discovery service on bindPort (xp2p nat, RFC 5780).
 	STUN STUN `toml:"stun"`
 
@@ -347,12 +351,15 @@ const (
 
 // Defaults.
 const (
-	DefaultBindPort          = 7000
-	DefaultHeartbeatInterval = 10
-	DefaultHeartbeatTimeout  = 30
-	DefaultDialTimeout       = 10
-	DefaultP2PKeepalive      = 10
-	DefaultClientAdminPort   = 7400
+	DefaultBindPort = 7000
+	// DefaultMaxProxiesPerClient: a generous home or office (the benchmarks run 1000 proxies
+	// on one client) at about 1 KiB of server memory each.
+	DefaultMaxProxiesPerClient = 1000
+	DefaultHeartbeatInterval   = 10
+	DefaultHeartbeatTimeout    = 30
+	DefaultDialTimeout         = 10
+	DefaultP2PKeepalive        = 10
+	DefaultClientAdminPort     = 7400
 )
 
 // HeartbeatInterval returns the keepalive period of the server session.

@@ -52,6 +52,12 @@ func (c *Server) complete(file string, pos positions) error {
 	if c.MaxPortsPerClient < 0 {
 		l.at("maxPortsPerClient", "must not be negative")
 	}
+	switch {
+	case c.MaxProxiesPerClient < 0:
+		l.at("maxProxiesPerClient", "must not be negative")
+	case c.MaxProxiesPerClient == 0:
+		c.MaxProxiesPerClient = DefaultMaxProxiesPerClient
+	}
 	if c.Transport.HeartbeatTimeout < 0 {
 		l.at("transport.heartbeatTimeout", "must not be negative")
 	}

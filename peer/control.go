@@ -417,11 +417,16 @@ func (c *Client) proxyResult(ctl *control, m *wire.NewProxyResult) {
 		return
 	}
 	if m.Error != "" {
-		if m.Code == wire.CodeInUse {
-			// Held by someone else: ask again until it is ours (see proxyRetries).
+		if m.Code == wire.CodeInUse || m.Code == wire.CodeQuota {
+			// Held by someone else, or over a limit that counts other sessions of ours: ask
+			// again until it is ours (see proxyRetries).
 			at := ctl.retries.schedule(lp)
 			lp.setRetry(l, m.Error, at)
-			c.log.Warn("server refused proxy: in use; asking again", "server", l.ep.Addr, "proxy", m.Name, "err", m.Error, "retry_in", time.Until(at).Round(100*time.Millisecond))
+			why := "in use"
+			if m.Code == wire.CodeQuota {
+				why = "over this client's limit"
+			}
+			c.log.Warn("server refused proxy: "+why+"; asking again", "server", l.ep.Addr, "proxy", m.Name, "err", m.Error, "retry_in", time.Until(at).Round(100*time.Millisecond))
 			return
 		}
 		ctl.retries.forget(m.Name)

@@ -41,6 +41,9 @@ func (m *Member) Owner() Owner { return m.owner }
 // Name is the proxy's registered name.
 func (m *Member) Name() string { return m.name }
 
+// Stats are the figures of the member's proxy.
+func (m *Member) Stats() *Stats { return m.stats }
+
 // UserConn is a user's connection as the server accepted it: a TCP connection, perhaps with
 // the bytes it was routed by already read off it.
 type UserConn interface {

@@ -29,6 +29,9 @@ type Owner interface {
 	TakeWorkConn() (Conn, bool)
 	// ID names the client in logs and errors.
 	ID() string
+	// Identity is who the client is for what it leaves behind: its proxies' figures are kept
+	// under this owner once offline (StatsBook).
+	Identity() string
 	// FlowDatagrams carries udp flows' datagrams beside their streams (nil: streams only).
 	FlowDatagrams() *session.FlowDatagrams
 }
@@ -48,15 +51,13 @@ var (
 	ErrPortInUse      = errors.New("port already in use")
 	ErrGroupKey       = errors.New("wrong loadBalancer.groupKey for this group")
 	ErrGroupPort      = errors.New("a group's members share one remotePort")
-	ErrTooManyPorts   = errors.New("too many ports for this client (maxPortsPerClient)")
 )
 
 // ProxiesConfig is what the server's config says about public ports.
 type ProxiesConfig struct {
 	BindAddr string
 	// AllowPorts are the ports proxies may take (the server's allowPorts; empty: any).
-	AllowPorts        []config.PortRange
-	MaxPortsPerClient int
+	AllowPorts []config.PortRange
 	// UDPIdleTimeout expires a udp proxy's per-source session.
 	UDPIdleTimeout time.Duration
 	Log            *slog.Logger
@@ -73,7 +74,6 @@ type Proxies struct {
 	groups   map[string]*tcpPort // load-balancing groups by name: one port each
 	udpPorts map[int]*udpProxy
 	byKey    map[memberKey]*Member
-	perOwner map[Owner]int
 	closed   bool
 }
 
@@ -95,7 +95,6 @@ func NewProxies(cfg ProxiesConfig, stats *StatsBook) *Proxies {
 		groups:   map[string]*tcpPort{},
 		udpPorts: map[int]*udpProxy{},
 		byKey:    map[memberKey]*Member{},
-		perOwner: map[Owner]int{},
 	}
 }
 
@@ -124,10 +123,7 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 	if !p.allowed.allows(req.RemotePort) {
 		return "", fmt.Errorf("remotePort %d: %w", req.RemotePort, ErrPortNotAllowed)
 	}
-	if max := p.cfg.MaxPortsPerClient; max > 0 && p.perOwner[owner] >= max {
-		return "", ErrTooManyPorts
-	}
-	m := NewMember(owner, req.Name, p.stats.Get(req.Name, req.Type), netx.NewByteLimiter(req.BandwidthLimit))
+	m := NewMember(owner, req.Name, p.stats.Acquire(req.Name, req.Type, owner.Identity()), netx.NewByteLimiter(req.BandwidthLimit))
 	var port int
 	var err error
 	switch req.Type {
@@ -139,11 +135,11 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 		err = fmt.Errorf("proxy type %q is not a public port", req.Type)
 	}
 	if err != nil {
+		p.stats.Release(m.stats)
 		return "", err
 	}
 	m.stats.SetPort(port)
 	p.byKey[key] = m
-	p.perOwner[owner]++
 	return net.JoinHostPort(p.cfg.BindAddr, strconv.Itoa(port)), nil
 }
 
@@ -251,9 +247,7 @@ func (p *Proxies) Remove(owner Owner, name string) {
 		return
 	}
 	delete(p.byKey, memberKey{owner, name})
-	if p.perOwner[owner]--; p.perOwner[owner] <= 0 {
-		delete(p.perOwner, owner)
-	}
+	p.stats.Release(m.stats)
 	var closers []func()
 	for port, tp := range p.tcpPorts {
 		old := *tp.members.Load()

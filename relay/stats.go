@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"container/list"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,12 @@ type Stats struct {
 	curConns   atomic.Int64
 	totalConns atomic.Int64
 	lastSeen   atomic.Int64 // unix nanos of the last registration or connection
+
+	// Guarded by the book's lock: registrations holding the name, the identity that last
+	// registered it, and its place among its owner's offline names (nil while live).
+	live    int
+	owner   string
+	offline *list.Element
 }
 
 // StatsSnapshot is a copy of Stats at one moment.
@@ -30,6 +37,8 @@ type StatsSnapshot struct {
 	BytesOut   int64  `json:"bytesOut"`
 	CurConns   int64  `json:"curConns"`
 	TotalConns int64  `json:"totalConns"`
+	// Owner is the identity that registered the name last (user@source, see StatsBook).
+	Owner string `json:"-"`
 }
 
 // SetPort records where the proxy is published (0: on a shared port).
@@ -64,38 +73,108 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		BytesOut:   s.bytesOut.Load(),
 		CurConns:   s.curConns.Load(),
 		TotalConns: s.totalConns.Load(),
+		Owner:      s.owner,
 	}
 }
 
-// StatsBook holds Stats by proxy name, for at most MaxNames names (the least recently seen are
-// dropped first), so that clients churning through names cost bounded memory.
+// StatsBook holds Stats by proxy name. A name is live while some client has it registered
+// (Acquire … Release) and offline after, its figures kept for when it comes back. Live names
+// are never forgotten (the server's per-client limits bound them); offline ones are, so that
+// clients churning through names cost bounded memory: each owner (the identity that last
+// registered the name) keeps at most MaxOfflinePerOwner, the book at most MaxOffline, and past
+// that the owner with the most offline names loses its oldest first. A client that registers
+// thousands of names and drops them thus pushes out its own history, not other clients'.
 type StatsBook struct {
-	MaxNames int
+	MaxOffline         int
+	MaxOfflinePerOwner int
+	// OnForget, if set, is called (outside the book's lock) with each name the book forgot.
+	OnForget func(name string)
 
-	mu    sync.Mutex
-	stats map[string]*Stats
+	mu      sync.Mutex
+	stats   map[string]*Stats
+	offline map[string]*list.List // owner → its offline Stats, the oldest first
+	nOff    int
 }
 
-// NewStatsBook returns an empty book for up to 10000 names.
+// NewStatsBook returns an empty book that keeps 10000 offline names, 1000 per owner.
 func NewStatsBook() *StatsBook {
-	return &StatsBook{MaxNames: 10000, stats: map[string]*Stats{}}
+	return &StatsBook{MaxOffline: 10000, MaxOfflinePerOwner: 1000, stats: map[string]*Stats{}, offline: map[string]*list.List{}}
 }
 
-// Get returns the Stats of name, creating them.
-func (b *StatsBook) Get(name, typ string) *Stats {
+// Acquire returns the Stats of name, registered by owner, creating them; the name is live until
+// as many Release calls.
+func (b *StatsBook) Acquire(name, typ, owner string) *Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s, ok := b.stats[name]
 	if !ok {
-		if len(b.stats) >= b.MaxNames {
-			b.evictLocked()
-		}
 		s = &Stats{Name: name}
 		b.stats[name] = s
 	}
+	if s.offline != nil {
+		b.unlistLocked(s)
+	}
+	s.live++
+	s.owner = owner
 	s.Type = typ
 	s.lastSeen.Store(time.Now().UnixNano())
 	return s
+}
+
+// Release ends one registration of s; the last one makes it offline.
+func (b *StatsBook) Release(s *Stats) {
+	b.mu.Lock()
+	if s.live--; s.live > 0 || b.stats[s.Name] != s {
+		b.mu.Unlock()
+		return
+	}
+	l := b.offline[s.owner]
+	if l == nil {
+		l = list.New()
+		b.offline[s.owner] = l
+	}
+	s.offline = l.PushBack(s)
+	b.nOff++
+	var forgot []string
+	for l.Len() > b.MaxOfflinePerOwner {
+		forgot = append(forgot, b.forgetLocked(l.Front().Value.(*Stats)))
+	}
+	for b.nOff > b.MaxOffline {
+		forgot = append(forgot, b.forgetLocked(b.largestOwnerLocked().Front().Value.(*Stats)))
+	}
+	b.mu.Unlock()
+	if b.OnForget != nil {
+		for _, name := range forgot {
+			b.OnForget(name)
+		}
+	}
+}
+
+// largestOwnerLocked is the offline list of the owner with the most offline names.
+func (b *StatsBook) largestOwnerLocked() *list.List {
+	var largest *list.List
+	for _, l := range b.offline {
+		if largest == nil || l.Len() > largest.Len() {
+			largest = l
+		}
+	}
+	return largest
+}
+
+func (b *StatsBook) unlistLocked(s *Stats) {
+	l := b.offline[s.owner]
+	l.Remove(s.offline)
+	s.offline = nil
+	b.nOff--
+	if l.Len() == 0 {
+		delete(b.offline, s.owner)
+	}
+}
+
+func (b *StatsBook) forgetLocked(s *Stats) string {
+	b.unlistLocked(s)
+	delete(b.stats, s.Name)
+	return s.Name
 }
 
 // Snapshot returns every name's figures, sorted by name.
@@ -110,18 +189,9 @@ func (b *StatsBook) Snapshot() []StatsSnapshot {
 	return out
 }
 
-func (b *StatsBook) evictLocked() {
-	var oldest string
-	var oldestT int64
-	for n, s := range b.stats {
-		if s.curConns.Load() > 0 {
-			continue
-		}
-		if t := s.lastSeen.Load(); oldest == "" || t < oldestT {
-			oldest, oldestT = n, t
-		}
-	}
-	if oldest != "" {
-		delete(b.stats, oldest)
-	}
+// Len returns how many names the book holds, and how many of them are offline.
+func (b *StatsBook) Len() (all, offline int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.stats), b.nOff
 }

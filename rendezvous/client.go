@@ -28,6 +28,7 @@ type client struct {
 	ctrl   session.Stream
 	login  *wire.Login
 	id     string
+	ident  identity // for per-client limits (quotas.go)
 	remote netip.AddrPort
 	since  time.Time
 	log    *slog.Logger
@@ -96,6 +97,7 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 		ctrl:        ctrl,
 		login:       login,
 		id:          hex.EncodeToString(idb),
+		ident:       identityOf(login.User, remote.Addr()),
 		remote:      remote,
 		since:       time.Now(),
 		relayFrames: make(chan []byte, 512),
@@ -124,6 +126,9 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 
 // ID names the client in logs.
 func (c *client) ID() string { return c.id }
+
+// Identity is who the client is for per-client limits and the figures it leaves (relay.Owner).
+func (c *client) Identity() string { return c.ident.String() }
 
 // OpenStream opens a work stream to the client (relay.Owner).
 func (c *client) OpenStream(ctx context.Context) (session.Stream, error) {
@@ -183,7 +188,12 @@ func (c *client) run() {
 	s.mu.Unlock()
 	if old != nil {
 		// The same client process reconnected (its old session may not have timed out yet).
+		// Its names and quota are freed before this session claims them again.
 		old.sess.Close("replaced by a new session of the same client")
+		select {
+		case <-old.done:
+		case <-time.After(holderTakeoverWait):
+		}
 	}
 	c.log.Info("client logged in", "transport", c.sess.Transport(), "hostname", c.login.Hostname, "version", c.login.Version)
 	s.Events.clientOnline(c)
@@ -354,7 +364,6 @@ func (c *client) newProxyTry(m *wire.NewProxy, mayEvict bool) {
 		return
 	}
 	if wire.IsP2PKind(m.Type) {
-		s.Stats.Get(name, m.Type)
 		c.log.Info("xp2p service online", "service", name)
 	} else {
 		c.log.Info("proxy online", "proxy", name, "type", m.Type, "addr", reply.RemoteAddr)

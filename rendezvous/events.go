@@ -37,11 +37,8 @@ type Events struct {
 	ended    []SessionSnapshot // ring of recently ended sessions, oldest first
 }
 
-// Bounds of what Events remembers.
-const (
-	maxServiceTraffic = 10000
-	maxEndedSessions  = 50
-)
+// Bounds of what Events remembers (its services' traffic goes with their StatsBook entries).
+const maxEndedSessions = 50
 
 // sessionReport is what the server knows of one paired session beyond the pairing itself.
 type sessionReport struct {
@@ -62,7 +59,6 @@ type sessionReport struct {
 type ServiceTraffic struct {
 	RelayBytes  atomic.Int64
 	DirectBytes atomic.Int64
-	lastSeen    atomic.Int64
 }
 
 func newEvents() *Events {
@@ -161,31 +157,25 @@ func (e *Events) traffic(c *client, m *wire.Traffic) {
 		if relay > 0 || direct > 0 {
 			r.ready = true
 		}
-		svc.lastSeen.Store(now.UnixNano())
 	}
 }
 
-// serviceLocked returns the traffic of a service, creating it (and forgetting the least recently
-// seen service when there are too many).
+// serviceLocked returns the traffic of a service, creating it. Services are forgotten with
+// their figures in the server's StatsBook (forgetService), which keeps every online one.
 func (e *Events) serviceLocked(name string) *ServiceTraffic {
 	st := e.services[name]
-	if st != nil {
-		return st
+	if st == nil {
+		st = &ServiceTraffic{}
+		e.services[name] = st
 	}
-	if len(e.services) >= maxServiceTraffic {
-		var oldest string
-		var oldestT int64
-		for n, s := range e.services {
-			if t := s.lastSeen.Load(); oldest == "" || t < oldestT {
-				oldest, oldestT = n, t
-			}
-		}
-		delete(e.services, oldest)
-	}
-	st = &ServiceTraffic{}
-	st.lastSeen.Store(time.Now().UnixNano())
-	e.services[name] = st
 	return st
+}
+
+// forgetService drops the P2P traffic of a service the StatsBook forgot.
+func (e *Events) forgetService(name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.services, name)
 }
 
 // ServiceTrafficSnapshot is a copy of one service's P2P traffic.

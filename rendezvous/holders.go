@@ -169,6 +169,9 @@ func claimCode(err error) string {
 	if errors.Is(err, errNameHeld) || errors.Is(err, errNameOfGroup) {
 		return wire.CodeInUse
 	}
+	if errors.Is(err, errQuota) {
+		return wire.CodeQuota
+	}
 	return wire.CodeConfig
 }
 
@@ -177,7 +180,7 @@ func refusalCode(err error) string {
 	switch {
 	case errors.Is(err, relay.ErrPortInUse), errors.Is(err, vhost.ErrRouteInUse):
 		return wire.CodeInUse
-	case errors.Is(err, relay.ErrPortNotAllowed), errors.Is(err, relay.ErrTooManyPorts), errors.Is(err, relay.ErrGroupKey), errors.Is(err, vhost.ErrGroupKey):
+	case errors.Is(err, relay.ErrPortNotAllowed), errors.Is(err, relay.ErrGroupKey), errors.Is(err, relay.ErrGroupPort), errors.Is(err, vhost.ErrGroupKey):
 		return wire.CodeConfig
 	}
 	return ""

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
 )
 
 // proxyKey names a proxy or xp2p service on the server: the client's frp user and the proxy's
@@ -35,6 +36,9 @@ type nameMember struct {
 	c *client
 	// online: published; false while the publication is under way (and may still fail).
 	online bool
+	// stats holds an xp2p service's figures live while it is online (relay.Proxies holds those
+	// of the proxies it publishes).
+	stats *relay.Stats
 }
 
 // errNameHeld refuses a name another client holds alone and is alive; errNameOfGroup a name
@@ -52,17 +56,28 @@ func (s *Server) claimLocked(c *client, key proxyKey, kind, group string) (holde
 		return nil, errors.New("client session is ending")
 	}
 	e := s.names[key]
+	take := func() error {
+		if err := s.quotas.take(c.ident, wire.TakesPort(kind)); err != nil {
+			return fmt.Errorf("proxy %q: %w", key, err)
+		}
+		c.proxies[key.name] = kind
+		return nil
+	}
 	switch {
 	case e == nil:
+		if err := take(); err != nil {
+			return nil, err
+		}
 		s.names[key] = &nameEntry{kind: kind, group: group, members: []nameMember{{c: c}}}
-		c.proxies[key.name] = kind
 		return nil, nil
 	case e.has(c):
 		return nil, fmt.Errorf("proxy %q is already registered", key)
 	case e.group != "" && e.group == group && e.kind == kind:
 		// Joining the group: publishing it checks the group's key and port.
+		if err := take(); err != nil {
+			return nil, err
+		}
 		e.members = append(e.members, nameMember{c: c})
-		c.proxies[key.name] = kind
 		return nil, nil
 	case e.group != "":
 		return nil, fmt.Errorf("proxy name %q is %w %q (of %s proxies)", key, errNameOfGroup, e.group, e.kind)
@@ -81,8 +96,11 @@ func (s *Server) confirmLocked(c *client, key proxyKey) bool {
 		return false
 	}
 	for i := range e.members {
-		if e.members[i].c == c {
-			e.members[i].online = true
+		if m := &e.members[i]; m.c == c {
+			m.online = true
+			if wire.IsP2PKind(e.kind) {
+				m.stats = s.Stats.Acquire(key.String(), e.kind, c.ident.String())
+			}
 			return true
 		}
 	}
@@ -91,13 +109,21 @@ func (s *Server) confirmLocked(c *client, key proxyKey) bool {
 
 // releaseLocked drops c's claim of key, and the name once nobody holds it. s.mu is held.
 func (s *Server) releaseLocked(c *client, key proxyKey) {
+	kind, claimed := c.proxies[key.name]
+	if !claimed {
+		return
+	}
 	delete(c.proxies, key.name)
+	s.quotas.give(c.ident, wire.TakesPort(kind))
 	e := s.names[key]
 	if e == nil {
 		return
 	}
 	for i, m := range e.members {
 		if m.c == c {
+			if m.stats != nil {
+				s.Stats.Release(m.stats)
+			}
 			e.members = append(e.members[:i:i], e.members[i+1:]...)
 			break
 		}

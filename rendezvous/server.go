@@ -74,6 +74,7 @@ type Server struct {
 	mu       sync.Mutex
 	clients  map[string]*client      // by run id
 	names    map[proxyKey]*nameEntry // every proxy and service name → who holds it
+	quotas   *quotas                 // what each client identity holds
 	sessions map[string]*p2pSession  // by session id
 
 	ctx     context.Context
@@ -97,13 +98,14 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		Events:   newEvents(),
 		clients:  map[string]*client{},
 		names:    map[proxyKey]*nameEntry{},
+		quotas:   newQuotas(cfg.MaxProxiesPerClient, cfg.MaxPortsPerClient),
 		sessions: map[string]*p2pSession{},
 	}
+	s.Stats.OnForget = s.Events.forgetService
 	ports := relay.NewProxies(relay.ProxiesConfig{
-		BindAddr:          cfg.ProxyBindAddr,
-		AllowPorts:        cfg.AllowPorts,
-		MaxPortsPerClient: cfg.MaxPortsPerClient,
-		Log:               log,
+		BindAddr:   cfg.ProxyBindAddr,
+		AllowPorts: cfg.AllowPorts,
+		Log:        log,
 	}, s.Stats)
 	s.publishers = publishers{wire.ProxyTCP: ports, wire.ProxyUDP: ports}
 	s.packets = &relay.PacketRelay{}

@@ -165,7 +165,7 @@ func (s *Server) Add(owner relay.Owner, req *wire.NewProxy) (string, error) {
 	if _, dup := s.proxies[key]; dup {
 		return "", fmt.Errorf("proxy %q is already registered by this client", req.Name)
 	}
-	stats := s.stats.Get(req.Name, req.Type)
+	stats := s.stats.Acquire(req.Name, req.Type, owner.Identity())
 	wp := &webProxy{member: relay.NewMember(owner, req.Name, stats, netx.NewByteLimiter(req.BandwidthLimit)), req: *req, front: f, id: nextProxyID.Add(1)}
 	rt := f.router()
 	var addrs []string
@@ -178,6 +178,7 @@ func (s *Server) Add(owner relay.Owner, req *wire.NewProxy) (string, error) {
 				for _, r := range wp.routes {
 					rt.remove(r.key, wp)
 				}
+				s.stats.Release(stats)
 				return "", err
 			}
 			wp.routes = append(wp.routes, r)
@@ -254,6 +255,7 @@ func (s *Server) Remove(owner relay.Owner, name string) {
 		wp.front.router().remove(r.key, wp)
 	}
 	wp.member.Close()
+	s.stats.Release(wp.member.Stats())
 }
 
 // RemoveOwner withdraws every web proxy of owner.

@@ -460,7 +460,7 @@ func TestUserPrefixAndPortQuota(t *testing.T) {
 			if got, err := askID(pi.Remote); err != nil || got != "quota" {
 				t.Errorf("%s answered %q (%v)", name, got, err)
 			}
-		case strings.Contains(pi.Status, "too many ports for this client (maxPortsPerClient)"):
+		case strings.Contains(pi.Status, `over this client's limit: 2 ports of user "" from 127.0.0.1/32 (maxPortsPerClient = 2)`):
 			refused++
 		default:
 			t.Errorf("%s: status %q", name, pi.Status)

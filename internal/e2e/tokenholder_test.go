@@ -41,7 +41,7 @@ func newRawClient(t testing.TB, srv *testServer, ip net.IP) *rawClient {
 	t.Helper()
 	sess := rawSessionFrom(t, srv.Port(), session.ProtocolQUIC, ip)
 	r := &rawClient{t: t, sess: sess, ctrl: rawLogin(t, sess),
-		results: make(chan *wire.NewProxyResult, 64), connect: make(chan *wire.ConnectResult, 1024), done: make(chan struct{})}
+		results: make(chan *wire.NewProxyResult, 1<<15), connect: make(chan *wire.ConnectResult, 1024), done: make(chan struct{})}
 	go r.read()
 	return r
 }
@@ -328,5 +328,191 @@ func TestP2PUnprovenFlood(t *testing.T) {
 	echoThrough(t, fmt.Sprintf("127.0.0.1:%d", vport), 64<<10)
 	if got := sessionTo(t, visitor, "nas", func(peer.SessionInfo) bool { return true }); got.TimeToReady <= 0 {
 		t.Errorf("the real session has no time to ready: %+v", got)
+	}
+}
+
+// countStatuses waits until the server answered every proxy of the clients and counts those
+// running; the others must be waiting for room under the client's limits.
+func countStatuses(t *testing.T, clients []*testClient, names [][]string) (running int) {
+	t.Helper()
+	for i, c := range clients {
+		for _, name := range names[i] {
+			pi := waitProxyStatus(t, c, name)
+			switch {
+			case pi.Status == "running":
+				running++
+			case strings.HasPrefix(pi.Status, "waiting: ") && strings.Contains(pi.Status, "over this client's limit"):
+			default:
+				t.Errorf("proxy %s: status %q", name, pi.Status)
+			}
+		}
+	}
+	return running
+}
+
+// TestQuotaPerIdentity: maxPortsPerClient holds per identity (one user from one address), not
+// per session: four sessions of one client identity held 20 ports with maxPortsPerClient = 5.
+// Inventing users from one address buys at most 4 identities' worth. A user that registered
+// before keeps its ports working throughout.
+func TestQuotaPerIdentity(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "maxPortsPerClient = 5\n")
+	svc := startTCPService(t, idHandler("svc"))
+	alice := startClient(t, clientHeader(srv.Port(), testToken, `user = "alice"`)+tcpProxy("a1", svc.Port(), 0)+tcpProxy("a2", svc.Port(), 0))
+	aliceAddrs := []string{waitRunning(t, alice, "a1"), waitRunning(t, alice, "a2")}
+
+	fiveProxies := func(prefix string) (string, []string) {
+		var toml string
+		var names []string
+		for j := range 5 {
+			name := fmt.Sprintf("%s%d", prefix, j)
+			toml += tcpProxy(name, svc.Port(), 0)
+			names = append(names, name)
+		}
+		return toml, names
+	}
+	// Four sessions of one identity (no user, this address), five ports each.
+	var same []*testClient
+	var sameNames [][]string
+	for i := range 4 {
+		toml, names := fiveProxies(fmt.Sprintf("s%d-", i))
+		same = append(same, startClient(t, clientHeader(srv.Port(), testToken, "")+toml))
+		sameNames = append(sameNames, names)
+	}
+	if n := countStatuses(t, same, sameNames); n != 5 {
+		t.Errorf("4 sessions of one identity hold %d ports, want 5 (maxPortsPerClient)", n)
+	}
+	// A session that leaves frees its identity's ports: the others, waiting, get them.
+	left := -1
+	for i, c := range same {
+		for _, name := range sameNames[i] {
+			if pi, _ := proxyInfo(c, name); pi.Status == "running" && left < 0 {
+				left = i
+			}
+		}
+	}
+	same[left].Close()
+	begin := time.Now()
+	// They ask again with backoff, at most every 30 s (+20 % jitter).
+	eventually(t, 40*time.Second, func() bool {
+		n := 0
+		for i, c := range same {
+			for _, name := range sameNames[i] {
+				if pi, _ := proxyInfo(c, name); i != left && pi.Status == "running" {
+					n++
+				}
+			}
+		}
+		return n == 5
+	}, func() string { return "the identity's other sessions did not get the freed ports" })
+	t.Logf("the other sessions held the freed ports %s after one left", time.Since(begin).Round(100*time.Millisecond))
+	// Five invented users from the same address, five ports each: the address holds at most
+	// 4 × 5 ports in all (alice's 2 and the 5 above count).
+	var invented []*testClient
+	var inventedNames [][]string
+	for i := range 5 {
+		toml, names := fiveProxies(fmt.Sprintf("u%d-", i))
+		invented = append(invented, startClient(t, clientHeader(srv.Port(), testToken, fmt.Sprintf("user = \"u%d\"", i))+toml))
+		inventedNames = append(inventedNames, names)
+	}
+	if n := countStatuses(t, invented, inventedNames); n != 20-5-2 {
+		t.Errorf("5 invented users hold %d ports, want %d (4 × maxPortsPerClient from one address, less what is held)", n, 20-5-2)
+	}
+	for _, addr := range aliceAddrs {
+		if got, err := askID(addr); err != nil || got != "svc" {
+			t.Errorf("alice's proxy %s answered %q (%v)", addr, got, err)
+		}
+	}
+}
+
+// registerAll sends every NewProxy at once and returns how many the server published and how
+// many it refused as over the client's limit.
+func (r *rawClient) registerAll(reqs []*wire.NewProxy) (published, overLimit int) {
+	r.t.Helper()
+	for _, m := range reqs {
+		if err := r.send(m); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	for range reqs {
+		select {
+		case res := <-r.results:
+			switch {
+			case res.Error == "":
+				published++
+			case res.Code == wire.CodeQuota:
+				overLimit++
+			default:
+				r.t.Errorf("%s refused: %s", res.Name, res.Error)
+			}
+		case <-time.After(10 * time.Second):
+			r.t.Fatalf("%d of %d newProxy answered", published+overLimit, len(reqs))
+		}
+	}
+	return published, overLimit
+}
+
+// TestNameFlood: a token holder registers xp2p service names as fast as it can (37,000 in 3 s
+// took 42 MB), then churns through them (10,000 offline names pushed real proxies' figures out
+// of /api/proxies). It holds at most maxProxiesPerClient (1000) at once, its offline names
+// push out only its own, and the real proxies, live or offline, keep their figures.
+func TestNameFlood(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	echo := startTCPService(t, echoHandler)
+	home := startClient(t, clientHeader(srv.Port(), testToken, `user = "home"`)+
+		tcpProxy("web", echo.Port(), 0)+p2pService("nas", "xp2p", "k", echo.Port()))
+	gone := startClient(t, clientHeader(srv.Port(), testToken, `user = "gone"`)+tcpProxy("old", echo.Port(), 0))
+	if err := roundTrip(waitRunning(t, home, "web"), []byte("home's traffic")); err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(waitRunning(t, gone, "old"), []byte("traffic of a proxy that goes offline")); err != nil {
+		t.Fatal(err)
+	}
+	waitProxyStatus(t, home, "nas")
+	gone.Close()
+	eventually(t, 5*time.Second, func() bool { return !proxySnapshot(t, srv, "gone.old").Online },
+		func() string { return "gone.old still online" })
+
+	attacker := newRawClient(t, srv, net.IPv4(127, 0, 0, 2))
+	round := func(r, n int) []*wire.NewProxy {
+		var reqs []*wire.NewProxy
+		for i := range n {
+			reqs = append(reqs, &wire.NewProxy{Name: fmt.Sprintf("f%02d-%05d", r, i), Type: wire.ProxyXP2P})
+		}
+		return reqs
+	}
+	start := time.Now()
+	published, over := attacker.registerAll(round(0, 1100))
+	t.Logf("1100 names asked for in %s: %d published, %d over the limit", time.Since(start).Round(time.Millisecond), published, over)
+	if published != 1000 || over != 100 {
+		t.Fatalf("the attacker got %d names (%d refused), want 1000 (maxProxiesPerClient's default) and 100", published, over)
+	}
+	// Churn: drop them all, take 1000 new ones, 11 times: 11,000 offline names.
+	for r := 1; r <= 11; r++ {
+		for _, m := range round(r-1, 1000) {
+			attacker.send(&wire.CloseProxy{Name: m.Name})
+		}
+		if published, _ := attacker.registerAll(round(r, 1000)); published != 1000 {
+			t.Fatalf("round %d: %d names published, want 1000", r, published)
+		}
+	}
+	all, offline := srv.Stats.Len()
+	t.Logf("after the churn (%s): the server keeps %d names, %d offline", time.Since(start).Round(time.Millisecond), all, offline)
+	if offline > 1001 {
+		t.Errorf("the server keeps %d offline names, want the attacker's 1000 at most and gone.old", offline)
+	}
+	for _, tc := range []struct {
+		name   string
+		online bool
+		bytes  bool
+	}{{"home.web", true, true}, {"home.nas", true, false}, {"gone.old", false, true}} {
+		p := proxySnapshot(t, srv, tc.name)
+		if p.Online != tc.online || (tc.bytes && p.BytesIn == 0) {
+			t.Errorf("%s after the flood: %+v, want online %v with its traffic", tc.name, p, tc.online)
+		}
+	}
+	if err := roundTrip(waitRunning(t, home, "web"), []byte("home's traffic after the flood")); err != nil {
+		t.Error(err)
 	}
 }

@@ -31,13 +31,16 @@ type ProxyKind struct {
 	// Groups: proxies of this kind may form load-balancing groups (one port or host, several
 	// clients).
 	Groups bool
+	// Port: a proxy of this kind takes a public port of its own (remotePort), which
+	// maxPortsPerClient counts.
+	Port bool
 	// validate checks the NewProxy fields of this kind.
 	validate func(*NewProxy) error
 }
 
 var proxyKinds = []*ProxyKind{
-	{Name: ProxyTCP, Groups: true, validate: validateRemotePort},
-	{Name: ProxyUDP, validate: validateRemotePort},
+	{Name: ProxyTCP, Groups: true, Port: true, validate: validateRemotePort},
+	{Name: ProxyUDP, Port: true, validate: validateRemotePort},
 	{Name: ProxyHTTP, Groups: true, validate: validateWeb},
 	{Name: ProxyHTTPS, Groups: true, validate: validateWeb},
 	{Name: ProxyTCPMux, Groups: true, validate: validateWeb},
@@ -60,6 +63,12 @@ func ProxyKindNames() []string {
 		out[i] = k.Name
 	}
 	return out
+}
+
+// TakesPort reports whether a proxy of kind takes a public port of its own.
+func TakesPort(kind string) bool {
+	k := LookupProxyKind(kind)
+	return k != nil && k.Port
 }
 
 // IsP2PKind reports whether kind is registered for P2P sessions rather than published.

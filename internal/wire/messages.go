@@ -40,10 +40,15 @@ const (
 	// server checked it was alive, or by a program outside xp2p. It may be free later: the
 	// client asks again, with backoff, until it gets it.
 	CodeInUse = "inUse"
-	// CodeConfig: the server's configuration does not allow a proxy (allowPorts,
-	// maxPortsPerClient, a group's key, a name the client already registered). Asking again
+	// CodeConfig: the server's configuration does not allow a proxy (allowPorts, a group's key
+	// or port, a name the client already registered). Asking again
 	// gives the same answer until a configuration changes.
 	CodeConfig = "config"
+	// CodeQuota: the client's identity (its user from its address) holds as many proxies or
+	// ports as the server allows (maxProxiesPerClient, maxPortsPerClient), counting its other
+	// sessions. It may fit later, when one of them closes a proxy or ends: the client asks
+	// again, with backoff.
+	CodeQuota = "quota"
 )
 
 func init() {
@@ -215,8 +220,8 @@ type NewProxyResult struct {
 	// RemoteAddr is where the proxy is reachable on the server (tcp/udp).
 	RemoteAddr string `json:"remoteAddr,omitempty"`
 	Error      string `json:"error,omitempty"`
-	// Code says what kind of refusal Error is (CodeInUse, CodeConfig; "" for others), so that
-	// the client knows whether asking again can help.
+	// Code says what kind of refusal Error is (CodeInUse, CodeQuota, CodeConfig; "" for
+	// others), so that the client knows whether asking again can help.
 	Code string `json:"code,omitempty"`
 }
 

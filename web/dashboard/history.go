@@ -1,6 +1,8 @@
 package dashboard
 
 import (
+	"container/heap"
+	"slices"
 	"sync"
 	"time"
 
@@ -9,8 +11,11 @@ import (
 
 // History keeps the traffic of the last day in memory, bounded: per proxy one bucket per
 // BucketWidth (a minute) for Buckets buckets (1440: a day), stored sparsely (minutes without
-// traffic cost nothing), for at most MaxProxies proxies (the longest idle are forgotten first);
-// and the server's total at every tick (5 s) for the last FinePoints ticks (an hour).
+// traffic cost nothing); and the server's total at every tick (5 s) for the last FinePoints
+// ticks (an hour). The series of a proxy that is online are always kept (the server's
+// per-client limits bound how many there are); past MaxProxies series, those of offline proxies
+// are forgotten, from the owner with the most of them, the longest idle first: a client that
+// churns through names loses its own history, not other clients'.
 type History struct {
 	width      time.Duration
 	buckets    int
@@ -41,6 +46,9 @@ type series struct {
 	buckets    []bucket // oldest first, only those with traffic, none older than the window
 	rate       rates    // over the last tick
 	lastActive time.Time
+	// As of the last snapshot: whether the proxy is online, and who registered it last.
+	online bool
+	owner  string
 }
 
 type rates struct{ in, out, p2p float64 }
@@ -113,6 +121,7 @@ func (h *History) Record(snap *rendezvous.Snapshot, now time.Time) {
 			}
 			s = h.newSeriesLocked(p.Name, now)
 		}
+		s.online, s.owner = p.Online, p.Owner
 		h.addLocked(s, d, now, elapsed, first)
 	}
 	h.last = seen
@@ -127,12 +136,14 @@ func (h *History) Record(snap *rendezvous.Snapshot, now time.Time) {
 	// Forget proxies whose day has passed without traffic and that the server forgot too.
 	for name, s := range h.proxies {
 		if _, ok := seen[name]; !ok {
+			s.online = false
 			h.pruneLocked(s, now)
 			if len(s.buckets) == 0 {
 				delete(h.proxies, name)
 			}
 		}
 	}
+	h.forgetOfflineLocked()
 }
 
 func delta(cur, prev int64) int64 {
@@ -143,19 +154,62 @@ func delta(cur, prev int64) int64 {
 }
 
 func (h *History) newSeriesLocked(name string, now time.Time) *series {
-	if len(h.proxies) >= h.maxProxies {
-		var oldest string
-		var oldestT time.Time
-		for n, s := range h.proxies {
-			if oldest == "" || s.lastActive.Before(oldestT) {
-				oldest, oldestT = n, s.lastActive
-			}
-		}
-		delete(h.proxies, oldest)
-	}
 	s := &series{lastActive: now}
 	h.proxies[name] = s
 	return s
+}
+
+// forgetOfflineLocked forgets series of offline proxies while there are more than maxProxies
+// series: each time the longest idle one of the owner with the most of them. Series of online
+// proxies stay, however many.
+func (h *History) forgetOfflineLocked() {
+	excess := len(h.proxies) - h.maxProxies
+	if excess <= 0 {
+		return
+	}
+	byOwner := map[string]*ownerSeries{}
+	for name, s := range h.proxies {
+		if !s.online {
+			g := byOwner[s.owner]
+			if g == nil {
+				g = &ownerSeries{}
+				byOwner[s.owner] = g
+			}
+			g.names = append(g.names, name)
+		}
+	}
+	groups := make(ownerHeap, 0, len(byOwner))
+	for _, g := range byOwner {
+		slices.SortFunc(g.names, func(a, b string) int { return h.proxies[a].lastActive.Compare(h.proxies[b].lastActive) })
+		groups = append(groups, g)
+	}
+	heap.Init(&groups)
+	for ; excess > 0 && len(groups) > 0; excess-- {
+		g := groups[0]
+		delete(h.proxies, g.names[0])
+		if g.names = g.names[1:]; len(g.names) == 0 {
+			heap.Pop(&groups)
+		} else {
+			heap.Fix(&groups, 0)
+		}
+	}
+}
+
+// ownerSeries are one owner's offline series, the longest idle first.
+type ownerSeries struct{ names []string }
+
+// ownerHeap puts the owner with the most offline series first.
+type ownerHeap []*ownerSeries
+
+func (o ownerHeap) Len() int           { return len(o) }
+func (o ownerHeap) Less(i, j int) bool { return len(o[i].names) > len(o[j].names) }
+func (o ownerHeap) Swap(i, j int)      { o[i], o[j] = o[j], o[i] }
+func (o *ownerHeap) Push(x any)        { *o = append(*o, x.(*ownerSeries)) }
+func (o *ownerHeap) Pop() any {
+	old := *o
+	x := old[len(old)-1]
+	*o = old[:len(old)-1]
+	return x
 }
 
 func (h *History) addLocked(s *series, d counts, now time.Time, elapsed time.Duration, first bool) {

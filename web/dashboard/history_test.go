@@ -72,13 +72,34 @@ func TestHistoryBounded(t *testing.T) {
 	if n > 10 || fine != 4 {
 		t.Errorf("kept %d buckets and %d fine points, want at most 10 and 4", n, fine)
 	}
-	// Many proxies: at most 3 series, the longest idle forgotten first.
+	// Many proxies online: all kept, whatever MaxProxies (the server bounds online proxies).
 	now := t0.Add(200 * time.Minute)
 	var ps []rendezvous.ProxySnapshot
 	for i := range 20 {
-		ps = append(ps, px(fmt.Sprintf("p%02d", i), int64(i+1), 0))
+		p := px(fmt.Sprintf("p%02d", i), int64(i+1), 0)
+		p.Owner = "flood@127.0.0.2/32"
+		if i == 19 {
+			p.Owner = "home@192.0.2.7/32"
+		}
+		ps = append(ps, p)
 	}
 	h.Record(snapWith(ps...), now)
+	if got := h.Proxies(); got != 20 {
+		t.Errorf("%d proxies kept, want all 20 online ones", got)
+	}
+	// Once offline, at most 3 series, taken from the owner with the most: the flooding client
+	// loses its own (all but one), the other's one stays, and so does the online one.
+	for i := range ps {
+		ps[i].Online = false
+	}
+	online := px("live", 5, 0)
+	online.Owner = "flood@127.0.0.2/32"
+	h.Record(snapWith(append(ps, online)...), now.Add(time.Minute))
+	for _, name := range []string{"p19", "live"} {
+		if !h.Known(name) {
+			t.Errorf("%s forgotten", name)
+		}
+	}
 	if got := h.Proxies(); got != 3 {
 		t.Errorf("%d proxies kept, want 3", got)
 	}
