@@ -158,6 +158,46 @@ func decode(name string, data []byte, v any) (pos positions, warnings []string, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	format := detectFormat(name, data)
+	if format == formatTOML {
+		return decodeTOML(name, data, v, nil)
+	}
+	var src positions
+	switch format {
+	case formatINI:
+		data, src, err = fromINI(name, data)
+	default:
+		data, src, err = toTOML(name, data, format)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return decodeTOML(name, data, v, src)
+}
+
+// decodeTOML decodes a TOML document; src (if set) is where its keys are written in the file
+// it was converted from, which errors and warnings then name.
+func decodeTOML(name string, data []byte, v any, src positions) (pos positions, warnings []string, found Errors, err error) {
+	defer func() {
+		if src == nil {
+			return
+		}
+		generated, _ := indexPositions(data)
+		var es Errors
+		errors.As(err, &es)
+		for _, e := range append(es, found...) {
+			// go-toml names array elements without their index; the line in the generated
+			// TOML tells which element it is.
+			if e.Line > 0 {
+				e.Key = generated.indexed(e.Key, e.Line)
+			}
+			e.Line, e.Column = src.find(e.Key)
+		}
+		if pos != nil {
+			pos = src
+			warnings = ignoredKeys(name, pos, reflect.TypeOf(v).Elem())
+		}
+	}()
 	for {
 		var perr error
 		if pos, perr = indexPositions(data); perr == nil {
@@ -277,17 +317,13 @@ func renderTemplate(name string, data []byte) ([]byte, error) {
 			envs[k] = v
 		}
 	}
-	tmpl, err := template.New(name).Option("missingkey=error").Parse(string(data))
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(templateFuncs).Parse(string(data))
 	if err != nil {
-		return nil, &Error{File: name, Msg: "template: " + strings.TrimPrefix(err.Error(), "template: ")}
+		return nil, templateError(name, err)
 	}
 	var out bytes.Buffer
 	if err := tmpl.Execute(&out, Values{Envs: envs}); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "template: ")
-		if strings.Contains(msg, "map has no entry for key") {
-			msg += " (the environment variable is not set)"
-		}
-		return nil, &Error{File: name, Msg: "template: " + msg}
+		return nil, templateError(name, err)
 	}
 	return out.Bytes(), nil
 }
@@ -535,6 +571,12 @@ func lineCol(data []byte, off int) (int, int) {
 // Kind tells a client config from a server config by its keys: a client config names its
 // server (serverAddr) or has proxies or visitors. It returns "client" or "server".
 func Kind(data []byte) string {
+	if IsLegacyINI(data) {
+		if bytes.Contains(data, []byte("server_addr")) || bytes.Contains(data, []byte("\ntype")) {
+			return "client"
+		}
+		return "server"
+	}
 	var probe struct {
 		ServerAddr string `toml:"serverAddr"`
 		Proxies    []any  `toml:"proxies"`

@@ -465,3 +465,94 @@ func TestPluginErrors(t *testing.T) {
 		t.Errorf("plugin on udp: %v", err)
 	}
 }
+
+// TestFrpFormats: frp's configs in each format it reads (legacy INI, YAML, JSON, chosen by
+// extension) decode to the same proxies; their mistakes are named at their own lines.
+func TestFrpFormats(t *testing.T) {
+	for _, f := range []string{"frpc.ini", "frpc.yaml", "frpc.json"} {
+		c, warnings, err := LoadClient("testdata/frp/" + f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(warnings) != 0 {
+			t.Errorf("%s: warnings %q", f, warnings)
+		}
+		ssh, web := c.Proxies[0], c.Proxies[1]
+		if c.ServerAddr != "x.x.x.x" || c.ServerPort != 7000 || c.Auth.Token != "12345678" ||
+			ssh.Name != "ssh" || ssh.Type != "tcp" || ssh.LocalPort != 22 || ssh.RemotePort != 6000 ||
+			web.Type != "http" || len(web.CustomDomains) != 1 || web.CustomDomains[0] != "www.yourdomain.com" {
+			t.Errorf("%s decoded as %+v", f, c)
+		}
+		if f == "frpc.ini" {
+			if len(c.Proxies) != 7 || c.Proxies[5].Name != "tcp_port_3" || c.Proxies[5].RemotePort != 6022 ||
+				c.Proxies[6].Plugin == nil || c.Proxies[6].Plugin.Username != "abc" ||
+				len(c.Visitors) != 1 || c.Visitors[0].Type != "stcp" || c.Visitors[0].SecretKey != "abcdefg" || c.Visitors[0].BindPort != 6002 {
+				t.Errorf("frpc.ini: proxies %+v visitors %+v", c.Proxies, c.Visitors)
+			}
+		}
+	}
+	s, _, err := LoadServer("testdata/frp/frps.ini")
+	if err != nil || s.BindPort != 7000 || s.VhostHTTPPort != 8080 || s.Auth.Token != "12345678" {
+		t.Errorf("frps.ini: %+v, %v", s, err)
+	}
+	if Kind(mustRead(t, "testdata/frp/frpc.ini")) != "client" || Kind(mustRead(t, "testdata/frp/frps.ini")) != "server" {
+		t.Error("Kind does not tell frp's INI client and server apart")
+	}
+	for _, tc := range []struct{ name, doc, want string }{
+		{"c.yaml", "serverAddr: a\nserverPort: \"7000\"\n", "c.yaml:2:1: serverPort: expected an integer, got a string"},
+		{"c.yaml", "serverAddr: a\nproxies:\n  - name: x\n    type: tcp\n    localPort: 1\n  - name: y\n    type: tcp\n    localPort: 2\n    remotPort: 3\n", "c.yaml:9:5: proxies[1].remotPort: unknown key (did you mean \"remotePort\"?)"},
+		{"c.yaml", "serverAddr: a\nproxies:\n  - name: x\n    type: tcp\n    localPort: 70000\n", "c.yaml:5:5: proxies[0].localPort: port 70000 is out of range"},
+		{"c.yaml", "serverAddr: a\n  bad: [\n", "c.yaml:2:1: syntax error:"},
+		{"c.yml", ".base: &b\n  type: tcp\n  localPort: 1\nserverAddr: a\nproxies:\n  - <<: *b\n    name: x\n    remotePort: 99999\n", "c.yml:8:5: proxies[0].remotePort: port 99999 is out of range"},
+		{"c.json", "{\"serverAddr\": \"a\",\n \"proxies\": [{\"name\": \"x\", \"type\": \"tcp\", \"localPort\": true}]}", "c.json:2:43: proxies[0].localPort: expected an integer, got a boolean"},
+		{"c.json", "{\"serverAddr\": \"a\",\n \"serverAddr\": \"b\"}", "c.json:2:2: serverAddr: duplicate key"},
+		{"c.json", "{\"serverAddr\": \"a\",\n \"transport\": {\"protocol\": \"kcp\"}}", "c.json:2:16: transport.protocol: \"kcp\" is an frp transport"},
+		{"c.json", "{\"serverAddr\": \"a\",\n", "c.json:2:1: syntax error: unexpected end of the document"},
+		{"c.ini", "[common]\nserver_addr = a\n[ssh]\ntype = tcp\nlocal_port = x22\n", "c.ini:5:1: local_port: expected an integer, got \"x22\""},
+		{"c.ini", "[common]\nserver_addr = a\n[ssh]\ntype = tcp\nlocal_port = 22\nremote_port = 70000\n", "c.ini:6:1: proxies[0].remotePort: port 70000 is out of range"},
+		{"c.ini", "[common]\nserver_addr = a\n[ssh]\ntype = tcp\nlocal_prt = 22\n", "c.ini:5:1: local_prt: unknown key of frp's INI format (section [ssh])"},
+		{"c.conf", "[common]\nserver_addr = a\n[ssh]\ntype = tcp\nlocal_port = 22\nremote_port = x\n", "c.conf:6:1: remote_port: expected an integer"},
+	} {
+		if _, _, err := ParseClient(tc.name, []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %q:\n got %v\nwant %q", tc.name, tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestTemplateRanges: frp's parseNumberRangePair and parseNumberRange write many proxies at
+// once; a bad range says where.
+func TestTemplateRanges(t *testing.T) {
+	doc := `serverAddr = "a"
+{{- range $_, $v := parseNumberRangePair "6000-6006,6007" "7000-7006,7100" }}
+[[proxies]]
+name = "tcp-{{ $v.First }}"
+type = "tcp"
+localPort = {{ $v.First }}
+remotePort = {{ $v.Second }}
+{{- end }}
+{{- range $i, $p := parseNumberRange "9000-9001" }}
+[[proxies]]
+name = "udp-{{ $p }}"
+type = "udp"
+localPort = {{ $p }}
+{{- end }}
+`
+	c, _, err := ParseClient("c.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Proxies) != 10 || c.Proxies[0].Name != "tcp-6000" || c.Proxies[0].RemotePort != 7000 ||
+		c.Proxies[7].Name != "tcp-6007" || c.Proxies[7].RemotePort != 7100 || c.Proxies[9].Name != "udp-9001" {
+		t.Errorf("proxies %+v", c.Proxies)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"{{ parseNumberRangePair \"1-3\" \"1-2\" }}", "c.toml:1:3: template: executing \"c.toml\" at <parseNumberRangePair \"1-3\" \"1-2\">: error calling parseNumberRangePair: parseNumberRangePair: \"1-3\" has 3 numbers, \"1-2\" 2"},
+		{"serverAddr = \"a\"\n{{ parseNumberRange \"1-x\" }}", "c.toml:2:3: template:"},
+		{"{{ parseNumberRange \"0-999999\" }}", "more than 65536 numbers"},
+		{"{{ range }}", "c.toml:1:1: template:"},
+	} {
+		if _, _, err := ParseClient("c.toml", []byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -219,7 +219,10 @@ func runClient(args []string, stderr io.Writer) int {
 // runVerify checks a config file. It tells server from client configs by their keys: a client
 // config names its server (serverAddr), proxies or visitors.
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	path, code, ok := configFlags("verify -c FILE", "Checks a server or client config and prints every error with its line and column.", "config file to check", args, stderr, nil, "client", "server")
+	var convert bool
+	path, code, ok := configFlags("verify -c FILE", "Checks a server or client config (TOML, YAML, JSON or frp's legacy INI, by its extension)\nand prints every error with its line and column.", "config file to check", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&convert, "convert", false, "print the config as TOML (frp v1 keys): from frp's legacy INI, YAML or JSON")
+	}, "client", "server")
 	if !ok {
 		return code
 	}
@@ -227,6 +230,15 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	if convert {
+		out, err := config.ConvertToTOML(path, data)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		stdout.Write(out)
+		return 0
 	}
 	var warnings []string
 	kind := config.Kind(data)
