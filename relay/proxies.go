@@ -135,7 +135,7 @@ func (p *Proxies) Add(owner Owner, req *wire.NewProxy) (string, error) {
 		err = fmt.Errorf("proxy type %q is not a public port", req.Type)
 	}
 	if err != nil {
-		p.stats.Release(m.stats)
+		p.stats.Discard(m.stats)
 		return "", err
 	}
 	m.stats.SetPort(port)

@@ -122,10 +122,25 @@ func (b *StatsBook) Acquire(name, typ, owner string) *Stats {
 }
 
 // Release ends one registration of s; the last one makes it offline.
-func (b *StatsBook) Release(s *Stats) {
+func (b *StatsBook) Release(s *Stats) { b.release(s, false) }
+
+// Discard ends a registration that failed (the proxy was never published): like Release, but a
+// name without any figures is forgotten at once instead of kept offline.
+func (b *StatsBook) Discard(s *Stats) { b.release(s, true) }
+
+func (b *StatsBook) release(s *Stats, failed bool) {
 	b.mu.Lock()
-	if s.live--; s.live > 0 || b.stats[s.Name] != s {
+	if s.live--; s.live > 0 || s.offline != nil || b.stats[s.Name] != s {
+		s.live = max(s.live, 0)
 		b.mu.Unlock()
+		return
+	}
+	if failed && s.bytesIn.Load() == 0 && s.bytesOut.Load() == 0 && s.totalConns.Load() == 0 {
+		delete(b.stats, s.Name)
+		b.mu.Unlock()
+		if b.OnForget != nil {
+			b.OnForget(s.Name)
+		}
 		return
 	}
 	l := b.offline[s.owner]

@@ -62,3 +62,18 @@ func TestStatsBookKeepsLiveNames(t *testing.T) {
 		t.Error("a live name lost its figures to a flood")
 	}
 }
+
+// TestStatsBookDiscard: a registration that failed leaves no offline name behind, unless the
+// name has figures from before.
+func TestStatsBookDiscard(t *testing.T) {
+	b := NewStatsBook()
+	b.Discard(b.Acquire("refused", "tcp", "x@127.0.0.2/32"))
+	kept := b.Acquire("kept", "tcp", "x@127.0.0.2/32")
+	kept.AddBytes(1, 1)
+	b.Release(kept)
+	b.Discard(b.Acquire("kept", "tcp", "x@127.0.0.2/32"))
+	b.Release(kept) // one release too many changes nothing
+	if all, offline := b.Len(); all != 1 || offline != 1 {
+		t.Errorf("%d names, %d offline; want only kept, offline", all, offline)
+	}
+}

@@ -178,7 +178,7 @@ func (s *Server) Add(owner relay.Owner, req *wire.NewProxy) (string, error) {
 				for _, r := range wp.routes {
 					rt.remove(r.key, wp)
 				}
-				s.stats.Release(stats)
+				s.stats.Discard(stats)
 				return "", err
 			}
 			wp.routes = append(wp.routes, r)
