@@ -474,22 +474,19 @@ func (c *Client) controlQUICConfig() *quic.Config {
 		MaxStreamReceiveWindow:     16 << 20,
 		MaxConnectionReceiveWindow: 64 << 20,
 		EnableDatagrams:            true, // udp proxies' datagrams (session.FlowDatagrams)
+		InitialPacketSize:          session.InitialPacketSize,
 	}
 }
 
-// p2pPacketSize is the fixed QUIC packet size of P2P sessions. Path MTU discovery is off there:
-// the session moves between the direct path and the relay, which adds a 9-byte header, and
-// quic-go neither learns of the move nor shrinks a discovered size; packets that fit both paths
-// avoid a black hole. 1400+9 also stays under quic-go's 1452-byte receive buffers.
-const p2pPacketSize = 1400
-
 func (c *Client) peerQUICConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:       10 * time.Second,
-		MaxIdleTimeout:             30 * time.Second,
-		KeepAlivePeriod:            time.Duration(c.cfg.Transport.P2PKeepalive) * time.Second,
-		InitialPacketSize:          p2pPacketSize,
-		DisablePathMTUDiscovery:    true,
+		HandshakeIdleTimeout: 10 * time.Second,
+		MaxIdleTimeout:       30 * time.Second,
+		KeepAlivePeriod:      time.Duration(c.cfg.Transport.P2PKeepalive) * time.Second,
+		// P2P sessions start at a size every path carries, relayed or direct, and let quic-go's
+		// path MTU discovery grow it as far as every path of the session carries (the socket
+		// filter drops its probes beyond that: see traversal's mtu.go).
+		InitialPacketSize:          traversal.MinPacket,
 		MaxIncomingStreams:         1 << 14,
 		MaxIncomingUniStreams:      -1,
 		InitialStreamReceiveWindow: 1 << 20,

@@ -254,7 +254,8 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 		var stats []any
 		if c := s.conn.Load(); c != nil {
 			st := c.ConnectionStats()
-			stats = []any{"packets_sent", st.PacketsSent, "packets_lost", st.PacketsLost, "packets_received", st.PacketsReceived, "min_rtt", st.MinRTT}
+			stats = []any{"packets_sent", st.PacketsSent, "bytes_sent", st.BytesSent, "packets_lost", st.PacketsLost,
+				"packets_received", st.PacketsReceived, "bytes_received", st.BytesReceived, "min_rtt", st.MinRTT}
 			c.CloseWithError(0, reason)
 		}
 		m.c.paths.remove(s.path)
@@ -268,7 +269,8 @@ func (s *p2pSession) end(reason string, tellServer bool) {
 			stats = append(stats, "datagrams_sent", sent, "datagrams_received", received, "datagrams_dropped", dropped)
 		}
 		s.log.Info("p2p session ended", append([]any{"reason", reason, "streams", s.streams.Load(), "tcp_streams", s.tcpStreams.Load(),
-			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load()}, stats...)...)
+			"relay_bytes", s.path.relayBytes.Load(), "direct_bytes", s.path.directByte.Load(),
+			"largest_packet", s.path.act.Largest(), "packet_limit", s.path.act.Limit()}, stats...)...)
 	})
 }
 
@@ -656,6 +658,8 @@ func (h sessionHost) Deliver(run []byte, segSize int) {
 	}
 	h.s.m.c.injectSegments(framed, wire.RelayHeaderLen+segSize)
 }
+
+func (h sessionHost) SendRelay(b []byte) { h.s.m.c.paths.sendRelayRaw(h.s.m.c.sock, h.s.path, b) }
 
 func (h sessionHost) Repunch() {
 	if ctl := h.s.link.ctl.Load(); ctl != nil {

@@ -26,7 +26,8 @@ type paths struct {
 	servers atomic.Pointer[map[netip.AddrPort]bool]
 	// injector is the loopback source of packets fed back into the socket (TCP relay, held packets).
 	injector atomic.Pointer[net.UDPAddr]
-	// onSTUN handles probes and their answers (package traversal).
+	// onSTUN handles probes and their answers (package traversal); from is invalid for those
+	// that came through the relay.
 	onSTUN func(data []byte, from netip.AddrPort)
 
 	mu    sync.Mutex // serialises table writers
@@ -233,6 +234,13 @@ func (t *paths) Receive(data []byte, from *net.UDPAddr, _ []byte) ([]byte, net.A
 			t.held.hold(tok, data)
 			return nil, nil, true
 		}
+		if len(payload) > 0 && payload[0]&0xC0 == 0 {
+			// Not QUIC: the relay's path MTU probes and their answers (package traversal).
+			if t.onSTUN != nil {
+				t.onSTUN(payload, netip.AddrPort{})
+			}
+			return nil, nil, true
+		}
 		if p.via.Load() != nil && t.isInjector(from) {
 			// Fed in by the reader of the extra socket the direct path runs on (birthday).
 			p.directByte.Add(int64(len(payload)))
@@ -255,6 +263,15 @@ func (t *paths) Send(c *quicsock.Conn, b, oob []byte, segSize int, to *net.UDPAd
 	p := t.lookupVirtual(to)
 	if p == nil {
 		return nil, true, nil // the session is gone: drop
+	}
+	size := len(b) // of each packet: a GSO run's segments are segSize bytes, the last may be shorter
+	if segSize > 0 && segSize < size {
+		size = segSize
+	}
+	if !p.act.Fits(size) {
+		// Larger than a path of the session carries: quic-go's path MTU probe, lost to it, so
+		// that its packets fit the relay and the direct path alike (see traversal's mtu.go).
+		return nil, true, nil
 	}
 	if d := p.direct.Load(); d != nil {
 		p.act.Sent(time.Now())
@@ -310,6 +327,23 @@ func (t *paths) sendRelay(c *quicsock.Conn, p *path, b, oob []byte, segSize int)
 	// quic-go treat the socket as broken.
 	c.WriteRaw(out, oob, srv)
 	return nil
+}
+
+// sendRelayRaw sends b to the session's peer through the relay, with the session's header
+// (traversal's probes of the relay's MTU).
+func (t *paths) sendRelayRaw(c *quicsock.Conn, p *path, b []byte) {
+	route := p.route.Load()
+	if route == nil {
+		return
+	}
+	frame := make([]byte, wire.RelayHeaderLen+len(b))
+	wire.PutRelayHeader(frame, p.token)
+	copy(frame[wire.RelayHeaderLen:], b)
+	if route.tcp != nil {
+		route.tcp(frame)
+		return
+	}
+	c.WriteRaw(frame, nil, route.udp)
 }
 
 // heldPackets keeps a few relayed packets whose session is not registered yet, for a short time.

@@ -249,6 +249,7 @@ func (s *Server) quicConfig() *quic.Config {
 		MaxStreamReceiveWindow:     16 << 20,
 		MaxConnectionReceiveWindow: 64 << 20,
 		EnableDatagrams:            true, // udp proxies' datagrams (session.FlowDatagrams)
+		InitialPacketSize:          session.InitialPacketSize,
 	}
 }
 

@@ -60,7 +60,7 @@ func (b *birthdayHard) step(now time.Time) {
 		return
 	}
 	b.last = now
-	msg, err := s.request(nil)
+	msg, err := s.request(nil, 0)
 	if err != nil {
 		return
 	}
@@ -199,14 +199,22 @@ func (b *birthdayHard) handle(c Socket, msg *stun.Message, from netip.AddrPort) 
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	onPath := s.path != nil && s.path.Via == c && s.path.Remote == from
 	switch msg.Type {
 	case stun.BindingRequest:
 		if resp, err := s.answer(msg, from); err == nil {
 			c.WriteTo(resp, from)
 		}
 	case stun.BindingSuccess:
+		if onPath && s.directMTU != nil && s.directMTU.answeredLocked(s, msg.TransactionID) {
+			s.cfg.Activity.Received(now)
+			return
+		}
 		if !s.takesLocked(msg.TransactionID) {
 			return // not an answer to a probe of ours (a replay)
+		}
+		if onPath {
+			s.cfg.Activity.Received(now)
 		}
 	default:
 		return
@@ -219,9 +227,6 @@ func (b *birthdayHard) handle(c Socket, msg *stun.Message, from netip.AddrPort) 
 		// A triggered check through the socket found: the peer may have heard nothing from it
 		// yet (its probe met our mapping first), and learns our address from this one.
 		s.probeLocked(from, now)
-	}
-	if p := s.path; p != nil && p.Via == c {
-		s.cfg.Activity.Received(now)
 	}
 }
 
@@ -241,7 +246,7 @@ func (b *birthdayEasy) step(time.Time) {
 	if b.msg == nil {
 		// One transaction for the whole spray: an answer to it is as good as any (it proves the
 		// peer), and 1024 entries would crowd the table of open transactions.
-		msg, err := s.request(nil)
+		msg, err := s.request(nil, 0)
 		if err != nil {
 			return
 		}

@@ -22,7 +22,8 @@ func NewEngine(c Client) *Engine {
 }
 
 // HandleSTUN takes a STUN message the client's socket received from from: a probe of one of
-// the sessions, or an answer to one. Anything else is ignored.
+// the sessions, or an answer to one. Anything else is ignored. An invalid from stands for the
+// relay (HandleRelayed).
 func (e *Engine) HandleSTUN(data []byte, from netip.AddrPort) {
 	msg, id, role, ok := parseProbe(data)
 	if !ok {
@@ -34,8 +35,15 @@ func (e *Engine) HandleSTUN(data []byte, from netip.AddrPort) {
 	if s == nil || role == s.cfg.Role {
 		return // unknown session, or our own probe reflected back at us
 	}
-	s.handle(msg, unmap(from))
+	if from.IsValid() {
+		from = unmap(from)
+	}
+	s.handle(msg, from)
 }
+
+// HandleRelayed takes a STUN message that came through the server's relay (the path MTU
+// probes of the relay, and their answers).
+func (e *Engine) HandleRelayed(data []byte) { e.HandleSTUN(data, netip.AddrPort{}) }
 
 func (e *Engine) add(s *Session) {
 	e.mu.Lock()

@@ -2,6 +2,7 @@ package traversal
 
 import (
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -35,14 +36,36 @@ func parseProbe(data []byte) (msg *stun.Message, idHex, role string, ok bool) {
 	return msg, idHex, role, true
 }
 
-// request builds a probe with a fresh transaction id, or with tx when it is set.
-func (s *Session) request(tx *[stun.TransactionIDSize]byte) (*stun.Message, error) {
+// request builds a probe with a fresh transaction id, or with tx when it is set; size > 0 pads
+// it (STUN's PADDING attribute) to exactly size bytes, a multiple of 4 (path MTU probes).
+func (s *Session) request(tx *[stun.TransactionIDSize]byte, size int) (*stun.Message, error) {
 	setter := stun.TransactionID
 	if tx != nil {
 		setter = stun.NewTransactionIDSetter(*tx)
 	}
-	return stun.Build(setter, stun.BindingRequest,
-		stun.NewUsername(s.username), stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	setters := []stun.Setter{setter, stun.BindingRequest, stun.NewUsername(s.username)}
+	if size > 0 {
+		pad := size - probeOverhead(len(s.username))
+		if pad < 0 || pad%4 != 0 {
+			return nil, fmt.Errorf("traversal: cannot pad a probe to %d bytes", size)
+		}
+		setters = append(setters, padding(pad))
+	}
+	setters = append(setters, stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	return stun.Build(setters...)
+}
+
+// probeOverhead is the size of an unpadded probe with a username of n bytes, plus the header
+// of a PADDING attribute: STUN's header (20), USERNAME (4 and n rounded up to 4),
+// MESSAGE-INTEGRITY (24), FINGERPRINT (8).
+func probeOverhead(n int) int { return 20 + 4 + (n+3)&^3 + 4 + 24 + 8 }
+
+// padding is a PADDING attribute (RFC 5780) of n zero bytes.
+type padding int
+
+func (p padding) AddTo(m *stun.Message) error {
+	m.Add(stun.AttrPadding, make([]byte, p))
+	return nil
 }
 
 // authentic reports whether a probe carries the session's integrity and a valid fingerprint.
@@ -50,11 +73,15 @@ func (s *Session) authentic(msg *stun.Message) bool {
 	return stun.NewShortTermIntegrity(s.key).Check(msg) == nil && stun.Fingerprint.Check(msg) == nil
 }
 
-// answer builds the authenticated success response to the peer's probe from from.
+// answer builds the authenticated success response to the peer's probe from from (invalid:
+// through the relay, where the peer's address means nothing).
 func (s *Session) answer(req *stun.Message, from netip.AddrPort) ([]byte, error) {
-	resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
-		&stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())},
-		stun.NewUsername(s.username), stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	setters := []stun.Setter{stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess}
+	if from.IsValid() {
+		setters = append(setters, &stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())})
+	}
+	setters = append(setters, stun.NewUsername(s.username), stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	resp, err := stun.Build(setters...)
 	if err != nil {
 		return nil, err
 	}

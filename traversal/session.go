@@ -56,7 +56,8 @@ type Session struct {
 	key      string // MESSAGE-INTEGRITY key
 	username string // "<session id hex>:<our role>"
 
-	wake      chan struct{}
+	wake      chan struct{} // punch now (fresh candidates)
+	kick      chan struct{} // step now (a measurement's schedule moved)
 	done      chan struct{}
 	closeOnce sync.Once
 	// timeToDirect is the time from Created to the first lock (0: never locked).
@@ -79,6 +80,10 @@ type Session struct {
 	retryAt    time.Time
 	retryWait  time.Duration
 	lastProbe  time.Time
+	// relayMTU and directMTU measure what the relay and the locked path carry (mtu.go); small
+	// are direct paths found to carry less than the session sends, never locked again.
+	relayMTU, directMTU *mtuProbe
+	small               map[netip.AddrPort]bool
 }
 
 // strategy is one way of finding a direct path, beside probing the candidates (which every
@@ -123,12 +128,15 @@ func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
 		idHex:      idHex(cfg.ID),
 		key:        string(auth.Derive(cfg.Secret, "xp2p probe", cfg.ID)),
 		wake:       make(chan struct{}, 1),
+		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		cands:      map[netip.AddrPort]nat.Kind{},
 		known:      map[netip.AddrPort]bool{},
 		txs:        map[[stun.TransactionIDSize]byte]time.Time{},
 		strategies: map[string]strategy{},
+		small:      map[netip.AddrPort]bool{},
 		retryWait:  retryFirst,
+		relayMTU:   newMTUProbe(true, netip.AddrPort{}, nil),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -161,11 +169,30 @@ func (s *Session) Plan() Plan {
 // Path is the locked direct path (nil: relayed).
 func (s *Session) Path() *Path { return s.cur.Load() }
 
-// setPathLocked makes p the path (nil: the relay) and tells the host.
+// setPathLocked makes p the path (nil: the relay) and tells the host; a new direct path is
+// measured (until then the session's packets stay within what the relay carries).
 func (s *Session) setPathLocked(p *Path) {
 	s.path = p
 	s.cur.Store(p)
+	s.cfg.Activity.directMTU.Store(0)
+	s.directMTU = nil
+	if p != nil {
+		s.directMTU = newMTUProbe(false, p.Remote, p.Via)
+		s.kickLocked()
+	}
 	s.host.SetPath(p)
+}
+
+// dropPathLocked goes back to the relay and punches again soon.
+func (s *Session) dropPathLocked() {
+	lost := s.path
+	s.setPathLocked(nil)
+	if lost != nil && lost.Via != nil {
+		lost.Via.Close()
+	}
+	s.retryWait = retryFirst
+	s.retryAt = time.Now()
+	s.punching = false
 }
 
 // planLocked chooses the plan from the NAT behaviours both sides measured (the peer's comes
@@ -270,12 +297,9 @@ func (s *Session) Update(o Offer) {
 	}
 }
 
-// Run punches and keeps the path until Close.
+// Run punches and keeps the path until Close. A session that relays only still measures the
+// relay's MTU.
 func (s *Session) Run() {
-	if s.cfg.Disabled {
-		<-s.done
-		return
-	}
 	defer s.closeStrategies()
 	s.mu.Lock()
 	s.startLocked(time.Now())
@@ -292,8 +316,10 @@ func (s *Session) Run() {
 				s.startLocked(time.Now())
 			}
 			s.mu.Unlock()
+		case <-s.kick:
 		case <-t.C:
 		}
+		t.Stop()
 		t.Reset(s.step(time.Now()))
 	}
 }
@@ -323,6 +349,14 @@ func (s *Session) closeStrategies() {
 	}
 }
 
+// kickLocked makes Run step again at once.
+func (s *Session) kickLocked() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (s *Session) startLocked(now time.Time) {
 	if !s.punching {
 		s.punching = true
@@ -342,9 +376,33 @@ func (s *Session) attemptLimit() time.Duration {
 func (s *Session) step(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.path != nil {
-		return s.monitorLocked(now)
+	next := s.relayMTU.stepLocked(s, now)
+	if s.cfg.Disabled {
+		return soonest(next, time.Hour)
 	}
+	if s.path != nil {
+		next = soonest(next, s.monitorLocked(now))
+		if s.directMTU != nil {
+			next = soonest(next, s.directMTU.stepLocked(s, now))
+		}
+		return next
+	}
+	return soonest(next, s.punchLocked(now))
+}
+
+// soonest is the earlier of two waits, 0 standing for none.
+func soonest(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return max(b, 0)
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// punchLocked runs the punching schedule while there is no direct path.
+func (s *Session) punchLocked(now time.Time) time.Duration {
 	if !s.punching {
 		if now.Before(s.retryAt) {
 			return s.retryAt.Sub(now)
@@ -385,27 +443,28 @@ func (s *Session) monitorLocked(now time.Time) time.Duration {
 	suspect := lastSend.After(lastRecv) && silence > time.Second
 	dead := silence > 2*s.cfg.Keepalive+2*time.Second || (suspect && silence > 3*time.Second)
 	if dead {
-		lost := s.path
-		s.setPathLocked(nil)
-		if lost.Via != nil {
-			lost.Via.Close()
-		}
-		s.log.Warn("direct path lost; back to relay", "remote", lost.Remote.String(), "silence", silence.Round(time.Millisecond))
-		s.retryWait = retryFirst
-		s.retryAt = now
-		s.punching = false
-		return 0
+		s.log.Warn("direct path lost; back to relay", "remote", s.path.Remote.String(), "silence", silence.Round(time.Millisecond))
+		s.dropPathLocked()
+		return time.Millisecond
 	}
 	if now.Sub(s.lastProbe) >= s.cfg.Keepalive || (suspect && now.Sub(s.lastProbe) >= monitorInterval) {
-		s.probeLocked(s.path.Remote, now)
+		// Padded to what the path was measured to carry: a path whose MTU shrinks (a route
+		// change) stops answering, and is given up before it swallows every large packet.
+		s.probeSizedLocked(s.path.Remote, now, int(s.cfg.Activity.directMTU.Load())&^3)
 	}
 	return monitorInterval
 }
 
 // probeLocked sends one binding request to ap (from the socket the path runs on, if ap is
 // the locked path's peer).
-func (s *Session) probeLocked(ap netip.AddrPort, now time.Time) {
-	msg, err := s.request(nil)
+func (s *Session) probeLocked(ap netip.AddrPort, now time.Time) { s.probeSizedLocked(ap, now, 0) }
+
+// probeSizedLocked is probeLocked for a probe padded to size bytes (0: not padded).
+func (s *Session) probeSizedLocked(ap netip.AddrPort, now time.Time, size int) {
+	msg, err := s.request(nil, size)
+	if err != nil {
+		msg, err = s.request(nil, 0)
+	}
 	if err != nil {
 		return
 	}
@@ -419,12 +478,11 @@ func (s *Session) probeLocked(ap netip.AddrPort, now time.Time) {
 }
 
 // sendVia sends b to to from via, or from the client's socket when via is nil.
-func (s *Session) sendVia(via Socket, b []byte, to netip.AddrPort) {
+func (s *Session) sendVia(via Socket, b []byte, to netip.AddrPort) error {
 	if via != nil {
-		via.WriteTo(b, to)
-		return
+		return via.WriteTo(b, to)
 	}
-	s.e.client.Send(b, to)
+	return s.e.client.Send(b, to)
 }
 
 // trackLocked remembers an open transaction, forgetting stale ones when the table is full.
@@ -442,9 +500,16 @@ func (s *Session) trackLocked(tx [stun.TransactionIDSize]byte, now time.Time) {
 }
 
 // handle takes the peer's authenticated probe or answer from from, received on the client's
-// socket.
+// socket (invalid from: through the relay).
 func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
-	if s.cfg.Disabled || !s.authentic(msg) {
+	if !s.authentic(msg) {
+		return
+	}
+	if !from.IsValid() {
+		s.handleRelayed(msg)
+		return
+	}
+	if s.cfg.Disabled {
 		return
 	}
 	now := time.Now()
@@ -469,19 +534,38 @@ func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
 			s.probeLocked(from, now)
 		}
 	case stun.BindingSuccess:
+		if s.directMTU != nil && s.path != nil && s.path.Remote == from && s.path.Via == nil &&
+			s.directMTU.answeredLocked(s, msg.TransactionID) {
+			s.cfg.Activity.Received(now)
+			return
+		}
 		if !s.takesLocked(msg.TransactionID) {
 			return
 		}
 		delete(s.txs, msg.TransactionID)
 		s.learnLocked(from)
-		if s.path == nil {
+		if s.path == nil && !s.small[from] {
 			s.lockLocked(&Path{Remote: from, Kind: s.kindOf(from)}, now)
 		}
-	default:
-		return
+		if s.path != nil && s.path.Remote == from && s.path.Via == nil {
+			// An answer to our probe on the path: it carries our packets and brings back the peer's.
+			s.cfg.Activity.Received(now)
+		}
 	}
-	if s.path != nil && s.path.Remote == from && s.path.Via == nil {
-		s.cfg.Activity.Received(now)
+}
+
+// handleRelayed takes a probe or answer that came through the relay: the path MTU
+// measurements of the relay, ours (answers) and the peer's (probes, answered the same way).
+func (s *Session) handleRelayed(msg *stun.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch msg.Type {
+	case stun.BindingRequest:
+		if resp, err := s.answer(msg, netip.AddrPort{}); err == nil {
+			s.host.SendRelay(resp)
+		}
+	case stun.BindingSuccess:
+		s.relayMTU.answeredLocked(s, msg.TransactionID)
 	}
 }
 

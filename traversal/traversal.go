@@ -46,6 +46,9 @@ type Host interface {
 	Deliver(run []byte, segSize int)
 	// Repunch asks the server to send both sides fresh candidates, so that they probe together.
 	Repunch()
+	// SendRelay sends b to the peer through the server's relay (with the session's relay
+	// header), as the session's QUIC packets go while it has no direct path.
+	SendRelay(b []byte)
 }
 
 // Socket is a UDP socket: the client's extra sockets (ListenUDP), or a virtual one in tests.
@@ -64,11 +67,15 @@ type Path struct {
 	Via Socket
 }
 
-// Activity is when the session's direct path last carried packets each way. The client's
-// socket filter updates it for every packet of the session; the session reads it to notice a
-// path that died, and updates it for the answers to its keepalive probes.
+// Activity is what the session's paths carry: when the direct path last carried packets each
+// way, and how large a packet each path takes (mtu.go). The client's socket filter updates it
+// for every QUIC packet of the session and asks it whether a packet fits (Fits); the session
+// reads it to notice a path that died, and updates it for the answers to its probes.
 type Activity struct {
 	recv, send atomic.Int64 // unix nanoseconds
+	// relayMTU and directMTU are the largest QUIC packets the relay and the locked direct path
+	// were measured to carry (0: not measured); largest is the largest the session sent.
+	relayMTU, directMTU, largest atomic.Int32
 }
 
 // Received records a packet from the path at t.
@@ -131,6 +138,8 @@ func ListenUDP(network string) (Socket, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As on the client's own socket (quic-go sets it there): probes of a size measure the path.
+	quicsock.SetDontFragment(c)
 	return &udpSocket{c: c, oob: make([]byte, 128)}, nil
 }
 

@@ -2,6 +2,7 @@ package traversal
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/xp2p/xp2p/internal/vnet"
+	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/nat"
 )
 
@@ -32,22 +34,48 @@ var behaviours = map[vnet.Kind]nat.Behavior{
 	vnet.Firewall:   {Mapping: nat.NoNAT, Filtering: nat.AddressPortDependent, PortPreserved: true},
 }
 
-const stunPort = 3478
+// serverPort is the test server's one socket: it answers binding requests (what the server of
+// a real session sees of a client's socket is what its answers say) and relays, as the real
+// server does on its bindPort.
+const serverPort = 7000
 
-// stunServer answers binding requests on the server host: what the server of a real session
-// sees of a client's socket is what its binding answers say.
-func stunServer(t *testing.T, h *vnet.Host) netip.AddrPort {
-	c, err := h.ListenUDP(stunPort)
+type server struct {
+	conn *vnet.Conn
+	mu   sync.Mutex
+	legs map[wire.RelayToken]*relayLeg
+}
+
+// relayLeg is one side of a relayed session: a frame from its owner goes to the other side,
+// with the other's token.
+type relayLeg struct {
+	owner netip.AddrPort // the side's socket as the server sees it
+	peer  *relayLeg
+	token wire.RelayToken
+}
+
+func startServer(t *testing.T, h *vnet.Host) *server {
+	c, err := h.ListenUDP(serverPort)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	srv := &server{conn: c, legs: map[wire.RelayToken]*relayLeg{}}
 	go func() {
 		buf := make([]byte, 2048)
 		for {
 			n, from, err := c.ReadFrom(buf)
 			if err != nil {
 				return
+			}
+			if tok, _, ok := wire.ParseRelay(buf[:n]); ok {
+				srv.mu.Lock()
+				leg := srv.legs[tok]
+				srv.mu.Unlock()
+				if leg != nil && leg.owner == from {
+					wire.PutRelayHeader(buf[:n], leg.peer.token)
+					c.WriteTo(buf[:n], leg.peer.owner)
+				}
+				continue
 			}
 			req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
 			if req.Decode() != nil || req.Type != stun.BindingRequest {
@@ -60,7 +88,24 @@ func stunServer(t *testing.T, h *vnet.Host) netip.AddrPort {
 			}
 		}
 	}()
-	return c.LocalAddr()
+	return srv
+}
+
+func (srv *server) addr() netip.AddrPort { return srv.conn.LocalAddr() }
+
+// pairRelay registers the relay legs of a session between a and b (sides that reach the server).
+func (srv *server) pairRelay(a, b *side) {
+	if !a.public.IsValid() || !b.public.IsValid() {
+		return
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	n := byte(len(srv.legs))
+	la := &relayLeg{owner: a.public, token: wire.RelayToken{1, n}}
+	lb := &relayLeg{owner: b.public, token: wire.RelayToken{2, n}}
+	la.peer, lb.peer = lb, la
+	srv.legs[la.token], srv.legs[lb.token] = la, lb
+	a.relay, a.relayTo, b.relay, b.relayTo = la.token, srv.addr(), lb.token, srv.addr()
 }
 
 // side is one client of a test: a host with its socket, engine and session.
@@ -83,6 +128,9 @@ type side struct {
 	discover  chan netip.AddrPort
 	repunch   func()
 	wg        sync.WaitGroup
+	// The session's relay leg: its token and the relay's address (invalid: no relay).
+	relay   wire.RelayToken
+	relayTo netip.AddrPort
 }
 
 func (s *side) Send(b []byte, to netip.AddrPort) error { return s.sock.WriteTo(b, to) }
@@ -98,6 +146,15 @@ func (s *side) NAT() (nat.Behavior, netip.AddrPort) { return s.nat, s.mapped }
 func (s *side) SetPath(p *Path)                 { s.path.Store(p) }
 func (s *side) AddKnown(addr netip.AddrPort)    { s.known.Store(addr, true) }
 func (s *side) Deliver(run []byte, segSize int) { s.delivered.Add(1) }
+func (s *side) SendRelay(b []byte) {
+	if s.relayTo.IsValid() {
+		frame := make([]byte, wire.RelayHeaderLen+len(b))
+		wire.PutRelayHeader(frame, s.relay)
+		copy(frame[wire.RelayHeaderLen:], b)
+		s.sock.WriteTo(frame, s.relayTo)
+	}
+}
+
 func (s *side) Repunch() {
 	if s.repunch != nil {
 		s.repunch()
@@ -107,7 +164,7 @@ func (s *side) Repunch() {
 var _ Client = (*side)(nil)
 var _ Host = (*side)(nil)
 
-func newSide(t *testing.T, name string, h *vnet.Host, kind vnet.Kind, server netip.AddrPort) *side {
+func newSide(t *testing.T, name string, h *vnet.Host, kind vnet.Kind, srv *server) *side {
 	t.Helper()
 	c, err := h.ListenUDP(4000)
 	if err != nil {
@@ -124,7 +181,7 @@ func newSide(t *testing.T, name string, h *vnet.Host, kind vnet.Kind, server net
 	})
 	// What the server sees of the socket.
 	req, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
-	c.WriteTo(req.Raw, server)
+	c.WriteTo(req.Raw, srv.addr())
 	select {
 	case s.public = <-s.discover:
 	case <-time.After(200 * time.Millisecond):
@@ -142,6 +199,12 @@ func (s *side) read() {
 			return
 		}
 		data := buf[:n]
+		if _, payload, ok := wire.ParseRelay(data); ok && from == s.relayTo {
+			if stun.IsMessage(payload) {
+				s.eng.HandleRelayed(payload)
+			}
+			continue
+		}
 		if !stun.IsMessage(data) {
 			if p := s.path.Load(); p != nil && p.Via == nil && p.Remote == from {
 				s.act.Received(time.Now())
@@ -260,7 +323,7 @@ func checkPath(t *testing.T, from, to *side) {
 // lab is a server and two sides behind NATs of the given kinds (or one NAT for both).
 func lab(t *testing.T, provKind, visKind vnet.Kind, sameLAN bool) (*vnet.Network, *side, *side) {
 	n := vnet.New()
-	srv := stunServer(t, n.Host("203.0.113.1"))
+	srv := startServer(t, n.Host("203.0.113.1"))
 	natP := n.NAT(provKind, "203.0.113.10")
 	prov := newSide(t, "provider", natP.Host("10.1.0.2"), provKind, srv)
 	var vh *vnet.Host
@@ -270,6 +333,7 @@ func lab(t *testing.T, provKind, visKind vnet.Kind, sameLAN bool) (*vnet.Network
 		vh = n.NAT(visKind, "203.0.113.20").Host("10.2.0.2")
 	}
 	vis := newSide(t, "visitor", vh, visKind, srv)
+	srv.pairRelay(prov, vis)
 	return n, prov, vis
 }
 
@@ -361,7 +425,7 @@ func TestSessionEndReleasesSockets(t *testing.T) {
 func TestPathLostAndFound(t *testing.T) {
 	t.Parallel()
 	n := vnet.New()
-	srv := stunServer(t, n.Host("203.0.113.1"))
+	srv := startServer(t, n.Host("203.0.113.1"))
 	natP, natV := n.NAT(vnet.Easy, "203.0.113.10"), n.NAT(vnet.Easy, "203.0.113.20")
 	prov := newSide(t, "provider", natP.Host("10.1.0.2"), vnet.Easy, srv)
 	vis := newSide(t, "visitor", natV.Host("10.2.0.2"), vnet.Easy, srv)
@@ -393,7 +457,7 @@ func TestPathLostAndFound(t *testing.T) {
 func TestForgedProbesIgnored(t *testing.T) {
 	t.Parallel()
 	n := vnet.New()
-	srv := stunServer(t, n.Host("203.0.113.1"))
+	srv := startServer(t, n.Host("203.0.113.1"))
 	// The peer can never answer (UDP blocked), so any lock would be the attacker's doing.
 	prov := newSide(t, "provider", n.NAT(vnet.FullCone, "203.0.113.10").Host("10.1.0.2"), vnet.FullCone, srv)
 	vis := newSide(t, "visitor", n.NAT(vnet.NoUDP, "203.0.113.20").Host("10.2.0.2"), vnet.NoUDP, srv)
@@ -427,5 +491,112 @@ func TestForgedProbesIgnored(t *testing.T) {
 	prov.known.Range(func(any, any) bool { n0++; return true })
 	if n0 != 0 {
 		t.Errorf("the provider learned %d addresses from forged probes", n0)
+	}
+}
+
+// waitMTU waits until a side measured its relay and its direct path.
+func waitMTU(t *testing.T, s *side) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.act.relayMTU.Load() == 0 || (s.path.Load() != nil && s.act.directMTU.Load() == 0) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: MTU not measured (relay %d, direct %d)", s.name, s.act.relayMTU.Load(), s.act.directMTU.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPathMTU: each side finds the largest packet both its paths carry, whichever side's link
+// is the small one, without any ICMP (the model drops silently); packets of that size cross the
+// path, 20 bytes more do not.
+func TestPathMTU(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name           string
+		provMTU, visMX int
+		want           int // the largest QUIC packet: 9 relay and 28 IPv4/UDP bytes under the MTU, to the ladder's step
+	}{
+		{"1500", 1500, 0, 1440},
+		{"visitor1420", 0, 1420, 1380},
+		{"provider1380", 1380, 0, 1340},
+		{"1280", 1280, 1280, 1240},
+		{"unlimited", 0, 0, MaxPacket &^ 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := vnet.New()
+			srv := startServer(t, n.Host("203.0.113.1"))
+			natP, natV := n.NAT(vnet.Easy, "203.0.113.10"), n.NAT(vnet.Easy, "203.0.113.20")
+			natP.SetMTU(tc.provMTU)
+			natV.SetMTU(tc.visMX)
+			prov := newSide(t, "provider", natP.Host("10.1.0.2"), vnet.Easy, srv)
+			vis := newSide(t, "visitor", natV.Host("10.2.0.2"), vnet.Easy, srv)
+			srv.pairRelay(prov, vis)
+			pair(t, prov, vis)
+			if !waitPath(prov, vis, 2*time.Second) {
+				t.Fatal("no direct path")
+			}
+			for _, s := range []*side{prov, vis} {
+				waitMTU(t, s)
+				if got := s.act.Limit(); got != tc.want {
+					t.Errorf("%s: limit %d (relay %d, direct %d), want %d", s.name, got, s.act.relayMTU.Load(), s.act.directMTU.Load(), tc.want)
+				}
+				if !s.act.Fits(tc.want) || s.act.Fits(tc.want+1) {
+					t.Errorf("%s: Fits disagrees with the limit %d", s.name, tc.want)
+				}
+			}
+			if tc.want < MaxPacket&^3 {
+				// The model agrees: the limit's packets pass, 20 bytes more are lost.
+				p := vis.path.Load()
+				before := n.Stats().Dropped.Load()
+				vis.sock.WriteTo(make([]byte, tc.want+20), p.Remote)
+				time.Sleep(10 * time.Millisecond)
+				if n.Stats().Dropped.Load() == before {
+					t.Errorf("a packet 20 bytes over the limit was not dropped: the limit is too low")
+				}
+			}
+		})
+	}
+}
+
+// TestSmallDirectPathLeftForRelay: a direct path that carries less than the packets the session
+// already sends (they grew on the relay) is not taken; one found before the packets grew is
+// taken, and caps them.
+func TestSmallDirectPathLeftForRelay(t *testing.T) {
+	t.Parallel()
+	for _, grown := range []bool{false, true} {
+		t.Run(fmt.Sprintf("grown=%v", grown), func(t *testing.T) {
+			t.Parallel()
+			n := vnet.New()
+			srv := startServer(t, n.Host("203.0.113.1"))
+			lan := n.NAT(vnet.Easy, "203.0.113.10")
+			lan.SetLANMTU(1300) // the hosts' LAN carries 1272-byte UDP payloads; the way out, 1500
+			prov := newSide(t, "provider", lan.Host("10.1.0.2"), vnet.Easy, srv)
+			vis := newSide(t, "visitor", lan.Host("10.1.0.3"), vnet.Easy, srv)
+			srv.pairRelay(prov, vis)
+			if grown {
+				vis.act.relayMTU.Store(MaxPacket &^ 3)
+				vis.act.largest.Store(MaxPacket &^ 3) // QUIC's packets grew to the relay's size
+			}
+			pair(t, prov, vis)
+			if !grown {
+				if !waitPath(prov, vis, 2*time.Second) {
+					t.Fatal("no direct path")
+				}
+				waitMTU(t, vis)
+				if got := vis.act.Limit(); got != 1260 {
+					t.Errorf("limit %d, want 1260 (the LAN's)", got)
+				}
+				return
+			}
+			time.Sleep(1500 * time.Millisecond)
+			if p := vis.path.Load(); p != nil {
+				t.Fatalf("the visitor keeps a direct path (%v) that cannot carry its packets", p)
+			}
+			if got := vis.act.Limit(); got < MaxPacket&^3 {
+				t.Errorf("limit %d after leaving the small path, want the relay's %d", got, MaxPacket&^3)
+			}
+		})
 	}
 }

@@ -16,6 +16,11 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
+// InitialPacketSize is the first QUIC packet size of client↔server sessions, before quic-go's
+// path MTU discovery grows it: IPv6's minimum MTU (1280) less the IPv6 and UDP headers, so that
+// a session starts on any path (quic-go's default of 1280 does not fit an IPv6 path of 1280).
+const InitialPacketSize = 1232
+
 // Transport names as reported by Session.Transport.
 const (
 	TransportQUIC = "quic"

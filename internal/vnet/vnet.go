@@ -98,6 +98,7 @@ type NAT struct {
 	// Timeout forgets mappings idle for that long (0: never).
 	Timeout time.Duration
 	mtu     atomic.Int32 // the largest IP packet the NAT's public link carries (0: unlimited)
+	lanMTU  atomic.Int32 // the largest IP packet between hosts of its LAN (0: unlimited)
 
 	mu      sync.Mutex
 	lan     map[netip.Addr]*Host
@@ -158,6 +159,10 @@ func (t *NAT) Host(addr string) *Host {
 // SetMTU sets the largest IP packet the NAT's public link carries, both ways (0: unlimited).
 // Larger packets are dropped without a word (no ICMP: a black hole).
 func (t *NAT) SetMTU(mtu int) { t.mtu.Store(int32(mtu)) }
+
+// SetLANMTU sets the largest IP packet between the hosts behind the NAT (0: unlimited), e.g. a
+// Wi-Fi bridge or a VPN between them; silent drops as with SetMTU.
+func (t *NAT) SetLANMTU(mtu int) { t.lanMTU.Store(int32(mtu)) }
 
 func (t *NAT) tooBig(n int, dst netip.Addr) bool {
 	mtu := int(t.mtu.Load())
@@ -294,6 +299,10 @@ func (t *NAT) outbound(src, dst netip.AddrPort, b []byte) {
 	t.mu.Lock()
 	if lh := t.lan[dst.Addr()]; lh != nil {
 		t.mu.Unlock()
+		if mtu := int(t.lanMTU.Load()); mtu > 0 && len(b)+headerLen(dst.Addr()) > mtu {
+			t.net.stats.Dropped.Add(1)
+			return
+		}
 		lh.deliver(src, dst, b) // on the LAN: no translation
 		return
 	}
