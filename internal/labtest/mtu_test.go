@@ -113,7 +113,7 @@ func TestP2PPathMTUAcrossSwitches(t *testing.T) {
 	lift := blockDirect(t, l, "P", "V")
 	p := startPair(t, l, "P1", "V1", "transport.p2pKeepalive = 2")
 	done := make(chan time.Duration, 1)
-	go func() { done <- exchange(t, l, "V1", visitorAddr, 64<<20, 8<<20) }() // about 8 s
+	go func() { done <- exchange(t, l, "V1", visitorAddr, 40<<20, 8<<20) }() // about 5 s
 	p.visitor.WaitLog(`p2p session ready.*path=relay`, 10*time.Second)
 	time.Sleep(1500 * time.Millisecond) // quic-go's packets grow on the relay meanwhile
 	lift()
@@ -123,7 +123,7 @@ func TestP2PPathMTUAcrossSwitches(t *testing.T) {
 	p.visitor.WaitLog(`direct path lost; back to relay`, 15*time.Second)
 	d := <-done
 	block()
-	t.Logf("64 MiB echoed intact in %s through relay → direct → relay behind a 1420-byte black hole", d.Round(time.Millisecond))
+	t.Logf("40 MiB echoed intact in %s through relay → direct → relay behind a 1420-byte black hole", d.Round(time.Millisecond))
 	if n := p.visitor.Count("carries smaller packets"); n > 0 {
 		t.Errorf("a path was left for being too small: %d", n)
 	}
