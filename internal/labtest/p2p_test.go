@@ -400,7 +400,10 @@ protocol = "udp"
 	dgSent, _ := strconv.Atoi(field(ended, "datagrams_sent"))
 	dgReceived, _ := strconv.Atoi(field(ended, "datagrams_received"))
 	t.Logf("%d of %d datagrams echoed; visitor sent %d and received %d QUIC datagrams", back, count, dgSent, dgReceived)
-	if dgSent < count || dgReceived < count*90/100 {
+	// The session's first packets are 1223 bytes (they must fit any path) and a 1200-byte
+	// datagram does not fit one: the first few ride the flow's stream, until quic-go's path MTU
+	// discovery has grown the packets (within milliseconds).
+	if dgSent < count*95/100 || dgReceived < count*90/100 {
 		t.Errorf("the visitor sent %d and received %d QUIC datagrams, want about %d each way", dgSent, dgReceived, count)
 	}
 }
