@@ -127,7 +127,12 @@ func (m *mtuProbe) answeredLocked(s *Session, tx [stun.TransactionIDSize]byte) b
 		return false
 	}
 	delete(m.txs, tx)
-	m.best = max(m.best, q)
+	if q > m.best {
+		m.best = q
+		// A size answered fits: it is the path's limit already, before the measurement ends
+		// (which can only raise it), so that quic-go's first probes meet it rather than MinPacket.
+		s.provisionalLocked(m)
+	}
 	if m.rtt == 0 && !m.sent.IsZero() {
 		m.rtt = time.Since(m.sent)
 		m.next = m.sent.Add(m.wait()) // the round need not wait longer than the path takes
@@ -137,6 +142,16 @@ func (m *mtuProbe) answeredLocked(s *Session, tx [stun.TransactionIDSize]byte) b
 		s.mtuMeasuredLocked(m) // the largest fits: nothing left to find
 	}
 	return true
+}
+
+// provisionalLocked publishes what a measurement found so far.
+func (s *Session) provisionalLocked(m *mtuProbe) {
+	switch {
+	case m.relay:
+		s.cfg.Activity.relayMTU.Store(int32(m.result()))
+	case s.path != nil && s.path.Remote == m.remote && s.path.Via == m.via && m.result() >= s.cfg.Activity.Largest():
+		s.cfg.Activity.directMTU.Store(int32(m.result()))
+	}
 }
 
 // result is what the path was found to carry.
