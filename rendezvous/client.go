@@ -195,7 +195,11 @@ func (c *client) run() {
 		case <-time.After(holderTakeoverWait):
 		}
 	}
-	c.log.Info("client logged in", "transport", c.sess.Transport(), "hostname", c.login.Hostname, "version", c.login.Version)
+	args := []any{"transport", c.sess.Transport(), "hostname", c.login.Hostname, "version", c.login.Version}
+	if c.login.Mapped != "" {
+		args = append(args, "mapped", c.login.Mapped)
+	}
+	c.log.Info("client logged in", args...)
 	s.Events.clientOnline(c)
 
 	ctx, cancel := context.WithCancel(s.ctx)
