@@ -32,18 +32,7 @@ import (
 //
 // It runs in the bench process, in a lab host's namespace, so that every system under test
 // reaches the very same service.
-func serve(l *natlab.Lab, host, addr string) {
-	ln := l.Listen(host, "tcp4", addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go handle(c.(*net.TCPConn))
-		}
-	}()
-}
+func serve(l *natlab.Lab, host, addr string) { serveWith(l, host, addr, "") }
 
 var zeros = make([]byte, 256<<10)
 

@@ -325,8 +325,8 @@ bindPort = %[1]d
 `, port, secret, p2pType, tcpP2P, udp)
 }
 
-// serveWith serves the bench protocol with a congestion control of its own on every accepted
-// connection (TCP_CONGESTION): the service's side sends the downloads.
+// serveWith serves the bench protocol; cc, if set, is every accepted connection's congestion
+// control (TCP_CONGESTION: the service's side sends the downloads).
 func serveWith(l *natlab.Lab, host, addr, cc string) {
 	ln := l.Listen(host, "tcp4", addr)
 	go func() {
@@ -335,7 +335,9 @@ func serveWith(l *natlab.Lab, host, addr, cc string) {
 			if err != nil {
 				return
 			}
-			setCongestion(c.(*net.TCPConn), cc)
+			if cc != "" {
+				setCongestion(c.(*net.TCPConn), cc)
+			}
 			go handle(c.(*net.TCPConn))
 		}
 	}()

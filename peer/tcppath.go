@@ -115,6 +115,19 @@ func (s *p2pSession) punchNetwork() string {
 	return "tcp4"
 }
 
+// punchContext bounds a punch by d, the client's life and the session's.
+func (s *p2pSession) punchContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(s.m.c.ctx, d)
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // startTCP begins punching a TCP path (visitor side, once the session is ready).
 func (s *p2pSession) startTCP() {
 	if !s.tcpWanted() {
@@ -123,15 +136,8 @@ func (s *p2pSession) startTCP() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.m.c.ctx, tcpPunchTimeout+5*time.Second)
+		ctx, cancel := s.punchContext(tcpPunchTimeout + 5*time.Second)
 		defer cancel()
-		go func() {
-			select {
-			case <-s.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		if err := s.punchTCP(ctx); err != nil {
 			s.log.Info("no direct tcp path", "err", err)
 		}
@@ -193,15 +199,8 @@ func (s *p2pSession) answerTCP(st session.Stream, offer *wire.TCPPath) {
 	if err := wire.Write(st, &wire.TCPPath{Addrs: s.tcpCandidates(p.Port())}); err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.m.c.ctx, tcpPunchTimeout)
+	ctx, cancel := s.punchContext(tcpPunchTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	tc, err := p.Connect(ctx, s.peerTCPAddr(offer))
 	if err == nil {
 		err = s.upgradeTCP(ctx, tc)

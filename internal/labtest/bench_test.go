@@ -121,7 +121,7 @@ bindPort = 9002
 
 // sink accepts connections on addr in host: it answers the first byte with one byte, then reads
 // everything.
-func sink(b *testing.B, l *natlab.Lab, host, addr string) {
+func sink(t testing.TB, l *natlab.Lab, host, addr string) {
 	ln := l.Listen(host, "tcp4", addr)
 	go func() {
 		for {

@@ -115,28 +115,6 @@ func rateFor(t *testing.T, l *natlab.Lab, host, addr string, d time.Duration) fl
 	return float64(sent) * 8 / time.Since(start).Seconds() / 1e6
 }
 
-// rateSink answers a connection's first byte, then reads everything (listening on every
-// address of host, so that the provider's service and a port forward reach the same sink).
-func rateSink(t *testing.T, l *natlab.Lab, host string, port int) {
-	ln := l.Listen(host, "tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var one [1]byte
-				if _, err := io.ReadFull(c, one[:]); err == nil {
-					c.Write(one[:])
-					io.Copy(io.Discard, c)
-				}
-			}()
-		}
-	}()
-}
-
 // TestP2PTCPPathSurvivesLoss: on a 20 ms path with 0.5 % random loss each way, kernel TCP (BBR
 // here) keeps most of its rate where quic-go's cubic falls to a few percent of it. The session
 // punches a direct TCP path and its bulk stream rides it: it must carry at least half of what
@@ -148,7 +126,7 @@ func TestP2PTCPPathSurvivesLoss(t *testing.T) {
 	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: wanSides(5*time.Millisecond, 0.005)})
 	startServer(t, l)
-	rateSink(t, l, "P1", 9000)
+	sink(t, l, "P1", "0.0.0.0:9000") // the provider's service, and the port forward's
 	// Direct TCP through both NATs: the provider's NAT forwards a port to the sink.
 	l.NFT("natP", fmt.Sprintf(`table ip portfwd {
   chain pre {
