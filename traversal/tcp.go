@@ -36,11 +36,21 @@ type TCPPuncher struct {
 	port int
 }
 
-// reusePort lets the listener and every connect share the port (and a port a previous punch
-// used be bound again at once).
-func reusePort(_, _ string, rc syscall.RawConn) error {
+// TCPSegment is the largest TCP payload of a punched connection's segments: what fits a path
+// MTU of 1280 (IPv6's minimum) with IPv6 and TCP headers. Kernel TCP finds a smaller path MTU
+// only from ICMP "too big", which many paths drop, and Linux does not probe by default: a
+// connection sized for a 1500-byte MTU would stall on such a path after its handshake.
+const TCPSegment = 1280 - 40 - 20
+
+// punchSocket lets the listener and every connect share the port (and a port a previous punch
+// used be bound again at once), and caps the segment size (TCPSegment).
+func punchSocket(_, _ string, rc syscall.RawConn) error {
 	var serr error
-	err := rc.Control(func(fd uintptr) { serr = setReusePort(int(fd)) })
+	err := rc.Control(func(fd uintptr) {
+		if serr = setReusePort(int(fd)); serr == nil {
+			serr = setMaxSegment(int(fd), TCPSegment)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -49,7 +59,7 @@ func reusePort(_, _ string, rc syscall.RawConn) error {
 
 // ListenTCPPunch binds the punching port (network "tcp4" or "tcp6", an ephemeral port).
 func ListenTCPPunch(network string) (*TCPPuncher, error) {
-	lc := net.ListenConfig{Control: reusePort}
+	lc := net.ListenConfig{Control: punchSocket}
 	ln, err := lc.Listen(context.Background(), network, ":0")
 	if err != nil {
 		return nil, fmt.Errorf("tcp punch: listen: %w", err)
@@ -98,7 +108,7 @@ func (p *TCPPuncher) Connect(ctx context.Context, peers []netip.AddrPort) (*net.
 	local := &net.TCPAddr{Port: p.port}
 	for _, peer := range peers {
 		go func() {
-			d := net.Dialer{LocalAddr: local, Control: reusePort}
+			d := net.Dialer{LocalAddr: local, Control: punchSocket}
 			for {
 				// One connect rides the kernel's SYN retransmissions: its first SYN may be
 				// dropped by the peer's NAT, but the peer's SYN, or its answer, gets through ours.

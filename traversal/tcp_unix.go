@@ -10,3 +10,7 @@ func setReusePort(fd int) error {
 	}
 	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 }
+
+func setMaxSegment(fd, size int) error {
+	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG, size)
+}

@@ -6,3 +6,6 @@ import "golang.org/x/sys/windows"
 func setReusePort(fd int) error {
 	return windows.SetsockoptInt(windows.Handle(fd), windows.SOL_SOCKET, windows.SO_REUSEADDR, 1)
 }
+
+// Windows sets no segment size per socket before connecting.
+func setMaxSegment(int, int) error { return nil }

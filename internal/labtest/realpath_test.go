@@ -165,3 +165,25 @@ func TestP2PTCPPathFromNoUDP(t *testing.T) {
 		t.Errorf("no stream took the TCP path: %s", ended)
 	}
 }
+
+// TestP2PTCPPathBlackHoleMTU: a 1440-byte path MTU that answers no ICMP (a PMTU black hole): QUIC's
+// 1400-byte packets fit, a 1500-byte MTU's TCP segments do not, and Linux does not probe for the
+// path MTU. The punched TCP path sends segments that fit 1280 (traversal.TCPSegment), so a bulk
+// stream on it goes through, checksummed both ways.
+func TestP2PTCPPathBlackHoleMTU(t *testing.T) {
+	t.Parallel()
+	hole := &natlab.Link{Up: wan.Shape{MTU: 1440, NoICMP: true}, Down: wan.Shape{MTU: 1440, NoICMP: true}}
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, WAN: hole}, {Name: "V", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "")
+	exchange(t, l, "V1", visitorAddr, 64<<10, 0)
+	p.visitor.WaitLog(`direct tcp path up`, 15*time.Second)
+	exchange(t, l, "V1", visitorAddr, 8<<20, 0)
+	p.visitor.Stop()
+	ended := p.visitor.WaitLog(`p2p session ended.*`, 5*time.Second)[0]
+	if field(ended, "tcp_streams") == "0" {
+		t.Errorf("no stream took the TCP path: %s", ended)
+	}
+	if up, down := l.LinkStats("natP"); up.TooBig+down.TooBig == 0 {
+		t.Log("no packet met the MTU: nothing tried a 1500-byte packet")
+	}
+}
