@@ -164,11 +164,20 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 
 	fmt.Fprintln(out)
 	for _, s := range visitor.Sessions() {
-		remote := s.Remote
-		if remote == "" {
-			remote = "(via server)"
+		fmt.Fprintf(out, "P2P session %s to %q: path %s\n", s.ID, s.Service, s.Path)
+		if s.Remote != "" {
+			// On one machine both ends share its address: the provider reported its interface
+			// addresses as candidates, and the visitor's probe to one of them answered first.
+			fmt.Fprintf(out, "  visitor  %-22s the visitor's UDP socket (this machine's address towards the provider)\n", s.Local)
+			fmt.Fprintf(out, "  provider %-22s the provider's UDP socket, reached directly (a LAN address of this machine,\n", s.Remote)
+			fmt.Fprintf(out, "  %31s one of the provider's candidates; across NATs: its public or LAN address)\n", "")
+		} else {
+			local := s.Local
+			if host, port, err := net.SplitHostPort(local); err == nil && net.ParseIP(host).IsUnspecified() {
+				local = "port " + port
+			}
+			fmt.Fprintf(out, "  visitor  %-22s the visitor's UDP socket; packets go through the server's relay\n", local)
 		}
-		fmt.Fprintf(out, "P2P session %s to %q: path %s, %s ↔ %s\n", s.ID, s.Service, s.Path, s.Local, remote)
 		toDirect := s.TimeToDirect.Round(time.Microsecond).String()
 		if s.TimeToDirect == 0 {
 			toDirect = "none (relayed)"

@@ -26,8 +26,15 @@ func TestDemo(t *testing.T) {
 		`P2P session \w+ to "web-p2p": path direct`,
 		`P2P session \w+ to "echo-udp": path direct`,
 		`\d+ QUIC datagrams`,
+		// The address pair is the addresses that carry the traffic, each said what it is.
+		`visitor  \d+\.\d+\.\d+\.\d+:\d+ +the visitor's UDP socket`,
+		`provider \d+\.\d+\.\d+\.\d+:\d+ +the provider's UDP socket, reached directly`,
 		`Everything is shut down`,
 	} {
+		if regexp.MustCompile(`0\.0\.0\.0|\[::\]`).Match(out.Bytes()) {
+			t.Errorf("the demo shows a wildcard address:\n%s", out.String())
+			break
+		}
 		if !regexp.MustCompile(want).Match(out.Bytes()) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out.String())
 		}

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -48,7 +49,7 @@ func (c *Client) Sessions() []SessionInfo {
 			Service:      s.service,
 			Role:         s.role,
 			Path:         path,
-			Local:        c.UDPAddr().String(),
+			Local:        localFor(c.UDPAddr(), remote),
 			TimeToReady:  time.Duration(s.readyAt.Load()),
 			TimeToDirect: s.punch.TimeToDirect(),
 			RelayBytes:   s.path.relayBytes.Load(),
@@ -111,4 +112,25 @@ func (c *Client) Proxies() []ProxyInfo {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// localFor is this host's address as its socket (bound to sock) carries traffic to remote: the
+// socket's own address, or for a wildcard socket the source address that routing picks towards
+// remote (a UDP connect sends nothing), so that a session shows the addresses that carry it,
+// not 0.0.0.0.
+func localFor(sock *net.UDPAddr, remote *net.UDPAddr) string {
+	if sock == nil {
+		return ""
+	}
+	ra := remote
+	if ra == nil || (sock.IP != nil && !sock.IP.IsUnspecified()) {
+		return sock.String()
+	}
+	c, err := net.DialUDP("udp", nil, ra)
+	if err != nil {
+		return sock.String()
+	}
+	defer c.Close()
+	src := c.LocalAddr().(*net.UDPAddr)
+	return (&net.UDPAddr{IP: src.IP, Port: sock.Port}).String()
 }

@@ -152,7 +152,7 @@ func TestUnitsVerify(t *testing.T) {
 		if os.Getenv("XP2P_LAB_REQUIRED") == "1" {
 			t.Fatal("XP2P_LAB_REQUIRED=1 but systemd-analyze is missing (apt-get install systemd)")
 		}
-		t.Skip("skipping: systemd-analyze is missing (apt-get install systemd)")
+		t.Skipf("skipping %s: systemd-analyze is missing (apt-get install systemd)", t.Name())
 	}
 	bin := buildXP2P(t)
 	// The units must name a binary that exists on this host: install under a prefix that is

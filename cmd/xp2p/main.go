@@ -20,9 +20,6 @@ import (
 	"github.com/xp2p/xp2p/web"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
-
 const usage = `xp2p: reach services behind NAT, peer to peer first.
 
 Usage:
@@ -33,7 +30,7 @@ Usage:
   xp2p reload -c client.toml   check client.toml and apply it to the running client
   xp2p nat -s HOST:PORT        discover this host's NAT behaviour (RFC 5780) and public address
   xp2p demo                    run a server, a provider and a visitor on this machine
-  xp2p version                 print the version
+  xp2p version                 print the version, commit and build date
 
 Run "xp2p COMMAND --help" for a command's flags.
 `
@@ -66,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "nat":
 		return runNAT(rest, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "xp2p", version)
+		fmt.Fprint(stdout, currentBuild())
 		return 0
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, usage)

@@ -37,7 +37,7 @@ func New(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 		if os.Getenv("XP2P_BROWSER_REQUIRED") == "1" {
 			t.Fatal("XP2P_BROWSER_REQUIRED=1 but no chromium found: apt-get install -y chromium chromium-driver (or set XP2P_CHROMIUM)")
 		}
-		t.Skip("no chromium found: install Debian's chromium (apt-get install -y chromium chromium-driver) or set XP2P_CHROMIUM to run the browser test")
+		t.Skipf("skipping browser test %s: no chromium found (apt-get install chromium chromium-driver, or set XP2P_CHROMIUM)", t.Name())
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -70,7 +70,7 @@ func New(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 		if os.Getenv("XP2P_BROWSER_REQUIRED") == "1" {
 			t.Fatalf("start %s: %v", path, err)
 		}
-		t.Skipf("cannot start %s: %v", path, err)
+		t.Skipf("skipping browser test %s: cannot start %s: %v", t.Name(), path, err)
 	}
 	return ctx
 }

@@ -18,6 +18,7 @@ const serverAltIP = "203.0.113.3"
 // address and port, and checks the RFC 5780 classification; then Debian's stun-client (an RFC
 // 3489 client) against the same server.
 func TestNATDiscovery(t *testing.T) {
+	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{
 		{Name: "A", NAT: natlab.Easy}, {Name: "B", NAT: natlab.Sym}, {Name: "C", NAT: natlab.Open},
 		{Name: "D", NAT: natlab.NoUDP}, {Name: "E", NAT: natlab.None}, {Name: "F", NAT: natlab.SymSeq},
@@ -64,6 +65,9 @@ func TestNATDiscovery(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.nat, func(t *testing.T) {
+			// Each NAT kind has its own host: the tests run at once (after coturn's and
+			// stun-client's below, which use the same hosts and port one by one).
+			t.Parallel()
 			r := discover(t, c.host, natlab.ServerIP+":7000")
 			t.Logf("%s: %s (mapping %s, filtering %s, public %s, port preserved %v, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Public, r.PortPreserved, r.Notes)
 			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering || r.UDPBlocked != c.udpBlocked {
@@ -98,11 +102,14 @@ func TestNATDiscovery(t *testing.T) {
 			"--listening-ip", natlab.ServerIP, "--listening-ip", serverAltIP, "--listening-port", "3478").
 			WaitLog("Total General servers", 10*time.Second)
 		for _, c := range cases[:3] {
-			r := discover(t, c.host, natlab.ServerIP+":3478")
-			t.Logf("coturn, %s: %s (mapping %s, filtering %s, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Notes)
-			if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering {
-				t.Errorf("coturn, %s: got %s / %s / %s, want %s / %s / %s", c.nat, r.Type, r.Mapping, r.Filtering, c.typ, c.mapping, c.filtering)
-			}
+			t.Run(c.nat, func(t *testing.T) {
+				t.Parallel()
+				r := discover(t, c.host, natlab.ServerIP+":3478")
+				t.Logf("coturn, %s: %s (mapping %s, filtering %s, notes %q)", c.nat, r.Type, r.Mapping, r.Filtering, r.Notes)
+				if r.Type != c.typ || r.Mapping != c.mapping || r.Filtering != c.filtering {
+					t.Errorf("coturn, %s: got %s / %s / %s, want %s / %s / %s", c.nat, r.Type, r.Mapping, r.Filtering, c.typ, c.mapping, c.filtering)
+				}
+			})
 		}
 	})
 

@@ -116,7 +116,15 @@ func Require(t TB) {
 	if os.Getenv("XP2P_LAB_REQUIRED") == "1" {
 		t.Fatalf("XP2P_LAB_REQUIRED=1 but %s", why)
 	}
-	t.Skipf("skipping NAT lab test: %s (run as root to include it; CI sets XP2P_LAB_REQUIRED=1)", why)
+	t.Skipf("skipping NAT lab test %s: %s (run as root to include it; CI sets XP2P_LAB_REQUIRED=1)", testName(t), why)
+}
+
+// testName names the test a skip is about (go test -v lists skips; the name says which).
+func testName(t TB) string {
+	if n, ok := t.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return "(not a test)"
 }
 
 // New builds a lab; Require is called first.

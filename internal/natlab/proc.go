@@ -288,6 +288,6 @@ func Tool(t TB, name, pkg string) string {
 	if os.Getenv("XP2P_LAB_REQUIRED") == "1" {
 		t.Fatalf("XP2P_LAB_REQUIRED=1 but %q is missing (apt-get install %s)", name, pkg)
 	}
-	t.Skipf("skipping: %q is missing (apt-get install %s)", name, pkg)
+	t.Skipf("skipping %s: %q is missing (apt-get install %s)", testName(t), name, pkg)
 	return ""
 }
