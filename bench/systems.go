@@ -39,7 +39,8 @@ type binaries struct {
 // startServer runs the system's server on the lab's server host.
 func (s system) startServer(t natlab.TB, l *natlab.Lab) *natlab.Proc {
 	if s.name == "xp2p" {
-		cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\n[stun]\naltAddr = %q\n", xp2pPort, token, serverAlt)
+		// stateDir: a restarted server keeps the identity its clients pinned.
+		cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\nstateDir = %q\n[stun]\naltAddr = %q\n", xp2pPort, token, l.StateDir("xp2p-server"), serverAlt)
 		p := l.Start("srv", "xp2p-server", s.bins.xp2p, "server", "-c", natlab.WriteFile(t, "xp2p-server.toml", cfg))
 		p.WaitLog("xp2p server listening", 10*time.Second)
 		return p

@@ -26,6 +26,10 @@ type Server struct {
 	EnablePrometheus    bool `toml:"enablePrometheus"`
 	// STUN is the address-discovery service on bindPort (xp2p nat, RFC 5780).
 	STUN STUN `toml:"stun"`
+	// StateDir holds what the server keeps across restarts: its identity key, whose
+	// fingerprint clients pin (default: $STATE_DIRECTORY under systemd, else NAME.state beside
+	// the config file NAME.toml; a relative path is relative to the config's directory).
+	StateDir string `toml:"stateDir"`
 
 	// The web ports (frp's): http proxies are served on VhostHTTPPort by host name and path,
 	// https proxies on VhostHTTPSPort by the TLS server name (not terminated), tcpmux proxies
@@ -158,6 +162,9 @@ type Client struct {
 	User    string           `toml:"user"`
 	// LoginFailExit makes a refused login (wrong token) end the process instead of retrying.
 	LoginFailExit *bool `toml:"loginFailExit"`
+	// StateDir holds what the client keeps across restarts: the servers' identity keys it
+	// trusts on first use, and their login tickets (default as for the server).
+	StateDir string `toml:"stateDir"`
 
 	Auth      Auth            `toml:"auth"`
 	Transport ClientTransport `toml:"transport"`
@@ -236,9 +243,12 @@ type ClientTransport struct {
 
 // ClientTLS: the control session is always TLS 1.3; these keys pin the server's certificate.
 type ClientTLS struct {
-	Enable                    *bool  `toml:"enable" xp2p:"ignored" why:"the session to the server is always TLS 1.3"`
-	TrustedCaFile             string `toml:"trustedCaFile"`
-	ServerName                string `toml:"serverName"`
+	Enable        *bool  `toml:"enable" xp2p:"ignored" why:"the session to the server is always TLS 1.3"`
+	TrustedCaFile string `toml:"trustedCaFile"`
+	ServerName    string `toml:"serverName"`
+	// ServerFingerprint pins the first server's identity key ("SHA256:...", as xp2p server
+	// prints it at start) instead of trusting it on first use.
+	ServerFingerprint         string `toml:"serverFingerprint"`
 	CertFile                  string `toml:"certFile" xp2p:"ignored"`
 	KeyFile                   string `toml:"keyFile" xp2p:"ignored"`
 	DisableCustomTLSFirstByte *bool  `toml:"disableCustomTLSFirstByte" xp2p:"ignored"`

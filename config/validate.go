@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -15,6 +16,7 @@ var logLevels = map[string]bool{"": true, "trace": true, "debug": true, "info": 
 // complete applies defaults and validates a server config.
 func (c *Server) complete(file string, pos positions) error {
 	l := &errorList{file: file, pos: pos}
+	c.StateDir = stateDir(file, c.StateDir)
 	if c.BindAddr == "" {
 		c.BindAddr = "0.0.0.0"
 	}
@@ -125,6 +127,7 @@ func (c *Server) PortAllowed(port int) bool {
 // complete applies defaults and validates a client config.
 func (c *Client) complete(file string, pos positions) error {
 	l := &errorList{file: file, pos: pos}
+	c.StateDir = stateDir(file, c.StateDir)
 	c.completeServers(l)
 	checkAuth(l, &c.Auth)
 	checkLog(l, &c.Log)
@@ -496,4 +499,21 @@ func ParseBandwidth(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: not a positive number", s)
 	}
 	return n * mult, nil
+}
+
+// stateDir resolves a stateDir key of the config file: a relative path is relative to the
+// file's directory; unset, it is systemd's $STATE_DIRECTORY (StateDirectory= in the unit) if
+// set, else NAME.state beside NAME.toml. Nothing is created here (xp2p verify writes nothing).
+func stateDir(file, v string) string {
+	switch {
+	case v != "" && filepath.IsAbs(v):
+		return v
+	case v != "":
+		return filepath.Join(filepath.Dir(file), v)
+	}
+	if sd := os.Getenv("STATE_DIRECTORY"); sd != "" {
+		first, _, _ := strings.Cut(sd, ":")
+		return first
+	}
+	return strings.TrimSuffix(file, filepath.Ext(file)) + ".state"
 }

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +93,16 @@ func Run(ctx context.Context, opts Options, out, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The demo keeps nothing: its server's identity and what its clients pin live in a
+	// directory removed at the end.
+	state, err := os.MkdirTemp("", "xp2p-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(state)
+	scfg.StateDir = filepath.Join(state, "server")
+	pcfg.StateDir = filepath.Join(state, "provider")
+	vcfg.StateDir = filepath.Join(state, "visitor")
 
 	srv, err := rendezvous.New(scfg, log.With("role", "server"))
 	if err != nil {

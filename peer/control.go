@@ -12,8 +12,8 @@ import (
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/session"
-	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/relay"
 )
@@ -158,8 +158,14 @@ func (l *serverLink) connectLoop() {
 			return
 		}
 		var le *LoginError
+		var mismatch *identity.MismatchError
 		var wait time.Duration
-		if errors.As(err, &le) {
+		if errors.As(err, &mismatch) {
+			netBackoff.reset()
+			wait = authBackoff.next()
+			c.log.Error("SERVER IDENTITY CHANGED: not connecting", "server", l.ep.Addr, "presented", mismatch.Got, "pinned", mismatch.Want,
+				"pinned_by", mismatch.Source, "err", mismatch.Error(), "retry_in", wait.Round(time.Second))
+		} else if errors.As(err, &le) {
 			netBackoff.reset()
 			if c.cfg.LoginFailExit != nil && *c.cfg.LoginFailExit {
 				c.log.Error("login refused; exiting (loginFailExit = true)", "reason", le.Reason)
@@ -202,7 +208,7 @@ func errString(err error) string {
 // connectOnce dials, logs in, registers everything and serves the session until it ends.
 func (l *serverLink) connectOnce() error {
 	c := l.c
-	tlsConf, err := tlsconf.Client(c.cfg.Transport.TLS.ServerName, c.cfg.Transport.TLS.TrustedCaFile)
+	tlsConf, err := l.tlsConfig(false)
 	if err != nil {
 		return err
 	}
@@ -224,6 +230,11 @@ func (l *serverLink) connectOnce() error {
 	l.resolve()
 	sess, err := d.Dial(ctx, l.ep.Addr)
 	if err != nil {
+		if l.pin != nil {
+			if m := l.pin.Mismatch(); m != nil {
+				return m // the TLS libraries keep only its text
+			}
+		}
 		return fmt.Errorf("connect to %s: %w", l.ep.Addr, err)
 	}
 	ctl, err := l.login(ctx, sess)
@@ -231,6 +242,7 @@ func (l *serverLink) connectOnce() error {
 		sess.Close("login failed")
 		return err
 	}
+	l.confirmIdentity()
 	cancel()
 	return l.serve(ctl)
 }

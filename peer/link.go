@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/identity"
+	"github.com/xp2p/xp2p/internal/tlsconf"
 )
 
 // serverLink is the client's relation with one server: its current control session (nil while
@@ -28,10 +31,55 @@ type serverLink struct {
 
 	// udpAddr is the server's resolved UDP address: relayed packets go there.
 	udpAddr atomic.Pointer[net.UDPAddr]
+
+	// pin checks the server's identity key on every TLS connection to it (nil: the config's
+	// trustedCaFile authenticates the server instead).
+	pin *identity.Pin
 }
 
 func newLink(c *Client, i int, ep config.Endpoint) *serverLink {
-	return &serverLink{c: c, index: i, ep: ep, token: []byte(ep.Token), change: make(chan struct{})}
+	l := &serverLink{c: c, index: i, ep: ep, token: []byte(ep.Token), change: make(chan struct{})}
+	if ep.Fingerprint != "" || c.cfg.Transport.TLS.TrustedCaFile == "" {
+		key := "transport.tls.serverFingerprint" // the first server's, serverAddr
+		switch {
+		case c.cfg.ServerAddr == "":
+			key = fmt.Sprintf("servers[%d].fingerprint", i)
+		case i > 0:
+			key = fmt.Sprintf("servers[%d].fingerprint", i-1)
+		}
+		l.pin = &identity.Pin{Addr: ep.Addr, Configured: ep.Fingerprint, ConfigKey: key, Known: identity.OpenKnown(c.cfg.StateDir)}
+	}
+	return l
+}
+
+// tlsConfig is the TLS configuration of connections to the link's server: control sessions, or
+// work connections (tlsconf.Work) with work set.
+func (l *serverLink) tlsConfig(work bool) (*tls.Config, error) {
+	conf, err := tlsconf.Client(l.c.cfg.Transport.TLS.ServerName, l.c.cfg.Transport.TLS.TrustedCaFile)
+	if err != nil {
+		return nil, err
+	}
+	if l.pin != nil {
+		conf.VerifyConnection = l.pin.VerifyConnection
+	}
+	if work {
+		conf = tlsconf.Work(conf)
+	}
+	return conf, nil
+}
+
+// confirmIdentity records the server's key once it proved the token (trust on first use).
+func (l *serverLink) confirmIdentity() {
+	if l.pin == nil {
+		return
+	}
+	fp, err := l.pin.Confirm()
+	switch {
+	case err != nil:
+		l.c.log.Warn("server identity trusted for this run only: cannot record it", "server", l.ep.Addr, "fingerprint", fp, "err", err)
+	case fp != "":
+		l.c.log.Info("server identity trusted on first use", "server", l.ep.Addr, "fingerprint", fp, "file", l.pin.Known.Path())
+	}
 }
 
 func (l *serverLink) setControl(ctl *control) {

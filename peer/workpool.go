@@ -47,11 +47,10 @@ func (l *serverLink) runWorkPool(ctx context.Context, ctl *control) {
 	if n < 0 || !l.hasTCPProxies() {
 		return
 	}
-	tlsConf, err := tlsconf.Client(l.c.cfg.Transport.TLS.ServerName, l.c.cfg.Transport.TLS.TrustedCaFile)
+	tlsConf, err := l.tlsConfig(true)
 	if err != nil {
 		return
 	}
-	tlsConf = tlsconf.Work(tlsConf)
 	refill := rate.NewLimiter(workRefillRate, max(workRefillBurst, 2*n))
 	var wg sync.WaitGroup
 	for range n {

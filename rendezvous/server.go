@@ -6,13 +6,14 @@ package rendezvous
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
@@ -67,9 +69,13 @@ type Server struct {
 	web        *vhost.Server
 	packets    *relay.PacketRelay
 	limiter    *auth.FailureLimiter
-	pending    *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
-	stun       *stunService
-	Events     *Events
+	// id is the server's persistent identity; fingerprint the fingerprint of the key its TLS
+	// presents (id's, or transport.tls.certFile's).
+	id          *identity.Server
+	fingerprint string
+	pending     *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
+	stun        *stunService
+	Events      *Events
 
 	mu       sync.Mutex
 	clients  map[string]*client      // by run id
@@ -121,9 +127,22 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 
 // Start binds bindPort on UDP and TCP and starts serving.
 func (s *Server) Start() error {
-	tlsConf, err := tlsconf.Server(tlsconf.ServerFiles{CertFile: s.cfg.Transport.TLS.CertFile, KeyFile: s.cfg.Transport.TLS.KeyFile})
+	id, created, err := identity.LoadServer(s.cfg.StateDir)
 	if err != nil {
 		return err
+	}
+	s.id = id
+	cert := id.Certificate()
+	tlsConf, err := tlsconf.Server(tlsconf.ServerFiles{CertFile: s.cfg.Transport.TLS.CertFile, KeyFile: s.cfg.Transport.TLS.KeyFile, Identity: &cert})
+	if err != nil {
+		return err
+	}
+	s.fingerprint = id.Fingerprint()
+	if leaf, err := x509.ParseCertificate(tlsConf.Certificates[0].Certificate[0]); err == nil {
+		s.fingerprint = identity.Fingerprint(leaf) // transport.tls.certFile's key, if set
+	}
+	if created {
+		s.log.Info("made a new server identity", "file", filepath.Join(s.cfg.StateDir, identity.KeyFile))
 	}
 	if err := s.listen(); err != nil {
 		return err
@@ -182,7 +201,10 @@ func (s *Server) Start() error {
 	s.wg.Add(2)
 	go s.acceptLoop()
 	go s.workLoop()
-	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "stunAltPort", s.stun.responder.AltPort, "version", Version)
+	s.log.Info("xp2p server listening", "udp", s.udp.LocalAddr().String(), "tcp", s.tcp.Addr().String(), "stunAltPort", s.stun.responder.AltPort, "version", Version,
+		"fingerprint", s.fingerprint)
+	s.log.Info("server identity: clients trust it on first use, or pin it up front with transport.tls.serverFingerprint",
+		"fingerprint", s.fingerprint)
 	if len(s.token) == 0 {
 		s.log.Warn("auth.token is empty: any client can use this server")
 	}
@@ -222,18 +244,19 @@ func bindError(key string, port int, err error) error {
 	return fmt.Errorf("%s %d: %w", key, port, err)
 }
 
-// resetKey is the key of the server's QUIC stateless resets. It is derived from auth.token, so
-// that a restarted server (same config) resets the connections of its previous run at their
-// clients' next keepalive: they reconnect at once instead of waiting for their idle timeout.
+// resetKey is the key of the server's QUIC stateless resets. It derives from the server's
+// identity key, a secret no client knows (a key derived from the token would let any token
+// holder reset every other client's session), and it outlives a restart, so that a restarted
+// server resets the connections of its previous run at their clients' next keepalive: they
+// reconnect at once instead of waiting for their idle timeout.
 func (s *Server) resetKey() *quic.StatelessResetKey {
 	var k quic.StatelessResetKey
-	if len(s.token) == 0 {
-		rand.Read(k[:])
-	} else {
-		copy(k[:], auth.Derive(s.token, "xp2p stateless reset", nil))
-	}
+	copy(k[:], s.id.Derive("quic stateless reset"))
 	return &k
 }
+
+// Fingerprint is the fingerprint of the server's identity key (what clients pin), once started.
+func (s *Server) Fingerprint() string { return s.fingerprint }
 
 func (s *Server) heartbeatTimeout() time.Duration {
 	return time.Duration(s.cfg.Transport.HeartbeatTimeout) * time.Second

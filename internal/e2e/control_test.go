@@ -54,7 +54,7 @@ func TestServerRestart(t *testing.T) {
 			if err := roundTrip(addr, []byte("while down")); err == nil {
 				t.Fatal("the proxy port still answers with the server stopped")
 			}
-			srv2 := startServerOn(t, port, "")
+			srv2 := startServerOn(t, port, sameIdentity(srv))
 			eventually(t, 10*time.Second, func() bool {
 				err = roundTrip(addr, []byte("after restart"))
 				return err == nil
@@ -92,7 +92,7 @@ func TestServerRestart(t *testing.T) {
 				t.Errorf("%d connection attempts ended in %s of outage, want 1 to 3 (backoff 1 s, 2 s, ...)", retries, down)
 			}
 			restarted := time.Now()
-			startServerOn(t, port, "")
+			startServerOn(t, port, sameIdentity(srv))
 			eventually(t, 15*time.Second, func() bool {
 				err = roundTrip(addr, []byte("after outage"))
 				return err == nil

@@ -118,6 +118,9 @@ func startServerWith(t testing.TB, port int, extra string, adjust func(*config.S
 		t.Fatalf("server config: %v", err)
 	}
 	cfg.BindPort = port
+	if !strings.Contains(extra, "stateDir") {
+		cfg.StateDir = t.TempDir() // its own identity (the default is beside the config file)
+	}
 	if adjust != nil {
 		adjust(cfg)
 	}
@@ -141,6 +144,12 @@ func startServerWith(t testing.TB, port int, extra string, adjust func(*config.S
 	ts := &testServer{Server: srv, cfg: cfg, log: lb}
 	t.Cleanup(ts.Close)
 	return ts
+}
+
+// sameIdentity is the config line that gives a restarted server srv's identity (its state
+// directory): clients that pinned srv's key accept the new server as the same one.
+func sameIdentity(srv *testServer) string {
+	return fmt.Sprintf("stateDir = %q\n", srv.cfg.StateDir)
 }
 
 // clientHeader is the top of a client config; top holds further top-level keys.
@@ -195,6 +204,9 @@ func newClient(t testing.TB, toml string) *testClient {
 	cfg, _, err := config.ParseClient("e2e/client.toml", []byte(toml))
 	if err != nil {
 		t.Fatalf("client config: %v\n%s", err, toml)
+	}
+	if !strings.Contains(toml, "stateDir") {
+		cfg.StateDir = t.TempDir() // its own known servers (the default is beside the config file)
 	}
 	log, lb := newLogger(t, "client")
 	c, err := peer.New(cfg, log)

@@ -2,17 +2,24 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -185,12 +192,25 @@ func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr) {
 // TestWorkConnMITM: a man in the middle lets the client's QUIC control session through to the
 // real server and terminates the TCP work connections on bindPort itself (the client has no
 // trustedCaFile). It used to send WorkStream{proxy:"echo"} at once and read the client's local
-// service, and it collected token proofs for an offline guess. Now the server must prove the
-// control session's key on each work connection before the client takes a user: the man in the
-// middle reaches nothing, the proofs it holds do not test the token, and the users who come
-// through the real server are served all along (on QUIC streams while the pool cannot fill).
+// service, and it collected token proofs for an offline guess. Now the client pinned the
+// server's identity key at its login: a man in the middle with a key of its own fails the TLS
+// handshake and never sees a byte of the work connection. One that holds the server's identity
+// key itself (a stolen state directory) gets through TLS, but the server must prove the control
+// session's key on each work connection before the client takes a user: it reaches nothing
+// either, and the proofs it holds do not test the token. Users who come through the real server
+// are served all along (on QUIC streams while the pool cannot fill).
 func TestWorkConnMITM(t *testing.T) {
 	t.Parallel()
+	for _, stolen := range []bool{false, true} {
+		name := map[bool]string{false: "own key", true: "stolen identity key"}[stolen]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			workConnMITM(t, stolen)
+		})
+	}
+}
+
+func workConnMITM(t *testing.T, stolenKey bool) {
 	srv := startServer(t, "")
 	var reached atomic.Int64
 	secret := startTCPService(t, func(c *net.TCPConn) {
@@ -208,11 +228,20 @@ func TestWorkConnMITM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mitmTLS, err := tlsconf.Server(tlsconf.ServerFiles{})
+	files := tlsconf.ServerFiles{}
+	if stolenKey {
+		id, _, err := identity.LoadServer(srv.cfg.StateDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := id.Certificate()
+		files.Identity = &cert
+	}
+	mitmTLS, err := tlsconf.Server(files)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var attempts, leaked atomic.Int64
+	var handshakes, attempts, leaked atomic.Int64
 	var proofsMu sync.Mutex
 	var proofs []struct{ exporter, proof []byte }
 	var wg sync.WaitGroup
@@ -232,6 +261,7 @@ func TestWorkConnMITM(t *testing.T) {
 				defer wg.Done()
 				defer raw.Close()
 				raw.SetDeadline(time.Now().Add(5 * time.Second))
+				handshakes.Add(1)
 				tc := tls.Server(raw, mitmTLS)
 				if tc.Handshake() != nil {
 					return
@@ -263,7 +293,7 @@ func TestWorkConnMITM(t *testing.T) {
 
 	c := startClient(t, clientHeader(port, testToken, `transport.protocol = "quic"`)+tcpProxy("echo", secret.Port(), 0))
 	remote := waitRunning(t, c, "echo")
-	eventually(t, 5*time.Second, func() bool { return attempts.Load() >= 4 },
+	eventually(t, 5*time.Second, func() bool { return handshakes.Load() >= 4 },
 		func() string { return "the client never opened work connections to the man in the middle" })
 	for i := range 5 {
 		if err := roundTrip(remote, []byte("a real user "+strconv.Itoa(i))); err != nil {
@@ -285,8 +315,181 @@ func TestWorkConnMITM(t *testing.T) {
 	}
 	n := len(proofs)
 	proofsMu.Unlock()
-	if c.log.Count("someone in the middle") == 0 {
+	switch {
+	case !stolenKey && n > 0:
+		t.Errorf("the man in the middle read %d work connection hellos through a key the client had not pinned", n)
+	case stolenKey && c.log.Count("someone in the middle") == 0:
 		t.Error("the client did not warn of the man in the middle")
 	}
-	t.Logf("%d work connections to the man in the middle, none served; 5 users served through the real server", n)
+	t.Logf("%d work connections to the man in the middle (%d past TLS), none served; 5 users served through the real server", handshakes.Load(), n)
+}
+
+// TestServerIdentityPinned: the client trusts the server's identity key on first use and
+// records it; a server on the same address with another key (a man in the middle that
+// terminates TLS, or a server whose state was lost) is refused loudly, naming both
+// fingerprints, and learns nothing (no login reaches it). A fingerprint pinned in the config up
+// front passes its own server and refuses any other from the first connection on.
+func TestServerIdentityPinned(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	port := srv.Port()
+	echo := startTCPService(t, echoHandler)
+	state := t.TempDir()
+	c := startClient(t, clientHeader(port, testToken, `stateDir = "`+state+`"`)+tcpProxy("echo", echo.Port(), 0))
+	waitRunning(t, c, "echo")
+	known, err := os.ReadFile(filepath.Join(state, identity.KnownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "127.0.0.1:" + strconv.Itoa(port) + " " + srv.Fingerprint() + "\n"; string(known) != want {
+		t.Fatalf("known servers: %q, want %q", known, want)
+	}
+	if fi, _ := os.Stat(filepath.Join(state, identity.KnownFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("known servers file mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// Another server, another key, on the same address.
+	srv.Close()
+	impostor := startServerOn(t, port, "")
+	eventually(t, 5*time.Second, func() bool { return c.log.Count("SERVER IDENTITY CHANGED") > 0 },
+		func() string { return "the client did not refuse the changed identity" })
+	line := c.log.String()[strings.Index(c.log.String(), "SERVER IDENTITY CHANGED"):]
+	if !strings.Contains(line, impostor.Fingerprint()) || !strings.Contains(line, srv.Fingerprint()) {
+		t.Errorf("the refusal does not name both fingerprints: %.400s", line)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := impostor.log.Count("client logged in") + impostor.log.Count("login refused"); n > 0 {
+		t.Errorf("the impostor saw %d logins", n)
+	}
+
+	// Pinned up front: the right fingerprint passes, another is refused at once.
+	good := startClient(t, clientHeader(port, testToken, `transport.tls.serverFingerprint = "`+impostor.Fingerprint()+`"`)+tcpProxy("echo2", echo.Port(), 0))
+	if err := roundTrip(waitRunning(t, good, "echo2"), []byte("pinned up front")); err != nil {
+		t.Fatal(err)
+	}
+	bad := startClient(t, clientHeader(port, testToken, `transport.tls.serverFingerprint = "`+srv.Fingerprint()+`"`)+tcpProxy("echo3", echo.Port(), 0))
+	eventually(t, 5*time.Second, func() bool { return bad.log.Count("SERVER IDENTITY CHANGED") > 0 },
+		func() string { return "a client with another pinned fingerprint connected" })
+	if !strings.Contains(bad.log.String(), "transport.tls.serverFingerprint") {
+		t.Error("the refusal does not say the pin comes from transport.tls.serverFingerprint")
+	}
+	if n := impostor.log.Count("client logged in"); n != 1 {
+		t.Errorf("%d logins on the second server, want the one client that pinned its key", n)
+	}
+}
+
+// resetTap relays UDP between one client and the server, as udpForward does, and records the
+// connection IDs the client's short-header packets carry to the server: what anyone on the path
+// sees, and all a stateless reset needs besides the server's reset key.
+type resetTap struct {
+	ln     *net.UDPConn
+	client atomic.Pointer[net.UDPAddr]
+	mu     sync.Mutex
+	cids   map[string]bool
+}
+
+func startResetTap(t *testing.T, server *net.UDPAddr) *resetTap {
+	port := freeUDPTCPPort(t)
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := net.DialUDP("udp", nil, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &resetTap{ln: ln, cids: map[string]bool{}}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := ln.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			tap.client.Store(from)
+			if n > 5 && buf[0]&0xc0 == 0x40 { // QUIC short header: the server's 4-byte connection ID follows
+				tap.mu.Lock()
+				tap.cids[string(buf[1:5])] = true
+				tap.mu.Unlock()
+			}
+			up.Write(buf[:n])
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				return
+			}
+			if c := tap.client.Load(); c != nil {
+				ln.WriteToUDP(buf[:n], c)
+			}
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); up.Close(); wg.Wait() })
+	return tap
+}
+
+func (tap *resetTap) port() int { return tap.ln.LocalAddr().(*net.UDPAddr).Port }
+
+// seen is how many of the server's connection IDs the tap has seen.
+func (tap *resetTap) seen() int {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return len(tap.cids)
+}
+
+// reset sends the client a stateless reset for every connection ID seen, made with key (quic-go's
+// tokens: HMAC-SHA256(key, connection ID), first 16 bytes), from the server's side of the tap.
+func (tap *resetTap) reset(key []byte) {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	for cid := range tap.cids {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(cid))
+		pkt := make([]byte, 43)
+		rand.Read(pkt)
+		pkt[0] = 0x40 | pkt[0]&0x3f
+		copy(pkt[len(pkt)-16:], mac.Sum(nil)[:16])
+		tap.ln.WriteToUDP(pkt, tap.client.Load())
+	}
+}
+
+// TestStatelessResetNeedsTheServersSecret: the server's QUIC stateless-reset key used to be
+// derived from auth.token, so any token holder on the path could end every other client's
+// session with a forged reset. It derives from the server's identity key now: the token-derived
+// reset does nothing, while one made with the server's own secret (the positive control: what a
+// restarted server sends) ends the session at once.
+func TestStatelessResetNeedsTheServersSecret(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	tap := startResetTap(t, srv.UDPAddr())
+	c := startClient(t, clientHeader(tap.port(), testToken, `transport.protocol = "quic"`))
+	eventually(t, 5*time.Second, func() bool { return c.log.Count("logged in to server") > 0 && tap.seen() > 0 },
+		func() string { return "no login, or no short-header packet from the client" })
+
+	tokenKey := auth.Derive([]byte(testToken), "xp2p stateless reset", nil)
+	for range 5 { // (the client may move to a connection ID seen only later)
+		tap.reset(tokenKey)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := c.log.Count("server session ended"); n > 0 {
+		t.Fatalf("a reset made from the token ended the client's session (%d times)", n)
+	}
+
+	id, _, err := identity.LoadServer(srv.cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		tap.reset(id.Derive("quic stateless reset"))
+		return c.log.Count("server session ended") > 0
+	}, func() string {
+		return fmt.Sprintf("a reset made with the server's secret did not end the session (%d connection IDs seen): the test cannot tell", tap.seen())
+	})
 }

@@ -36,7 +36,8 @@ auth.token = "` + labToken + `"
 // startServer runs the xp2p server in srv.
 func startServer(t *testing.T, l *natlab.Lab) *natlab.Proc {
 	t.Helper()
-	p := l.Start("srv", "server", natlab.Binary(t), "server", "-c", natlab.WriteFile(t, "server.toml", serverConfig))
+	cfg := serverConfig + fmt.Sprintf("\nstateDir = %q\n", l.StateDir("server")) // the same identity after a restart
+	p := l.Start("srv", "server", natlab.Binary(t), "server", "-c", natlab.WriteFile(t, "server.toml", cfg))
 	p.WaitLog("xp2p server listening", 10*time.Second)
 	return p
 }

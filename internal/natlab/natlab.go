@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -92,6 +93,22 @@ type Lab struct {
 	hosts  map[string]string // host name → IP
 	sides  map[string]Side
 	links  map[string]*wan.Bridge // shaped links by host ("srv", "natA", ...)
+	states map[string]string      // state directories by process name (StateDir)
+}
+
+// StateDir is a state directory (the stateDir key of an xp2p config) for the lab's process
+// name that stays the same across its restarts within the lab: a restarted server keeps its
+// identity key, which its clients pinned.
+func (l *Lab) StateDir(name string) string {
+	if d, ok := l.states[name]; ok {
+		return d
+	}
+	if l.states == nil {
+		l.states = map[string]string{}
+	}
+	d := filepath.Join(l.t.TempDir(), name+".state")
+	l.states[name] = d
+	return d
 }
 
 // Require skips the test when the lab cannot run here (not root, tools missing), or fails it

@@ -63,6 +63,7 @@ func StartServer(t testing.TB, extra string) *rendezvous.Server {
 		t.Fatalf("server config: %v", err)
 	}
 	cfg.BindPort = 0
+	cfg.StateDir = t.TempDir()
 	log, _ := Logger(t, "server")
 	for try := 0; ; try++ {
 		srv, err := rendezvous.New(cfg, log)
@@ -107,6 +108,7 @@ func StartClient(t testing.TB, toml string) *Client {
 	if err != nil {
 		t.Fatalf("client config: %v\n%s", err, toml)
 	}
+	cfg.StateDir = t.TempDir()
 	log, _ := Logger(t, "client")
 	pc, err := peer.New(cfg, log)
 	if err != nil {

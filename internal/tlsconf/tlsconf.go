@@ -56,14 +56,15 @@ func SelfSigned(names ...string) (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-// ServerFiles describes an optional certificate on disk.
+// ServerFiles describes an optional certificate on disk, and the certificate to use without
+// one (the server's identity, package identity; nil: a fresh one).
 type ServerFiles struct {
 	CertFile, KeyFile string
+	Identity          *tls.Certificate
 }
 
-// Server returns the server's TLS config for control sessions. With no files it uses a
-// generated certificate: the token proof (package auth), not the certificate, authenticates
-// the server then.
+// Server returns the server's TLS config for control sessions. With no files it uses the
+// identity's certificate, which clients pin on first use.
 func Server(files ServerFiles) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
@@ -75,6 +76,8 @@ func Server(files ServerFiles) (*tls.Config, error) {
 		}
 	case files.CertFile != "" || files.KeyFile != "":
 		return nil, errors.New("transport.tls.certFile and transport.tls.keyFile must be set together")
+	case files.Identity != nil:
+		cert = *files.Identity
 	default:
 		cert, err = SelfSigned("xp2p-server")
 		if err != nil {
@@ -98,8 +101,8 @@ func Work(control *tls.Config) *tls.Config {
 }
 
 // Client returns the client's TLS config for its control session. With trustedCAFile the
-// server's certificate must chain to it and name serverName; without, any certificate is
-// accepted and the mutual token proof authenticates the server.
+// server's certificate must chain to it and name serverName; without, any certificate passes
+// the chain check, and the caller pins the server's key (VerifyConnection, package identity).
 func Client(serverName, trustedCAFile string) (*tls.Config, error) {
 	conf := &tls.Config{
 		ServerName: serverName,
