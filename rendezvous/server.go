@@ -23,7 +23,7 @@ import (
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
-	"github.com/xp2p/xp2p/internal/identity"
+	serverid "github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
@@ -71,7 +71,7 @@ type Server struct {
 	limiter    *auth.FailureLimiter
 	// id is the server's persistent identity; fingerprint the fingerprint of the key its TLS
 	// presents (id's, or transport.tls.certFile's).
-	id          *identity.Server
+	id          *serverid.Server
 	fingerprint string
 	pending     *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
 	stun        *stunService
@@ -127,7 +127,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 
 // Start binds bindPort on UDP and TCP and starts serving.
 func (s *Server) Start() error {
-	id, created, err := identity.LoadServer(s.cfg.StateDir)
+	id, created, err := serverid.LoadServer(s.cfg.StateDir)
 	if err != nil {
 		return err
 	}
@@ -139,10 +139,10 @@ func (s *Server) Start() error {
 	}
 	s.fingerprint = id.Fingerprint()
 	if leaf, err := x509.ParseCertificate(tlsConf.Certificates[0].Certificate[0]); err == nil {
-		s.fingerprint = identity.Fingerprint(leaf) // transport.tls.certFile's key, if set
+		s.fingerprint = serverid.Fingerprint(leaf) // transport.tls.certFile's key, if set
 	}
 	if created {
-		s.log.Info("made a new server identity", "file", filepath.Join(s.cfg.StateDir, identity.KeyFile))
+		s.log.Info("made a new server identity", "file", filepath.Join(s.cfg.StateDir, serverid.KeyFile))
 	}
 	if err := s.listen(); err != nil {
 		return err
