@@ -556,3 +556,25 @@ localPort = {{ $p }}
 		}
 	}
 }
+
+// TestHTTPVisitors: http visitors share a port, told apart by customDomains; their keys are
+// theirs only.
+func TestHTTPVisitors(t *testing.T) {
+	v := func(name, extra string) string {
+		return "\n[[visitors]]\nname = \"" + name + "\"\ntype = \"xp2p\"\nserverName = \"s\"\nsecretKey = \"k\"\nbindPort = 8080\n" + extra
+	}
+	c, _, err := ParseClient("c.toml", []byte("serverAddr = \"a\"\n"+v("a", "protocol = \"http\"\ncustomDomains = [\"NAS.localhost\"]\n")+v("b", "protocol = \"http\"\ncustomDomains = [\"media.localhost\"]\n")))
+	if err != nil || c.Visitors[0].CustomDomains[0] != "nas.localhost" {
+		t.Fatalf("two http visitors on one port: %v", err)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{v("a", "protocol = \"http\"\n") + v("b", ""), "c.toml:16:1: visitors[1].bindPort: tcp 127.0.0.1:8080 is already bound by visitors[0]"},
+		{v("a", "customDomains = [\"x.localhost\"]\n"), "c.toml:9:1: visitors[0].customDomains: for http visitors (protocol = \"http\")"},
+		{v("a", "protocol = \"http\"\ncustomDomains = [\"a b\"]\n"), "visitors[0].customDomains[0]: \"a b\" is not a host name"},
+		{v("a", "protocol = \"http\"\nrequestHeaders.set.\"x y\" = \"1\"\n"), "\"x y\" is not a header name"},
+	} {
+		if _, _, err := ParseClient("c.toml", []byte("serverAddr = \"a\"\n"+tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -335,8 +335,16 @@ type Visitor struct {
 	SecretKey  string `toml:"secretKey"`
 	BindAddr   string `toml:"bindAddr"`
 	BindPort   int    `toml:"bindPort"`
-	// Protocol of the service behind: "tcp" (default) or "udp".
+	// Protocol of the service behind: "tcp" (default), "udp", or "http": an HTTP service the
+	// bind port fronts, which several http visitors may share (told apart by customDomains).
 	Protocol string `toml:"protocol"`
+	// http visitors: the host names (none: every host), paths and headers, as on the server's
+	// vhostHTTPPort.
+	CustomDomains     []string         `toml:"customDomains"`
+	Locations         []string         `toml:"locations"`
+	HostHeaderRewrite string           `toml:"hostHeaderRewrite"`
+	RequestHeaders    HeaderOperations `toml:"requestHeaders"`
+	ResponseHeaders   HeaderOperations `toml:"responseHeaders"`
 
 	KeepTunnelOpen    bool           `toml:"keepTunnelOpen"`
 	MaxRetriesAnHour  int            `toml:"maxRetriesAnHour" xp2p:"ignored"`

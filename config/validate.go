@@ -314,7 +314,16 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	default:
 		l.at(key+".type", "unknown visitor type %q; use xp2p (or frp's xtcp, stcp, sudp)", v.Type)
 	}
-	checkProtocol(l, key+".protocol", &v.Protocol, v.Type)
+	if v.Protocol == "http" {
+		v.checkHTTP(l, key)
+	} else {
+		checkProtocol(l, key+".protocol", &v.Protocol, v.Type)
+		for _, k := range visitorWebKeys {
+			if l.pos.has(key + "." + k) {
+				l.at(key+"."+k, "for http visitors (protocol = \"http\")")
+			}
+		}
+	}
 	if v.ServerName == "" {
 		l.at(key+".serverName", "required: the name of the provider's service")
 	}
@@ -332,11 +341,48 @@ func (v *Visitor) complete(l *errorList, key string, names, binds map[string]str
 	if v.Transport.ProxyProtocolVersion != "" {
 		l.at(key+".transport.proxyProtocolVersion", "set it on the provider's [[proxies]] entry: the provider talks to the service")
 	}
-	bind := v.Protocol + " " + net.JoinHostPort(v.BindAddr, strconv.Itoa(v.BindPort))
-	if prev, dup := binds[bind]; dup && v.BindPort != 0 {
+	// http visitors share a port (told apart by customDomains); a tcp visitor has one alone.
+	network := v.Protocol
+	if network == "http" {
+		network = "tcp"
+	}
+	addr := net.JoinHostPort(v.BindAddr, strconv.Itoa(v.BindPort))
+	bind := network + " " + addr
+	_, sharedHTTP := binds["http "+addr]
+	if prev, dup := binds[bind]; dup && v.BindPort != 0 && !(v.Protocol == "http" && sharedHTTP) {
 		l.at(key+".bindPort", "%s is already bound by %s", bind, prev)
 	}
 	binds[bind] = l.label + key
+	if v.Protocol == "http" {
+		binds["http "+addr] = l.label + key
+	}
+}
+
+// visitorWebKeys are the keys of http visitors.
+var visitorWebKeys = []string{"customDomains", "locations", "hostHeaderRewrite", "requestHeaders", "responseHeaders"}
+
+// checkHTTP validates an http visitor: its bind port serves HTTP, requests routed by Host
+// (customDomains; none: every host) to the provider's service over the P2P session.
+func (v *Visitor) checkHTTP(l *errorList, key string) {
+	if v.Type == TypeSUDP {
+		l.at(key+".protocol", "a sudp service carries udp")
+	}
+	for i, d := range v.CustomDomains {
+		v.CustomDomains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+		if err := domainError(v.CustomDomains[i], true); err != "" {
+			l.at(key+".customDomains["+strconv.Itoa(i)+"]", "%q %s", d, err)
+		}
+	}
+	for i, loc := range v.Locations {
+		if loc != "" && !strings.HasPrefix(loc, "/") {
+			l.at(key+".locations["+strconv.Itoa(i)+"]", "%q must start with /", loc)
+		}
+	}
+	if h := v.HostHeaderRewrite; h != "" && strings.ContainsAny(h, " \r\n/") {
+		l.at(key+".hostHeaderRewrite", "%q is not a valid Host header", h)
+	}
+	checkHeaders(l, key+".requestHeaders.set", v.RequestHeaders.Set)
+	checkHeaders(l, key+".responseHeaders.set", v.ResponseHeaders.Set)
 }
 
 func checkProtocol(l *errorList, key string, proto *string, typ string) {

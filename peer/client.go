@@ -73,6 +73,8 @@ type Client struct {
 	mapped atomic.Pointer[netip.AddrPort]
 	// trav runs the traversal of the P2P sessions.
 	trav *traversal.Engine
+	// httpBinds are the ports http visitors share.
+	httpBinds httpBinds
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.

@@ -62,6 +62,9 @@ func (v *visitor) addr() string {
 
 // listen binds the visitor's local port.
 func (v *visitor) listen() error {
+	if v.cfg.Protocol == "http" {
+		return v.c.httpBinds.join(v)
+	}
 	if v.cfg.Protocol == "udp" {
 		conn, err := net.ListenUDP("udp", mustUDPAddr(v.addr()))
 		if err != nil {
@@ -99,8 +102,10 @@ func (v *visitor) serve() {
 		v.wg.Add(1)
 		go func() { defer v.wg.Done(); v.keepOpen() }()
 	}
-	if v.fan != nil {
-		v.fan.Start()
+	if v.fan != nil || v.cfg.Protocol == "http" {
+		if v.fan != nil {
+			v.fan.Start()
+		}
 		select {
 		case <-v.c.ctx.Done():
 		case <-v.stop:
@@ -129,6 +134,9 @@ func (v *visitor) close() {
 		close(v.stop)
 		if v.ln != nil {
 			v.ln.Close()
+		}
+		if v.cfg.Protocol == "http" {
+			v.c.httpBinds.leave(v)
 		}
 		if v.fan != nil {
 			v.fan.Close()

@@ -53,7 +53,15 @@ type connIDKey struct{}
 var nextConnID atomic.Uint64
 
 func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
-	f := &httpFront{ln: ln, rt: newRouter(), cfg: cfg, failures: auth.NewFailureLimiter(), done: make(chan struct{})}
+	f := newHTTPHandler(cfg)
+	f.ln = ln
+	go func() { defer close(f.done); f.srv.Serve(ln) }()
+	return f
+}
+
+// newHTTPHandler is the front's handler and server, not serving yet.
+func newHTTPHandler(cfg *Config) *httpFront {
+	f := &httpFront{rt: newRouter(), cfg: cfg, failures: auth.NewFailureLimiter(), done: make(chan struct{})}
 	errorLog := log.New(slogWriter{cfg.Log}, "", 0)
 	f.tr = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -61,7 +69,7 @@ func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
 			if t == nil {
 				return nil, errors.New("no route")
 			}
-			return t.wp.member.Dial(t.src, t.dst)
+			return t.wp.dial(t.src, t.dst)
 		},
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		IdleConnTimeout:       90 * time.Second,
@@ -78,8 +86,15 @@ func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
 		ErrorLog:       errorLog,
 		ErrorHandler:   f.proxyError,
 	}
-	f.srv = &http.Server{
-		Handler:           f,
+	f.srv = newServer(f, errorLog)
+	return f
+}
+
+// newServer is the HTTP server of a web front: bounded headers and waits, each connection
+// numbered (target.connID).
+func newServer(h http.Handler, errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: routeTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -88,8 +103,6 @@ func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
 			return context.WithValue(ctx, connIDKey{}, nextConnID.Add(1))
 		},
 	}
-	go func() { defer close(f.done); f.srv.Serve(ln) }()
-	return f
 }
 
 func (f *httpFront) router() *router  { return f.rt }
@@ -198,8 +211,8 @@ func (f *httpFront) proxyError(w http.ResponseWriter, r *http.Request, err error
 // connect carries a CONNECT request to the service as it is (frp's): the service answers it.
 func (f *httpFront) connect(w http.ResponseWriter, r *http.Request, t *target) {
 	hj, ok := w.(http.Hijacker)
-	if !ok {
-		http.Error(w, "CONNECT is not possible here", http.StatusInternalServerError)
+	if !ok || t.wp.member == nil {
+		http.Error(w, "CONNECT is not possible here", http.StatusMethodNotAllowed)
 		return
 	}
 	work, err := t.wp.member.Open(t.src.String(), t.dst.String())

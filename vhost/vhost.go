@@ -85,6 +85,8 @@ type webProxy struct {
 	routes []*route
 	// id keys the HTTP transport's idle connections to this proxy's client.
 	id uint64
+	// dial opens a connection to the proxy's service for a user (http).
+	dial func(src, dst net.Addr) (net.Conn, error)
 }
 
 // New listens on the configured web ports.
@@ -167,6 +169,7 @@ func (s *Server) Add(owner relay.Owner, req *wire.NewProxy) (string, error) {
 	}
 	stats := s.stats.Acquire(req.Name, req.Type, owner.Identity())
 	wp := &webProxy{member: relay.NewMember(owner, req.Name, stats, netx.NewByteLimiter(req.BandwidthLimit)), req: *req, front: f, id: nextProxyID.Add(1)}
+	wp.dial = wp.member.Dial
 	rt := f.router()
 	var addrs []string
 	_, port, _ := net.SplitHostPort(f.addr().String())

@@ -169,3 +169,56 @@ func execCommand(bin string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err
 }
+
+// TestHTTPVisitorOverP2P: a NAS's and a media server's web UIs, xp2p services of a provider,
+// fronted by two http visitors that share one port of the visitor's machine: a browser opens
+// nas.localhost and media.localhost there (browsers resolve *.localhost to loopback) and gets
+// each UI over the P2P session, the NAS seeing the Host it expects.
+func TestHTTPVisitorOverP2P(t *testing.T) {
+	srv := startServer(t, "")
+	nas, media := startWebService(t, "nas"), startWebService(t, "media")
+	provider := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		webProxy("nas", "xp2p", nas.Port(), `secretKey = "nas-secret"`)+
+		webProxy("media", "xp2p", media.Port(), `secretKey = "media-secret"`))
+	for _, n := range []string{"nas", "media"} {
+		if st := waitProxyStatus(t, provider, n).Status; st != "running" {
+			t.Fatalf("%s: %q", n, st)
+		}
+	}
+	bind := freeTCPPort(t)
+	visitor := func(name, secret string, extra ...string) string {
+		return fmt.Sprintf("\n[[visitors]]\nname = %q\ntype = \"xp2p\"\nserverName = %q\nsecretKey = %q\nbindPort = %d\nprotocol = \"http\"\n%s\n",
+			name+"-visitor", name, secret, bind, strings.Join(extra, "\n"))
+	}
+	startClient(t, clientHeader(srv.Port(), testToken, "")+
+		visitor("nas", "nas-secret", `customDomains = ["nas.localhost"]`, `hostHeaderRewrite = "nas.lan"`)+
+		visitor("media", "media-secret", `customDomains = ["media.localhost"]`))
+	hc := vhostClient(fmt.Sprintf("127.0.0.1:%d", bind))
+	var seen seenRequest
+	eventually(t, 15*time.Second, func() bool {
+		_, seen, _ = get(t, hc, fmt.Sprintf("http://nas.localhost:%d/", bind))
+		return seen.Service == "nas"
+	}, func() string { return fmt.Sprintf("nas.localhost served by %q", seen.Service) })
+	if seen.Host != "nas.lan" || seen.Header.Get("X-Forwarded-For") != "127.0.0.1" {
+		t.Errorf("the NAS saw Host %q, X-Forwarded-For %q", seen.Host, seen.Header.Get("X-Forwarded-For"))
+	}
+	if _, s, _ := get(t, hc, fmt.Sprintf("http://media.localhost:%d/x", bind)); s.Service != "media" || s.Path != "/x" {
+		t.Errorf("media.localhost: %+v", s)
+	}
+	if res, _, _ := get(t, hc, fmt.Sprintf("http://other.localhost:%d/", bind)); res.StatusCode != 404 {
+		t.Errorf("an unknown host on the visitor's port: %d", res.StatusCode)
+	}
+	if testing.Short() {
+		return
+	}
+	ctx := browsertest.New(t)
+	for _, name := range []string{"nas", "media"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("http://%s.localhost:%d/ui", name, bind))); err != nil {
+			t.Fatal(err)
+		}
+		body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		if err != nil || !strings.Contains(body, `"service":"`+name+`"`) {
+			t.Errorf("chromium at %s.localhost: %q, %v", name, body, err)
+		}
+	}
+}
