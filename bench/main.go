@@ -58,7 +58,7 @@ func main() {
 	mib := flag.Int("mib", 256, "MiB moved by each throughput figure")
 	flag.StringVar(&o.out, "out", "bench/results", "folder for results.md and the plots")
 	verbose := flag.Bool("v", false, "log the lab's steps")
-	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults,paths)")
+	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults,paths,web)")
 	flag.IntVar(&o.pathSecs, "pathsecs", pathMaxSecond, "real paths: the most seconds one throughput figure may take")
 	flag.IntVar(&o.pathReps, "pathreps", 7, "real paths: repetitions of each TCP figure (P2P figures need 7 or more)")
 	flag.Parse()
@@ -133,6 +133,9 @@ func benchmark(o *options) int {
 	}
 	if want("paths") {
 		rep.paths, rep.pathsErr = realPaths(o, bins, p)
+	}
+	if want("web") {
+		rep.web, rep.webErr = webVhost(o, bins, p)
 	}
 	p.set("writing %s", o.out)
 	md := rep.markdown()

@@ -44,15 +44,15 @@ func (t *Table) Markdown() string {
 
 // report is everything one run measured.
 type report struct {
-	opts                                               *options
-	started                                            time.Time
-	classic, p2p, memory, faults, paths                *results
-	classicErr, p2pErr, memoryErr, faultsErr, pathsErr error
-	matrix                                             map[[2]string]map[string]matrixCell
+	opts                                                       *options
+	started                                                    time.Time
+	classic, p2p, memory, faults, paths, web                   *results
+	classicErr, p2pErr, memoryErr, faultsErr, pathsErr, webErr error
+	matrix                                                     map[[2]string]map[string]matrixCell
 }
 
 func (r *report) failed() bool {
-	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil || r.pathsErr != nil
+	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil || r.pathsErr != nil || r.webErr != nil
 }
 
 // markdown is the whole report.
@@ -67,7 +67,7 @@ func (r *report) markdown() string {
 	for _, t := range r.tables() {
 		b.WriteString(t.Markdown())
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr} {
 		if e != nil {
 			fmt.Fprintf(&b, "**Failed:** %v\n\n", e)
 		}
@@ -86,6 +86,7 @@ func (r *report) markdown() string {
 // tables builds the report's tables from what was measured.
 func (r *report) tables() []*Table {
 	var out []*Table
+	var webTable *Table // section 7 comes last
 	med := func(res *results, row, sys string) float64 { return res.get(row, sys).Median() }
 	if r.classic != nil && len(r.classic.samples) > 0 {
 		t := &Table{Title: "1. tcp proxy through the server (service behind an easy NAT, user on the public side)",
@@ -99,6 +100,19 @@ func (r *report) tables() []*Table {
 				formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "direct TCP"))))
 		}
 		out = append(out, t)
+	}
+	if r.web != nil && len(r.web.samples) > 0 {
+		t := &Table{Title: "7. http vhost through the server (web service behind an easy NAT, user on the public side)",
+			Note:    "A 1 KiB page asked for by host name on the server's vhostHTTPPort (frp's http vhost, xp2p's). direct TCP: the same web service on the server host, reached by the same user.",
+			Columns: []string{"figure", "unit", "direct TCP", "frp http", "xp2p http", "xp2p / frp", "frp / direct", "xp2p / direct"}}
+		for _, row := range webRows {
+			c := r.web
+			t.Add(row.name, row.unit, formatSample(c.get(row.name, "direct TCP")), formatSample(c.get(row.name, "frp")),
+				formatSample(c.get(row.name, "xp2p")), formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "frp"))),
+				formatRatio(Ratio(med(c, row.name, "frp"), med(c, row.name, "direct TCP"))),
+				formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "direct TCP"))))
+		}
+		webTable = t
 	}
 	if r.p2p != nil && len(r.p2p.samples) > 0 {
 		t := &Table{Title: "2. P2P in easy × easy: frp xtcp and xp2p",
@@ -169,6 +183,9 @@ func (r *report) tables() []*Table {
 	if r.paths != nil && len(r.paths.samples) > 0 {
 		out = append(out, pathTables(r.paths)...)
 	}
+	if webTable != nil {
+		out = append(out, webTable)
+	}
 	return out
 }
 
@@ -204,6 +221,12 @@ func (r *report) summary() string {
 		b.WriteString(" tcp proxy through the server:\n")
 		for _, row := range classicRows {
 			line(r.classic, row.name, row.unit)
+		}
+	}
+	if r.web != nil {
+		b.WriteString(" http vhost through the server:\n")
+		for _, row := range webRows {
+			line(r.web, row.name, row.unit)
 		}
 	}
 	if r.p2p != nil {
@@ -247,7 +270,7 @@ func (r *report) summary() string {
 	if r.paths != nil {
 		b.WriteString(pathSummary(r.paths))
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr} {
 		if e != nil {
 			fmt.Fprintf(&b, " FAILED: %v\n", e)
 		}

@@ -38,14 +38,19 @@ type binaries struct {
 
 // startServer runs the system's server on the lab's server host.
 func (s system) startServer(t natlab.TB, l *natlab.Lab) *natlab.Proc {
+	return s.startServerWith(t, l, "")
+}
+
+// startServerWith runs the system's server with extra top-level keys.
+func (s system) startServerWith(t natlab.TB, l *natlab.Lab, extra string) *natlab.Proc {
 	if s.name == "xp2p" {
 		// stateDir: a restarted server keeps the identity its clients pinned.
-		cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\nstateDir = %q\n[stun]\naltAddr = %q\n", xp2pPort, token, l.StateDir("xp2p-server"), serverAlt)
+		cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\nstateDir = %q\n%s[stun]\naltAddr = %q\n", xp2pPort, token, l.StateDir("xp2p-server"), extra, serverAlt)
 		p := l.Start("srv", "xp2p-server", s.bins.xp2p, "server", "-c", natlab.WriteFile(t, "xp2p-server.toml", cfg))
 		p.WaitLog("xp2p server listening", 10*time.Second)
 		return p
 	}
-	cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\n", frpPort, token)
+	cfg := fmt.Sprintf("bindPort = %d\nauth.token = %q\n%s", frpPort, token, extra)
 	p := l.Start("srv", "frps", s.bins.frps, "-c", natlab.WriteFile(t, "frps.toml", cfg))
 	p.WaitLog("frps started successfully", 10*time.Second)
 	return p
