@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/xp2p/xp2p/relay"
 )
 
 // Errors a client gets back when it asks for a route.
@@ -65,10 +67,37 @@ type router struct {
 func newRouter() *router { return &router{byHost: map[string]map[string][]*route{}} }
 
 // add puts wp on the route of key: a new route, or a group's route it may join.
+//
+// A host belongs to whoever holds its first route: the client of that route's proxies, or the
+// load-balancing group with that key. Another client asking for any route of the host (another
+// location, another routeByHTTPUser) is refused as for the route itself: with one shared
+// token, anyone could otherwise ask for location "/" of someone else's host, which outranks
+// the host's route without location, and receive all its users, their passwords included
+// (frp keys routes by host, location and user, and lets that happen).
 func (rt *router) add(key routeKey, wp *webProxy, group string, groupKey []byte) (*route, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	users := rt.byHost[key.domain]
+	for _, routes := range users {
+		for _, r := range routes {
+			if r.key != key && !r.sharesHost(wp, group, groupKey) {
+				return nil, fmt.Errorf("%s: %w (%s)", describe(key), ErrRouteInUse, describe(r.key))
+			}
+		}
+	}
+	// A name under another client's wildcard is that client's too: x.example.org would
+	// otherwise take the requests of *.example.org's users for x (and, on the http port, a
+	// certificate for it from an ACME CA). A wildcard asked for over names others hold
+	// already leaves those names to them.
+	for _, w := range wildcards(key.domain) {
+		for _, routes := range rt.byHost[w] {
+			for _, r := range routes {
+				if !r.sharesHost(wp, group, groupKey) {
+					return nil, fmt.Errorf("%s: %w (under %s)", describe(key), ErrRouteInUse, w)
+				}
+			}
+		}
+	}
 	if users == nil {
 		users = map[string][]*route{}
 		rt.byHost[key.domain] = users
@@ -94,6 +123,40 @@ func (rt *router) add(key routeKey, wp *webProxy, group string, groupKey []byte)
 	slices.SortStableFunc(routes, func(a, b *route) int { return cmp.Compare(len(b.key.location), len(a.key.location)) })
 	users[key.user] = routes
 	return r, nil
+}
+
+// sharesHost reports whether wp may hold a route beside r on r's host: r's proxies all belong
+// to wp's client, or r is of wp's group, with its key.
+func (r *route) sharesHost(wp *webProxy, group string, groupKey []byte) bool {
+	if group != "" && r.group == group && subtle.ConstantTimeCompare(r.groupKey, groupKey) == 1 {
+		return true
+	}
+	for _, m := range *r.members.Load() {
+		if m.owner() != wp.owner() {
+			return false
+		}
+	}
+	return true
+}
+
+// owners returns the clients that hold domain (router.add): those of the proxies on every
+// route of it and of the wildcards over it.
+func (rt *router) owners(domain string) []relay.Owner {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	var out []relay.Owner
+	for _, d := range append([]string{domain}, wildcards(domain)...) {
+		for _, routes := range rt.byHost[d] {
+			for _, r := range routes {
+				for _, m := range *r.members.Load() {
+					if o := m.owner(); o != nil && !slices.Contains(out, o) {
+						out = append(out, o)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // remove takes wp off the route of key, and the route away when it was the last member.
@@ -124,18 +187,6 @@ func (rt *router) remove(key routeKey, wp *webProxy) {
 	}
 }
 
-// members returns the proxies on the route of key (nil: no such route).
-func (rt *router) members(key routeKey) []*webProxy {
-	rt.mu.RLock()
-	defer rt.mu.RUnlock()
-	for _, r := range rt.byHost[key.domain][key.user] {
-		if r.key == key {
-			return *r.members.Load()
-		}
-	}
-	return nil
-}
-
 // lookup returns the route of a request to host (lower case, no port) for path and the user
 // of its basic auth ("" for none), or nil.
 func (rt *router) lookup(host, path, user string) *route {
@@ -144,16 +195,26 @@ func (rt *router) lookup(host, path, user string) *route {
 	if r := rt.lookupHost(host, path, user); r != nil {
 		return r
 	}
-	// a.b.example.com: *.b.example.com, then *.example.com; never *.com.
-	labels := strings.Split(host, ".")
-	for len(labels) >= 3 {
-		labels[0] = "*"
-		if r := rt.lookupHost(strings.Join(labels, "."), path, user); r != nil {
+	for _, w := range wildcards(host) {
+		if r := rt.lookupHost(w, path, user); r != nil {
 			return r
 		}
-		labels = labels[1:]
 	}
 	return rt.lookupHost("*", path, user)
+}
+
+// wildcards are the wildcard names that take a host's requests when it has no route of its
+// own, most specific first: a.b.example.com: *.b.example.com, then *.example.com; never *.com
+// (nor "*", which takes every host).
+func wildcards(host string) []string {
+	labels := strings.Split(host, ".")
+	var out []string
+	for i := 1; len(labels)-i >= 2; i++ {
+		if w := "*." + strings.Join(labels[i:], "."); w != host {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (rt *router) lookupHost(host, path, user string) *route {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/relay"
 )
 
 func TestRouterLookup(t *testing.T) {
@@ -167,4 +168,88 @@ func FuzzRoutes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeOwner is a client as the router sees it: only its identity matters.
+type fakeOwner struct{ relay.Owner }
+
+func proxyOf(owner relay.Owner, name string) *webProxy {
+	return &webProxy{req: wire.NewProxy{Name: name}, member: relay.NewMember(owner, name, nil, nil)}
+}
+
+// TestRouterHostBelongsToOneClient: a host is its first client's (or group's) at every
+// location and for every routeByHTTPUser; another client's route on it is refused, however
+// specific, while the holder adds routes on it freely.
+func TestRouterHostBelongsToOneClient(t *testing.T) {
+	rt := newRouter()
+	victim, thief := &fakeOwner{}, &fakeOwner{}
+	site := proxyOf(victim, "site")
+	if _, err := rt.add(routeKey{"a.test", "", ""}, site, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []routeKey{{"a.test", "/", ""}, {"a.test", "/api", ""}, {"a.test", "", "alice"}, {"a.test", "/x", "bob"}} {
+		if _, err := rt.add(k, proxyOf(thief, "thief"), "", nil); !errors.Is(err, ErrRouteInUse) {
+			t.Errorf("another client's %+v on a.test: %v, want ErrRouteInUse", k, err)
+		}
+		if r := rt.lookup("a.test", k.location+"/z", k.user); r == nil || r.first() != site {
+			t.Errorf("%+v: a.test%s/z for %q no longer leads to the site", k, k.location, k.user)
+		}
+	}
+	if got := rt.owners("a.test"); len(got) != 1 || got[0] != victim {
+		t.Errorf("owners of a.test: %v", got)
+	}
+	// The holder's own proxies share it; another host stays free for anyone.
+	api := proxyOf(victim, "api")
+	if _, err := rt.add(routeKey{"a.test", "/api", ""}, api, "", nil); err != nil {
+		t.Errorf("the holder's second proxy on /api: %v", err)
+	}
+	if _, err := rt.add(routeKey{"b.test", "/", ""}, proxyOf(thief, "b"), "", nil); err != nil {
+		t.Errorf("another host: %v", err)
+	}
+	// A group's host: other locations for members of the group with its key, nobody else.
+	g1, g2 := proxyOf(victim, "g"), proxyOf(thief, "g")
+	if _, err := rt.add(routeKey{"g.test", "", ""}, g1, "g", []byte("key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.add(routeKey{"g.test", "/api", ""}, g2, "g", []byte("key")); err != nil {
+		t.Errorf("a member of the group on another location: %v", err)
+	}
+	if _, err := rt.add(routeKey{"g.test", "/x", ""}, proxyOf(thief, "x"), "g", []byte("wrong")); !errors.Is(err, ErrRouteInUse) {
+		t.Errorf("the group's host with a wrong key: %v", err)
+	}
+	// A name under another client's wildcard is the wildcard's; the wildcard's own client
+	// may add names under it, and a wildcard over names others hold leaves them be.
+	if _, err := rt.add(routeKey{"*.w.test", "", ""}, proxyOf(victim, "w"), "", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"x.w.test", "y.x.w.test", "*.x.w.test"} {
+		if _, err := rt.add(routeKey{d, "", ""}, proxyOf(thief, d), "", nil); !errors.Is(err, ErrRouteInUse) {
+			t.Errorf("another client's %s under *.w.test: %v", d, err)
+		}
+		if _, err := rt.add(routeKey{d, "/own", ""}, proxyOf(victim, d), "", nil); err != nil {
+			t.Errorf("the wildcard's client's %s: %v", d, err)
+		}
+	}
+	if got := rt.owners("z.w.test"); len(got) != 1 || got[0] != victim {
+		t.Errorf("owners of z.w.test: %v", got)
+	}
+	own := proxyOf(victim, "own")
+	if _, err := rt.add(routeKey{"a.v.test", "", ""}, own, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.add(routeKey{"*.v.test", "", ""}, proxyOf(thief, "all"), "", nil); err != nil {
+		t.Errorf("a wildcard over others' names: %v", err)
+	}
+	if r := rt.lookup("a.v.test", "/", ""); r == nil || r.first() != own {
+		t.Errorf("a.v.test under the new *.v.test: %v", r)
+	}
+	// The host is free once the holder has no route left on it.
+	rt.remove(routeKey{"a.test", "", ""}, site)
+	if _, err := rt.add(routeKey{"a.test", "/", ""}, proxyOf(thief, "heir"), "", nil); !errors.Is(err, ErrRouteInUse) {
+		t.Errorf("with the holder's /api still there: %v", err)
+	}
+	rt.remove(routeKey{"a.test", "/api", ""}, api)
+	if _, err := rt.add(routeKey{"a.test", "/", ""}, proxyOf(thief, "heir"), "", nil); err != nil {
+		t.Errorf("after the holder left: %v", err)
+	}
 }

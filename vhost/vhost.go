@@ -220,7 +220,7 @@ func (s *Server) domains(req *wire.NewProxy) ([]string, error) {
 	return out, nil
 }
 
-// Holders returns the owners of the web proxies that hold a route req asks for (so that a
+// Holders returns the owners of the web proxies that hold a host req asks for (so that a
 // client asking for the hosts of a dead one can take them over).
 func (s *Server) Holders(req *wire.NewProxy) []relay.Owner {
 	f := s.fronts[req.Type]
@@ -228,21 +228,24 @@ func (s *Server) Holders(req *wire.NewProxy) []relay.Owner {
 	if f == nil || err != nil {
 		return nil
 	}
-	locations := req.Locations
-	if len(locations) == 0 || req.Type != wire.ProxyHTTP {
-		locations = []string{""}
-	}
+	// A host belongs to the clients of all its routes (router.add), whatever the location.
 	var out []relay.Owner
 	for _, d := range domains {
-		for _, loc := range locations {
-			for _, wp := range f.router().members(routeKey{domain: d, location: loc, user: req.RouteByHTTPUser}) {
-				if o := wp.member.Owner(); !slices.Contains(out, o) {
-					out = append(out, o)
-				}
+		for _, o := range f.router().owners(d) {
+			if !slices.Contains(out, o) {
+				out = append(out, o)
 			}
 		}
 	}
 	return out
+}
+
+// owner is the client of the proxy (nil in the router's own tests, which have no members).
+func (wp *webProxy) owner() relay.Owner {
+	if wp.member == nil {
+		return nil
+	}
+	return wp.member.Owner()
 }
 
 // Remove withdraws a web proxy of owner: its routes go, its connections close.

@@ -138,15 +138,15 @@ func TestHTTPVhost(t *testing.T) {
 		webProxy("web-a", "http", a.Port(), `customDomains = ["a.test"]`, `hostHeaderRewrite = "internal.lan"`,
 			`requestHeaders.set.x-from = "xp2p"`, `responseHeaders.set.x-served = "by-a"`)+
 		webProxy("web-b", "http", b.Port(), `subdomain = "b"`, `httpUser = "u"`, `httpPassword = "secret-pass"`)+
-		webProxy("web-wild", "http", wild.Port(), `customDomains = ["*.wild.test"]`))
+		webProxy("web-wild", "http", wild.Port(), `customDomains = ["*.wild.test"]`)+
+		webProxy("web-api", "http", api.Port(), `customDomains = ["a.test"]`, `locations = ["/api"]`))
 	c2 := startClient(t, clientHeader(srv.Port(), testToken, "")+
-		webProxy("web-api", "http", api.Port(), `customDomains = ["a.test"]`, `locations = ["/api"]`)+
 		webProxy("web-alice", "http", alice.Port(), `customDomains = ["u.test"]`, `routeByHTTPUser = "alice"`, `httpUser = "alice"`, `httpPassword = "alice-pass"`)+
 		webProxy("web-any", "http", anyUser.Port(), `customDomains = ["u.test"]`))
-	for _, n := range []string{"web-a", "web-b", "web-wild"} {
+	for _, n := range []string{"web-a", "web-b", "web-wild", "web-api"} {
 		waitRunning(t, c1, n)
 	}
-	for _, n := range []string{"web-api", "web-alice", "web-any"} {
+	for _, n := range []string{"web-alice", "web-any"} {
 		waitRunning(t, c2, n)
 	}
 	if remote := waitRunning(t, c1, "web-b"); !strings.HasPrefix(remote, "b.example.com:") {
@@ -270,8 +270,8 @@ func TestHTTPVhost(t *testing.T) {
 			res, _, _ := get(t, hc, "http://u.test/")
 			return res.StatusCode == http.StatusNotFound
 		}, func() string { return "u.test still served after its client left" })
-		if _, seen, _ := get(t, hc, "http://a.test/api"); seen.Service != "a" {
-			t.Errorf("a.test/api after web-api left: served by %q, want a", seen.Service)
+		if _, seen, _ := get(t, hc, "http://a.test/api"); seen.Service != "api" {
+			t.Errorf("a.test/api after another client left: served by %q, want api", seen.Service)
 		}
 	})
 }
