@@ -16,10 +16,11 @@ import (
 // directory, then the one the install script and the packages use.
 var configDirs = []string{".", "/etc/xp2p"}
 
-// configNames are the file names looked for, by kind of config: xp2p's own, then frp's.
+// configNames are the file names looked for, by kind of config: xp2p's own, then frp's (in
+// each format frp reads).
 var configNames = map[string][]string{
-	"server": {"server.toml", "frps.toml"},
-	"client": {"client.toml", "frpc.toml"},
+	"server": {"server.toml", "frps.toml", "frps.yaml", "frps.yml", "frps.json", "frps.ini"},
+	"client": {"client.toml", "frpc.toml", "frpc.yaml", "frpc.yml", "frpc.json", "frpc.ini"},
 }
 
 // findConfig returns the first config of one of kinds in the usual places, and every path it

@@ -18,7 +18,8 @@ const serverAltIP = "203.0.113.3"
 // address and port, and checks the RFC 5780 classification; then Debian's stun-client (an RFC
 // 3489 client) against the same server.
 func TestNATDiscovery(t *testing.T) {
-	t.Parallel()
+	// Not beside the other lab tests: they measure time and throughput, which six NAT tests at
+	// once would disturb. Its own cases run side by side.
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{
 		{Name: "A", NAT: natlab.Easy}, {Name: "B", NAT: natlab.Sym}, {Name: "C", NAT: natlab.Open},
 		{Name: "D", NAT: natlab.NoUDP}, {Name: "E", NAT: natlab.None}, {Name: "F", NAT: natlab.SymSeq},
