@@ -82,6 +82,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	admin.WriteStatus(stdout, st)
+	fmt.Fprintf(stdout, "\nthe client's page: %s/\n", cl.URL())
 	return 0
 }
 
