@@ -35,8 +35,12 @@ type control struct {
 
 	// relayOut queues relay frames for the TCP relay stream (clients without UDP).
 	relayOut chan []byte
-	// lastPong is when the server last answered a heartbeat (unix nanos).
+	// lastPong is when the server last answered a heartbeat (unix nanos); pong is signalled
+	// at each answer too (the work pool's check that the server lives).
 	lastPong atomic.Int64
+	pong     chan struct{}
+	// pool keeps the session's idle work connections (nil: the client needs none).
+	pool *workPool
 	// dgrams carries udp proxies' datagrams when the session is QUIC and the server takes them.
 	dgrams *session.FlowDatagrams
 	// workKey is the session's key that its work connections prove (both ways), exported from
@@ -146,27 +150,45 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
+// reconnectSpread bounds the wait before a client logs in again after a session that worked
+// ended: a random moment within it, so that the clients of a restarted server come back spread
+// over it instead of all in the same millisecond.
+const reconnectSpread = time.Second
+
+// reconnectShortLived: a session that lived less than this after a spread wait counts as a
+// failure, and the next wait backs off.
+const reconnectShortLived = 10 * time.Second
+
 // connectLoop keeps a session to the link's server, reconnecting with backoff.
 func (l *serverLink) connectLoop() {
 	c := l.c
 	netBackoff := backoff{min: time.Second, max: 30 * time.Second}
+	busyBackoff := backoff{min: 2 * time.Second, max: time.Minute}
 	authBackoff := backoff{min: 10 * time.Second, max: 5 * time.Minute}
+	spread := false // the last wait was a spread one
 	for {
 		start := time.Now()
-		err := l.connectOnce()
+		served, err := l.connectOnce()
 		if c.ctx.Err() != nil {
 			return
 		}
 		var le *LoginError
 		var mismatch *identity.MismatchError
 		var wait time.Duration
-		if errors.As(err, &mismatch) {
+		switch {
+		case errors.As(err, &mismatch):
 			netBackoff.reset()
-			wait = authBackoff.next()
+			wait, spread = authBackoff.next(), false
 			c.log.Error("SERVER IDENTITY CHANGED: not connecting", "server", l.ep.Addr, "presented", mismatch.Got, "pinned", mismatch.Want,
 				"pinned_by", mismatch.Source, "err", mismatch.Error(), "retry_in", wait.Round(time.Second))
-		} else if errors.As(err, &le) {
+		case session.IsBusy(err) || (errors.As(err, &le) && le.Code == wire.CodeBusy):
+			// The server sheds load (a restart storm): come back later, at a random moment.
 			netBackoff.reset()
+			wait, spread = busyBackoff.next(), false
+			c.log.Warn("server busy; logging in later", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+		case le != nil:
+			netBackoff.reset()
+			busyBackoff.reset()
 			if c.cfg.LoginFailExit != nil && *c.cfg.LoginFailExit {
 				c.log.Error("login refused; exiting (loginFailExit = true)", "reason", le.Reason)
 				select {
@@ -175,19 +197,24 @@ func (l *serverLink) connectLoop() {
 				}
 				return
 			}
-			wait = authBackoff.next()
+			wait, spread = authBackoff.next(), false
 			c.log.Error("login refused by server; check auth.token", "server", l.ep.Addr, "reason", le.Reason, "retry_in", wait.Round(time.Second))
-		} else {
+		default:
 			authBackoff.reset()
-			if time.Since(start) > time.Minute {
+			busyBackoff.reset()
+			// A session that worked gets a spread wait; one that ended soon after the last
+			// spread wait (a server that keeps closing it) backs off.
+			if served && (!spread || time.Since(start) > reconnectShortLived) {
 				netBackoff.reset()
+				wait, spread = rand.N(reconnectSpread), true
+			} else {
+				wait, spread = netBackoff.next(), false
 			}
-			wait = netBackoff.next()
 			var de *session.DialError
 			if errors.As(err, &de) {
 				c.log.Warn("cannot reach the server", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
 			} else {
-				c.log.Warn("server session ended", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(100*time.Millisecond))
+				c.log.Warn("server session ended", "server", l.ep.Addr, "err", errString(err), "retry_in", wait.Round(time.Millisecond))
 			}
 		}
 		select {
@@ -205,12 +232,13 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// connectOnce dials, logs in, registers everything and serves the session until it ends.
-func (l *serverLink) connectOnce() error {
+// connectOnce dials, logs in, registers everything and serves the session until it ends;
+// served says whether it got that far.
+func (l *serverLink) connectOnce() (served bool, err error) {
 	c := l.c
 	tlsConf, err := l.tlsConfig(false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	d := &session.Dialer{
 		Transport: c.tr,
@@ -232,19 +260,19 @@ func (l *serverLink) connectOnce() error {
 	if err != nil {
 		if l.pin != nil {
 			if m := l.pin.Mismatch(); m != nil {
-				return m // the TLS libraries keep only its text
+				return false, m // the TLS libraries keep only its text
 			}
 		}
-		return fmt.Errorf("connect to %s: %w", l.ep.Addr, err)
+		return false, fmt.Errorf("connect to %s: %w", l.ep.Addr, err)
 	}
 	ctl, err := l.login(ctx, sess)
 	if err != nil {
 		sess.Close("login failed")
-		return err
+		return false, err
 	}
 	l.confirmIdentity()
 	cancel()
-	return l.serve(ctl)
+	return true, l.serve(ctl)
 }
 
 func (l *serverLink) login(ctx context.Context, sess session.Session) (*control, error) {
@@ -302,10 +330,12 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		since:    time.Now(),
 		pending:  map[uint64]chan *wire.ConnectResult{},
 		relayOut: make(chan []byte, 1024),
+		pong:     make(chan struct{}, 1),
 		workKey:  workKey,
 	}
 	ctl.dgrams = session.NewFlowDatagrams(session.Conn(sess))
 	ctl.retries = newProxyRetries(ctl)
+	ctl.pool = l.newWorkPool(ctl)
 	return ctl, nil
 }
 
@@ -340,11 +370,14 @@ func (l *serverLink) serve(ctl *control) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.runTCPRelay(ctx, ctl) }()
 	}
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); ctl.retries.run(ctx) }()
 	go func() { defer wg.Done(); ctl.heartbeat(ctx) }()
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
-	go func() { defer wg.Done(); l.runWorkPool(ctx, ctl) }()
+	if ctl.pool != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); ctl.pool.run(ctx) }()
+	}
 
 	// Registration and Reload are serialised, so that a reload during a reconnect is neither
 	// lost nor sent twice.
@@ -398,6 +431,10 @@ func (l *serverLink) serve(ctl *control) error {
 			c.p2p.end(m.SessionID, "server: "+m.Reason, false)
 		case *wire.Pong:
 			ctl.lastPong.Store(time.Now().UnixNano())
+			select {
+			case ctl.pong <- struct{}{}:
+			default:
+			}
 		case *wire.Ping:
 			// The server checks we are alive (another client wants one of our names).
 			ctl.send(&wire.Pong{Seq: m.Seq})
@@ -482,16 +519,26 @@ func (c *Client) serveWork(ctl *control, st session.Stream) {
 		st = ctl.dgrams.WithFlow(st)
 		defer st.Close() // unregisters the flow also when the service cannot be reached
 	}
+	if lp := c.proxy(c.shortName(hdr.Proxy)); lp != nil && lp.cfg.ProxyType().Pooled {
+		// A user of a pooled proxy on a session stream: the pool was empty, and grows.
+		ctl.pool.userStarted()
+		defer ctl.pool.userDone()
+	}
 	c.serveUser(st, hdr)
+}
+
+// shortName is a proxy's name without the user prefix the server gives it.
+func (c *Client) shortName(name string) string {
+	if u := c.cfg.User; u != "" {
+		return strings.TrimPrefix(name, u+".")
+	}
+	return name
 }
 
 // serveUser connects the user a work stream or work connection carries to the proxy's local
 // service.
 func (c *Client) serveUser(st relay.Conn, hdr *wire.WorkStream) {
-	name := hdr.Proxy
-	if u := c.cfg.User; u != "" {
-		name = strings.TrimPrefix(name, u+".")
-	}
+	name := c.shortName(hdr.Proxy)
 	lp := c.proxy(name)
 	if lp == nil || lp.cfg.ProxyType().P2P {
 		st.Reset()

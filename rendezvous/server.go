@@ -16,10 +16,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
@@ -76,6 +78,8 @@ type Server struct {
 	pending     *auth.SourceSlots // unauthenticated connections (see maxPendingLogins)
 	stun        *stunService
 	Events      *Events
+	// refusals logs refused logins and connections, with a bound on the lines per second.
+	refusals *refusalLog
 
 	mu       sync.Mutex
 	clients  map[string]*client      // by run id
@@ -100,6 +104,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		token:    []byte(cfg.Auth.Token),
 		Stats:    relay.NewStatsBook(),
 		limiter:  auth.NewFailureLimiter(),
+		refusals: newRefusalLog(log),
 		pending:  auth.NewSourceSlots(maxPendingPerSource, maxPendingLogins),
 		Events:   newEvents(),
 		clients:  map[string]*client{},
@@ -195,6 +200,12 @@ func (s *Server) Start() error {
 		Yamux:            session.YamuxConfig(s.heartbeatTimeout() / 3),
 		HandshakeTimeout: loginTimeout,
 		Admit:            s.admit,
+		Refused: func(remote net.Addr, transport, reason string) {
+			s.refusals.log("connection refused", remote.String(), transport, reason)
+		},
+		HandshakeFailed: func(remote net.Addr, err error) {
+			s.log.Debug("TLS handshake failed", "remote", remote.String(), "err", err)
+		},
 	})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.started = time.Now()
@@ -361,14 +372,16 @@ func (s *Server) serveSession(sess session.Session) {
 	if sess.Transport() == session.TransportQUIC {
 		var ok bool
 		if release, ok = s.admit(remote.Addr()); !ok {
-			sess.Close("busy")
+			// The client comes back later (session.IsBusy).
+			s.refusals.log("login refused", remote.String(), sess.Transport(), "server busy: too many logins under way (from this source, or in all)")
+			session.Conn(sess).CloseWithError(session.CloseBusy, "server busy")
 			return
 		}
 	}
 	c, err := s.login(sess, remote)
 	release()
 	if err != nil {
-		s.log.Info("login refused", "remote", remote.String(), "transport", sess.Transport(), "err", err)
+		s.refusals.log("login refused", remote.String(), sess.Transport(), err.Error())
 		if sess.Transport() == session.TransportQUIC {
 			// Give the refusal time to reach the client: closing the connection at once would
 			// drop the stream data still in flight. (A QUIC connection waiting here costs
@@ -446,6 +459,37 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 	}
 	ctrl.SetWriteDeadline(time.Time{})
 	return c, nil
+}
+
+// refusalLog logs refused logins and connections, each with its reason, but at most
+// refusalLogRate lines a second after a burst of refusalLogBurst (more than a restart storm of
+// a few hundred clients or a scan makes): a sustained flood (a token guesser, slowloris) must
+// not flood the log. The next line logged counts the ones left out.
+type refusalLog struct {
+	logger  *slog.Logger
+	lim     *rate.Limiter
+	dropped atomic.Int64
+}
+
+const (
+	refusalLogRate  = 20
+	refusalLogBurst = 500
+)
+
+func newRefusalLog(log *slog.Logger) *refusalLog {
+	return &refusalLog{logger: log, lim: rate.NewLimiter(refusalLogRate, refusalLogBurst)}
+}
+
+func (r *refusalLog) log(msg, remote, transport, reason string) {
+	if !r.lim.Allow() {
+		r.dropped.Add(1)
+		return
+	}
+	if n := r.dropped.Swap(0); n > 0 {
+		r.logger.Info(msg, "remote", remote, "transport", transport, "reason", reason, "not_logged_before", n)
+		return
+	}
+	r.logger.Info(msg, "remote", remote, "transport", transport, "reason", reason)
 }
 
 // addrPort converts a net.Addr of a session into a netip.AddrPort.

@@ -218,10 +218,10 @@ func TestSlowloris(t *testing.T) {
 		}
 	}
 	t.Logf("quic sessions: %v", causes)
-	if got, want := srv.log.Count("transport=quic err=\"no control stream"), causes["login refused"]; got != want {
+	if got, want := srv.log.Count("transport=quic reason=\"no control stream"), causes["login refused"]; got != want {
 		t.Errorf("server logged %d quic login timeouts, want %d", got, want)
 	}
-	if got := srv.log.Count("transport=tcp err=\"no control stream"); got != tlsN {
+	if got := srv.log.Count("transport=tcp reason=\"no control stream"); got != tlsN {
 		t.Errorf("server logged %d tls+yamux login timeouts, want %d", got, tlsN)
 	}
 	if online := srv.Events.ClientsOnline.Load(); online != 2 {

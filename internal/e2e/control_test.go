@@ -19,8 +19,8 @@ import (
 )
 
 // TestServerRestart stops the server under a connected client and starts a new one on the same
-// port: the client must reconnect by itself (its backoff starts at 1 s), register its proxy
-// again, and the proxy must work on the same public port.
+// port: the client must reconnect by itself (at a random moment within 1 s, then backing off
+// from 1 s), register its proxy again, and the proxy must work on the same public port.
 func TestServerRestart(t *testing.T) {
 	t.Parallel()
 	for _, transport := range []string{"quic", "tcp"} {
@@ -61,9 +61,6 @@ func TestServerRestart(t *testing.T) {
 			}, func() string { return fmt.Sprintf("proxy not back after the restart: %v", err) })
 			took := time.Since(stopped)
 			t.Logf("proxy back %s after an immediate restart", took.Round(time.Millisecond))
-			if took < 700*time.Millisecond {
-				t.Errorf("client reconnected after %s: faster than its 1 s backoff (-20%% jitter)", took)
-			}
 			if took > 4*time.Second {
 				t.Errorf("client took %s to come back to a server that was up at once", took)
 			}

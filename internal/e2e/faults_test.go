@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -144,4 +146,137 @@ func TestRefusedProxyAsksAgain(t *testing.T) {
 	if pi, _ := proxyInfo(b, "b"); pi.Status != "running" {
 		t.Errorf("b's status %q, want running", pi.Status)
 	}
+}
+
+// portsBack probes every port from from on until each serves a user (the service's answer is
+// not empty) or until deadline, and returns when each first did, as offsets from from.
+func portsBack(ports []int, from time.Time, deadline time.Duration) map[int]time.Duration {
+	var mu sync.Mutex
+	back := map[int]time.Duration{}
+	var wg sync.WaitGroup
+	const workers = 16
+	for w := range workers {
+		var mine []int
+		for i := w; i < len(ports); i += workers {
+			mine = append(mine, ports[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for len(mine) > 0 && time.Since(from) < deadline {
+				left := mine[:0]
+				for _, port := range mine {
+					if servesUser(port) {
+						mu.Lock()
+						back[port] = time.Since(from)
+						mu.Unlock()
+						continue
+					}
+					left = append(left, port)
+				}
+				if mine = left; len(mine) > 0 {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return back
+}
+
+// servesUser reports whether a user connection through port gets an answer within a second.
+func servesUser(port int) bool {
+	c, err := net.DialTimeout("tcp", localhost(port), 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	var b [1]byte
+	_, err = c.Read(b[:])
+	return err == nil
+}
+
+// backBy is the time by which pct % of n ports were back (the deadline if fewer were).
+func backBy(back map[int]time.Duration, n int, pct int, deadline time.Duration) time.Duration {
+	times := make([]time.Duration, 0, len(back))
+	for _, d := range back {
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	need := (n*pct + 99) / 100
+	if need == 0 || len(times) < need {
+		return deadline
+	}
+	return times[need-1]
+}
+
+// TestServerCrashRestart: 50 clients (10 with -short) of 2 tcp proxies each; the server is killed (SIGKILL: no
+// goodbye on any socket) and started again at once. Every port must work again within a bound
+// that frp meets (./bench's faults section: frp has 200 ports back in 2.6 s), each client must
+// log in once (no storm of retries), and nobody may be refused.
+func TestServerCrashRestart(t *testing.T) {
+	t.Parallel()
+	clients := 50
+	if testing.Short() {
+		clients = 10 // the race detector's run: every client is several times slower there
+	}
+	const bound = 6 * time.Second
+	port := freeUDPTCPPort(t)
+	// Both runs of the server share its state: its identity, which the clients pinned, and
+	// from which its QUIC stateless-reset key derives.
+	state := fmt.Sprintf("stateDir = %q\n", t.TempDir())
+	srv := serverProc(t, "server", port, state)
+	svc := startTCPService(t, idHandler("up"))
+	seen := map[int]bool{port: true}
+	var ports []int
+	for range 2 * clients {
+		p := freeTCPPort(t)
+		for seen[p] {
+			p = freeTCPPort(t)
+		}
+		seen[p] = true
+		ports = append(ports, p)
+	}
+	head := clientHeader(port, testToken, "transport.natDiscovery = false")
+	for i := range clients {
+		startClient(t, head+tcpProxy(fmt.Sprintf("c%d-a", i), svc.Port(), ports[2*i])+tcpProxy(fmt.Sprintf("c%d-b", i), svc.Port(), ports[2*i+1]))
+	}
+	started := time.Now()
+	if back := portsBack(ports, started, 30*time.Second); len(back) < len(ports) {
+		t.Fatalf("%d of %d ports up 30 s after the clients started", len(back), len(ports))
+	}
+	t.Logf("%d ports up %s after %d clients started", len(ports), time.Since(started).Round(time.Millisecond), clients)
+
+	srv.kill()
+	killed := time.Now()
+	srv2 := serverProc(t, "server-2", port, state)
+	t.Logf("new server listening %s after the kill", time.Since(killed).Round(time.Millisecond))
+	back := portsBack(ports, killed, 30*time.Second)
+	p50, p90, p100 := backBy(back, len(ports), 50, 30*time.Second), backBy(back, len(ports), 90, 30*time.Second), backBy(back, len(ports), 100, 30*time.Second)
+	t.Logf("ports back after the kill: 50 %% in %s, 90 %% in %s, 100 %% in %s",
+		p50.Round(time.Millisecond), p90.Round(time.Millisecond), p100.Round(time.Millisecond))
+	if p100 > bound {
+		t.Errorf("%d of %d ports back %s after the kill; want all within %s", len(back), len(ports), p100.Round(time.Millisecond), bound)
+	}
+	if n := srv2.out.Count("client logged in"); n != clients {
+		t.Errorf("the new server saw %d logins, want %d (one per client)", n, clients)
+	}
+	if n := srv2.out.Count("server busy"); n != 0 {
+		t.Errorf("the new server turned %d logins or connections away as busy:\n%s", n, grepLines(srv2.out.String(), "server busy", 10))
+	}
+	if n := srv2.out.Count("level=WARN") + srv2.out.Count("level=ERROR"); n != 0 {
+		t.Errorf("the new server logged %d warnings or errors:\n%s", n, grepLines(srv2.out.String(), "level=WARN", 10))
+	}
+}
+
+// grepLines returns the first n lines of out that contain sub.
+func grepLines(out, sub string, n int) string {
+	var lines []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, sub) && len(lines) < n {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -183,6 +183,7 @@ type Listener struct {
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // TCP connections still in their TLS handshake
 	wg      sync.WaitGroup        // handshake goroutines
+	refused func(remote net.Addr, transport, reason string)
 }
 
 // ListenConfig bounds the TCP side: a TLS handshake must finish within HandshakeTimeout, and
@@ -196,18 +197,57 @@ type ListenConfig struct {
 	// when the handshake is over. Nil admits MaxPending at once from anywhere.
 	Admit      func(addr netip.Addr) (release func(), ok bool)
 	MaxPending int
+	// Refused, if set, is told of every connection the listener turns away and why (the server
+	// logs them): a QUIC session of the wrong kind or beyond MaxPending (default 1024) sessions
+	// waiting for Accept, a TCP connection that Admit refused.
+	Refused func(remote net.Addr, transport, reason string)
+	// HandshakeFailed, if set, is told of TCP connections whose TLS handshake failed (a
+	// client's TLS settings, a scanner, or a client that dialled QUIC and TCP at once and
+	// dropped the loser).
+	HandshakeFailed func(remote net.Addr, err error)
+}
+
+// defaultSessionQueue is how many sessions wait for Accept at most when MaxPending is not set.
+const defaultSessionQueue = 1024
+
+// CloseBusy is the QUIC application error code of a session the server closed unserved
+// because it sheds load: the client tries again later (IsBusy).
+const CloseBusy quic.ApplicationErrorCode = 0x62
+
+// IsBusy reports whether err says the server turned the session away for load: it closed it
+// with CloseBusy, or quic-go's accept queue was full (CONNECTION_REFUSED).
+func IsBusy(err error) bool {
+	var appErr *quic.ApplicationError
+	if errors.As(err, &appErr) && appErr.Remote && appErr.ErrorCode == CloseBusy {
+		return true
+	}
+	var trErr *quic.TransportError
+	return errors.As(err, &trErr) && trErr.Remote && trErr.ErrorCode == quic.ConnectionRefused
 }
 
 // Listen starts accepting on qln and tln (either may be nil). Close stops both.
 func Listen(qln *quic.Listener, tln net.Listener, cfg ListenConfig) *Listener {
+	queue := cfg.MaxPending
+	if queue <= 0 {
+		queue = defaultSessionQueue
+	}
+	if cfg.Refused == nil {
+		cfg.Refused = func(net.Addr, string, string) {}
+	}
+	if cfg.HandshakeFailed == nil {
+		cfg.HandshakeFailed = func(net.Addr, error) {}
+	}
 	l := &Listener{
-		sessions: make(chan Session),
+		// Sessions wait here for Accept, so that quic-go's own accept queue (32 sessions, then
+		// CONNECTION_REFUSED with nobody told) is always drained at once.
+		sessions: make(chan Session, queue),
 		work:     make(chan Work),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 		qln:      qln,
 		tln:      tln,
 		pending:  make(map[net.Conn]struct{}),
+		refused:  cfg.Refused,
 	}
 	loops := 0
 	finished := make(chan struct{}, 2)
@@ -247,9 +287,17 @@ func (l *Listener) acceptQUIC() {
 		}
 		if c.ConnectionState().TLS.NegotiatedProtocol != tlsconf.ALPNControl {
 			c.CloseWithError(0, "only control sessions run on QUIC")
+			l.refused(c.RemoteAddr(), TransportQUIC, "not a control session (ALPN "+c.ConnectionState().TLS.NegotiatedProtocol+")")
 			continue
 		}
-		l.deliver(QUIC(c))
+		select {
+		case l.sessions <- QUIC(c):
+		case <-l.closing:
+			c.CloseWithError(0, "server shutting down")
+		default:
+			c.CloseWithError(CloseBusy, "server busy")
+			l.refused(c.RemoteAddr(), TransportQUIC, "server busy: too many sessions waiting to log in")
+		}
 	}
 }
 
@@ -281,6 +329,7 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 			// once, before any TLS work, instead of queueing it.
 			raw.(*net.TCPConn).SetLinger(0)
 			raw.Close()
+			l.refused(raw.RemoteAddr(), TransportTCP, "server busy: too many TLS handshakes pending (from this source, or in all)")
 			continue
 		}
 		l.mu.Lock()
@@ -302,6 +351,7 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 			tc := tls.Server(raw, cfg.TLS)
 			if err := tc.Handshake(); err != nil {
 				raw.Close()
+				cfg.HandshakeFailed(raw.RemoteAddr(), err)
 				return
 			}
 			raw.SetDeadline(time.Time{})
