@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"time"
@@ -17,7 +16,7 @@ func init() { register(config.PluginHTTPProxy, newHTTPProxy) }
 func newHTTPProxy(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 	tr := &http.Transport{
 		Proxy:                 nil, // this is the proxy: never another one from the environment
-		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
+		DialContext:           dialer.DialContext,
 		ResponseHeaderTimeout: 2 * time.Minute,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   8,
@@ -53,7 +52,7 @@ func newHTTPProxy(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 
 // tunnel answers a CONNECT: the user's connection is joined to the address it asked for.
 func tunnel(w http.ResponseWriter, r *http.Request) {
-	target, err := net.DialTimeout("tcp", r.Host, dialTimeout)
+	target, err := dialer.DialContext(r.Context(), "tcp", r.Host)
 	if err != nil {
 		http.Error(w, "cannot reach "+r.Host+": "+err.Error(), http.StatusBadGateway)
 		return

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/peercred"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 )
 
@@ -55,6 +56,11 @@ func New(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 
 // dialTimeout bounds reaching what a plugin connects a user to.
 const dialTimeout = 10 * time.Second
+
+// dialer connects users where they ask (socks5, http_proxy), never to an endpoint of this
+// client that trusts its own user (its admin endpoint without a password): a connection the
+// client makes is its own user's, so the endpoint would answer the plugin's user as its owner.
+var dialer = net.Dialer{Timeout: dialTimeout, Control: peercred.RefuseGuarded}
 
 // headerTimeout bounds a user's HTTP request header or handshake.
 const headerTimeout = 30 * time.Second

@@ -34,13 +34,12 @@ func newSocks5(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
 func (p *socks5Plugin) Serve(conn net.Conn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(headerTimeout))
-	d := net.Dialer{Timeout: dialTimeout}
 	srv, err := socks5.New(&socks5.Config{
 		Credentials: p.creds,
 		Logger:      log.New(io.Discard, "", 0),
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn.SetDeadline(time.Time{})
-			return d.DialContext(ctx, network, addr)
+			return dialer.DialContext(ctx, network, addr)
 		},
 	})
 	if err != nil {

@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"sync"
+	"syscall"
 )
 
 // ErrUnsupported means this system cannot tell a connection's owner.
@@ -40,4 +43,60 @@ func Trusted(uid uint32) bool {
 // that systemd started.
 func SystemdDynamic(uid uint32) bool {
 	return uid >= 61184 && uid <= 65519
+}
+
+// guarded holds the listening addresses of this process's endpoints that trust its own user
+// (an admin endpoint without a password), with how many times each was guarded.
+var guarded = struct {
+	sync.Mutex
+	addrs map[netip.AddrPort]int
+}{addrs: map[netip.AddrPort]int{}}
+
+// Guard marks addr, where an endpoint of this process that trusts its own user listens, as
+// out of reach of the connections this process makes for others: a plugin (socks5,
+// http_proxy) connects its users wherever they ask, and such a connection is this process's,
+// so the endpoint would take the user for its owner. release ends the guard.
+func Guard(addr net.Addr) (release func()) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return func() {}
+	}
+	ap := ta.AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	guarded.Lock()
+	guarded.addrs[ap]++
+	guarded.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			guarded.Lock()
+			defer guarded.Unlock()
+			if guarded.addrs[ap]--; guarded.addrs[ap] <= 0 {
+				delete(guarded.addrs, ap)
+			}
+		})
+	}
+}
+
+// ErrGuarded refuses a connection to an endpoint Guard protects.
+var ErrGuarded = errors.New("an endpoint of this client that trusts its own user: not reachable through the client's proxies")
+
+// RefuseGuarded is a net.Dialer's Control that refuses to connect to a guarded address
+// (address is the resolved IP:port of each attempt, so a host name cannot hide one).
+func RefuseGuarded(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil
+	}
+	ip := ap.Addr().Unmap()
+	guarded.Lock()
+	defer guarded.Unlock()
+	for g := range guarded.addrs {
+		// A connect to 0.0.0.0 or :: reaches this host's loopback; one to a loopback address
+		// reaches a listener on the unspecified address.
+		if g.Port() == ap.Port() && (g.Addr() == ip || ip.IsUnspecified() || g.Addr().IsUnspecified() && ip.IsLoopback()) {
+			return ErrGuarded
+		}
+	}
+	return nil
 }

@@ -1,10 +1,12 @@
 package peercred
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,5 +70,44 @@ func TestUID(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the process running as nobody did not connect")
+	}
+}
+
+// TestGuard: a guarded endpoint's address cannot be dialed through RefuseGuarded, by any
+// address that reaches it; others can; a released guard refuses nothing.
+func TestGuard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	release := Guard(ln.Addr())
+	d := net.Dialer{Timeout: time.Second, Control: RefuseGuarded}
+	for _, addr := range []string{"127.0.0.1:" + port, "localhost:" + port, "0.0.0.0:" + port, "[::ffff:127.0.0.1]:" + port} {
+		// localhost may resolve to ::1 first, refused by the kernel: never connected is the point.
+		if c, err := d.Dial("tcp", addr); err == nil || !errors.Is(err, ErrGuarded) && !strings.HasPrefix(addr, "localhost") {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s: %v, want ErrGuarded", addr, err)
+		}
+	}
+	if c, err := d.Dial("tcp", other.Addr().String()); err != nil {
+		t.Errorf("an unguarded endpoint: %v", err)
+	} else {
+		c.Close()
+	}
+	release()
+	release()
+	if c, err := d.Dial("tcp", "127.0.0.1:"+port); err != nil {
+		t.Errorf("after release: %v", err)
+	} else {
+		c.Close()
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/peercred"
 	"github.com/xp2p/xp2p/peer"
 	"github.com/xp2p/xp2p/web"
 )
@@ -103,8 +104,10 @@ type Server struct {
 	config   Config
 	ln       net.Listener
 	url      string
-	http     *http.Server
-	done     chan struct{}
+	// unguard ends the endpoint's guard against the client's own proxies (peercred.Guard).
+	unguard func()
+	http    *http.Server
+	done    chan struct{}
 }
 
 // New prepares the endpoint. It refuses to run without a password on an address other machines
@@ -144,8 +147,11 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	s.unguard = func() {}
 	if !s.guard.Required() {
 		s.http.ConnContext = web.OwnerContext
+		// The client's own connections pass as its owner's: its plugins must not lead here.
+		s.unguard = peercred.Guard(ln.Addr())
 	}
 	s.done = make(chan struct{})
 	go func() {
@@ -175,6 +181,7 @@ func (s *Server) Close() error {
 		s.http.Close()
 	}
 	<-s.done
+	s.unguard()
 	return nil
 }
 
