@@ -7,6 +7,7 @@ require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/goreleaser/nfpm/v2 v2.45.2
+	github.com/gtank/ristretto255 v0.1.2
 	github.com/hashicorp/yamux v0.1.2
 	github.com/jackpal/gateway v1.0.6
 	github.com/jackpal/go-nat-pmp v1.1.0

@@ -150,7 +150,6 @@ func (m *p2pSessions) newSession(ctl *control, ps *wire.PeerSession, o sessionOp
 	s.punch = m.c.trav.NewSession(traversal.SessionConfig{
 		ID:        s.id,
 		Role:      s.role,
-		Secret:    s.secret,
 		Keepalive: time.Duration(m.c.cfg.Transport.P2PKeepalive) * time.Second,
 		Disabled:  m.c.cfg.Transport.DisableP2P || o.relayOnly,
 		Activity:  &s.path.act,
@@ -370,34 +369,51 @@ func (s *p2pSession) serveVisitor(conn *quic.Conn) {
 		s.log.Warn("bad hello from visitor", "err", err)
 		return
 	}
-	st.SetReadDeadline(time.Time{})
 	exporter, err := auth.Exporter(conn.ConnectionState().TLS, "peer")
 	if err != nil {
 		return
 	}
-	refuse := func(why string) {
-		wire.Write(st, &wire.PeerHelloResult{Error: why})
+	refuse := func(code, why string) {
+		wire.Write(st, &wire.PeerHelloResult{Code: code, Error: why})
 		st.Close()
 		time.Sleep(100 * time.Millisecond) // let the refusal reach the visitor
 	}
-	limiter := s.m.secretFailures
-	if ok, wait := limiter.Check(s.peerIP); !ok {
-		s.log.Warn("visitor refused: too many wrong secretKeys", "visitor_ip", s.peerIP, "retry_in", wait.Round(time.Second))
-		refuse(fmt.Sprintf("too many wrong secretKeys from %s for service %q; retry in %s", s.peerIP, s.service, wait.Round(time.Second)))
+	if string(hello.SessionID) != string(s.id) {
+		refuse(wire.CodeAuth, "not this session")
 		return
 	}
-	if string(hello.SessionID) != string(s.id) || !auth.Verify(s.secret, exporter, auth.RoleVisitor, hello.Proof) {
-		limiter.Fail(s.peerIP)
-		s.log.Warn("visitor refused: wrong secretKey", "service", s.service, "visitor_ip", s.peerIP)
-		refuse(fmt.Sprintf("wrong secretKey for service %q", s.service))
+	// The provider confirms the key first, so a visitor that guessed learns whether it did
+	// from the answer and may leave without confirming: its guess is counted up front, and
+	// given back only when its own confirmation checks out.
+	done, ok, wait := s.m.secretFailures.Attempt(s.peerIP)
+	if !ok {
+		s.log.Warn("visitor refused: too many wrong secretKeys", "visitor_ip", s.peerIP, "retry_in", wait.Round(time.Second))
+		refuse(wire.CodeRateLimited, fmt.Sprintf("too many wrong secretKeys from %s for service %q; retry in %s", s.peerIP, s.service, wait.Round(time.Second)))
+		return
+	}
+	defer done(false) // (does nothing once done(true) ran)
+	pake, share := auth.CPaceStart(s.secret, peerChannel(s.service), exporter)
+	isk, err := pake.Key(hello.Share, false)
+	if err != nil {
+		s.log.Warn("visitor refused: invalid key share", "visitor_ip", s.peerIP)
+		refuse(wire.CodeAuth, "invalid key share")
 		return
 	}
 	kind := s.local.Network
 	udp := kind == "udp" && s.startDatagrams(conn)
-	if err := wire.Write(st, &wire.PeerHelloResult{Proof: auth.Proof(s.secret, exporter, auth.RoleProvider), Kind: kind, Datagrams: udp}); err != nil {
+	if err := wire.Write(st, &wire.PeerHelloResult{Share: share, Proof: auth.CPaceConfirm(isk, auth.RoleProvider), Kind: kind, Datagrams: udp}); err != nil {
 		return
 	}
+	confirm, err := wire.ReadHello[*wire.PeerConfirm](st)
+	if err != nil || !auth.CPaceVerify(isk, auth.RoleVisitor, confirm.Proof) {
+		s.log.Warn("visitor refused: wrong secretKey", "service", s.service, "visitor_ip", s.peerIP)
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
 	st.Close()
+	done(true)
+	s.keyed(isk)
 	s.markReady()
 	for {
 		st, err := conn.AcceptStream(s.m.c.ctx)
@@ -533,25 +549,32 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := wire.Write(st, &wire.PeerHello{Service: s.service, SessionID: s.id, Proof: auth.Proof(s.secret, exporter, auth.RoleVisitor)}); err != nil {
+	pake, share := auth.CPaceStart(s.secret, peerChannel(s.service), exporter)
+	if err := wire.Write(st, &wire.PeerHello{Service: s.service, SessionID: s.id, Share: share}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
-	st.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		st.SetReadDeadline(dl)
 	} else {
 		st.SetReadDeadline(time.Now().Add(visitorWait))
 	}
 	result := func() error {
+		defer st.Close()
 		res, err := wire.ReadAs[*wire.PeerHelloResult](st)
 		if err != nil {
 			return fmt.Errorf("read hello result: %w", err)
 		}
 		if res.Error != "" {
-			return &SecretError{Reason: res.Error}
+			return &SecretError{Code: res.Code, Reason: res.Error}
 		}
-		if !auth.Verify(s.secret, exporter, auth.RoleProvider, res.Proof) {
-			return errors.New("the provider could not prove the secretKey")
+		isk, err := pake.Key(res.Share, true)
+		if err != nil || !auth.CPaceVerify(isk, auth.RoleProvider, res.Proof) {
+			// Either side may hold the wrong key: the visitor cannot tell which, and neither can
+			// a provider that would tell it (it never learns our key). Final, as a refusal is.
+			return &SecretError{Code: wire.CodeAuth, Reason: "the provider could not prove the secretKey: wrong secretKey (on either side), or not the provider"}
+		}
+		if err := wire.Write(st, &wire.PeerConfirm{Proof: auth.CPaceConfirm(isk, auth.RoleVisitor)}); err != nil {
+			return fmt.Errorf("send confirmation: %w", err)
 		}
 		if cert != nil {
 			s.m.pins.Store(pin, cert)
@@ -559,6 +582,7 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 		if res.Datagrams && res.Kind == "udp" {
 			s.startDatagrams(conn)
 		}
+		s.keyed(isk)
 		s.markReady()
 		return nil
 	}
@@ -588,8 +612,18 @@ func (s *p2pSession) dialProvider(ctx context.Context) error {
 	return nil
 }
 
-// SecretError is a provider's refusal of the visitor's secretKey.
-type SecretError struct{ Reason string }
+// SecretError is a refused secretKey: by the provider (Code says why), or a provider that could
+// not prove it.
+type SecretError struct{ Code, Reason string }
+
+// peerChannel is the CPace channel identifier of a service's sessions: what the key is for.
+func peerChannel(service string) []byte { return []byte("xp2p peer v1\x00" + service) }
+
+// keyed takes the key the peers' PAKE agreed on: the probes' integrity key derives from it, so
+// that a probe gives no offline test of secretKey to whoever receives one.
+func (s *p2pSession) keyed(isk []byte) {
+	s.punch.SetKey(auth.Derive(isk, "xp2p probe v2", s.id))
+}
 
 func (e *SecretError) Error() string { return "provider refused: " + e.Reason }
 

@@ -2,6 +2,7 @@ package traversal
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -51,7 +52,11 @@ func (s *Session) request(tx *[stun.TransactionIDSize]byte, size int) (*stun.Mes
 		}
 		setters = append(setters, padding(pad))
 	}
-	setters = append(setters, stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	key, ok := s.integrityKey()
+	if !ok {
+		return nil, errNoKey
+	}
+	setters = append(setters, stun.NewShortTermIntegrity(key), stun.Fingerprint)
 	return stun.Build(setters...)
 }
 
@@ -70,8 +75,12 @@ func (p padding) AddTo(m *stun.Message) error {
 
 // authentic reports whether a probe carries the session's integrity and a valid fingerprint.
 func (s *Session) authentic(msg *stun.Message) bool {
-	return stun.NewShortTermIntegrity(s.key).Check(msg) == nil && stun.Fingerprint.Check(msg) == nil
+	key, ok := s.integrityKey()
+	return ok && stun.NewShortTermIntegrity(key).Check(msg) == nil && stun.Fingerprint.Check(msg) == nil
 }
+
+// errNoKey: the session cannot probe before its integrity key is known (SetKey).
+var errNoKey = errors.New("traversal: no probe key yet")
 
 // answer builds the authenticated success response to the peer's probe from from (invalid:
 // through the relay, where the peer's address means nothing).
@@ -80,7 +89,11 @@ func (s *Session) answer(req *stun.Message, from netip.AddrPort) ([]byte, error)
 	if from.IsValid() {
 		setters = append(setters, &stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())})
 	}
-	setters = append(setters, stun.NewUsername(s.username), stun.NewShortTermIntegrity(s.key), stun.Fingerprint)
+	key, ok := s.integrityKey()
+	if !ok {
+		return nil, errNoKey
+	}
+	setters = append(setters, stun.NewUsername(s.username), stun.NewShortTermIntegrity(key), stun.Fingerprint)
 	resp, err := stun.Build(setters...)
 	if err != nil {
 		return nil, err

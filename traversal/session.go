@@ -9,7 +9,6 @@ import (
 
 	"github.com/pion/stun/v3"
 
-	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/nat"
 )
 
@@ -35,8 +34,12 @@ const (
 type SessionConfig struct {
 	ID   []byte // the session id the server gave
 	Role string // ours: "visitor" or "provider"
-	// Secret is the service's secretKey: the probes' integrity key is derived from it.
-	Secret    []byte
+	// Key is the probes' integrity key. It must not be derived from the service's secretKey
+	// alone, which a probe would then give an offline test of to whoever receives one (a
+	// server that hands out a candidate of its own); xp2p derives it from the key the peers'
+	// PAKE agreed on. Nil: set later with SetKey, and until then the session sends no probe and
+	// takes none.
+	Key       []byte
 	Keepalive time.Duration // probes on a locked path, well under the NATs' UDP timeout
 	// Disabled: the session relays only; it sends no probes and answers none.
 	Disabled bool
@@ -53,8 +56,9 @@ type Session struct {
 	cfg      SessionConfig
 	log      *slog.Logger
 	idHex    string
-	key      string // MESSAGE-INTEGRITY key
-	username string // "<session id hex>:<our role>"
+	key      atomic.Pointer[string] // MESSAGE-INTEGRITY key (nil until known)
+	keyed    chan struct{}          // closed once key is set
+	username string                 // "<session id hex>:<our role>"
 
 	wake      chan struct{} // punch now (fresh candidates)
 	kick      chan struct{} // step now (a measurement's schedule moved)
@@ -126,7 +130,7 @@ func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
 		cfg:        cfg,
 		log:        cfg.Log,
 		idHex:      idHex(cfg.ID),
-		key:        string(auth.Derive(cfg.Secret, "xp2p probe", cfg.ID)),
+		keyed:      make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -145,6 +149,9 @@ func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
 		s.cfg.Activity = &Activity{}
 	}
 	s.username = s.idHex + ":" + cfg.Role
+	if cfg.Key != nil {
+		s.SetKey(cfg.Key)
+	}
 	s.mu.Lock()
 	s.planLocked(o)
 	s.addCandidatesLocked(o)
@@ -301,6 +308,11 @@ func (s *Session) Update(o Offer) {
 // relay's MTU.
 func (s *Session) Run() {
 	defer s.closeStrategies()
+	select {
+	case <-s.keyed:
+	case <-s.done:
+		return
+	}
 	s.mu.Lock()
 	s.startLocked(time.Now())
 	s.mu.Unlock()
@@ -322,6 +334,23 @@ func (s *Session) Run() {
 		t.Stop()
 		t.Reset(s.step(time.Now()))
 	}
+}
+
+// SetKey sets the probes' integrity key (once; later calls do nothing): the session starts
+// probing, and takes the peer's probes.
+func (s *Session) SetKey(key []byte) {
+	k := string(key)
+	if s.key.CompareAndSwap(nil, &k) {
+		close(s.keyed)
+	}
+}
+
+// integrityKey is the probes' integrity key ("" and false before SetKey).
+func (s *Session) integrityKey() (string, bool) {
+	if k := s.key.Load(); k != nil {
+		return *k, true
+	}
+	return "", false
 }
 
 // Close ends the session: its probes are no longer handled, and Run returns after releasing

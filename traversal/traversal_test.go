@@ -263,7 +263,7 @@ func pair(t *testing.T, prov, vis *side) {
 	id := bytes.Repeat([]byte{byte(len(t.Name()))}, 16)
 	copy(id, t.Name())
 	start := func(s *side, role string, peer *side) {
-		cfg := SessionConfig{ID: id, Role: role, Secret: []byte("secret"), Keepalive: time.Second,
+		cfg := SessionConfig{ID: id, Role: role, Key: []byte("probe key"), Keepalive: time.Second,
 			Activity: &s.act, Log: testLog.With("side", s.name), Created: time.Now()}
 		s.sess = s.eng.NewSession(cfg, s, peer.offer())
 		s.wg.Add(1)

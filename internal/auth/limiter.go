@@ -105,3 +105,29 @@ func (l *FailureLimiter) evictLocked() {
 		delete(l.entries, a)
 	}
 }
+
+// Attempt is Check and Fail in one for a check whose outcome the other side may learn before
+// this side does (a PAKE, where the attacker sees the confirmation fail and may just leave):
+// the failure is counted up front, and done(true) gives it back once the other side proved
+// itself. ok is false (with the wait) when addr has no failure left to spend.
+func (l *FailureLimiter) Attempt(addr netip.Addr) (done func(succeeded bool), ok bool, retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	e := l.entryLocked(Source(addr), now)
+	r := e.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, false, d
+	}
+	var once sync.Once
+	return func(succeeded bool) {
+		once.Do(func() {
+			if succeeded {
+				l.mu.Lock()
+				r.CancelAt(time.Now())
+				l.mu.Unlock()
+			}
+		})
+	}, true, 0
+}

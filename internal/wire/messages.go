@@ -13,6 +13,7 @@ const (
 	proofLen      = 32
 	runKeyLen     = 32 // ed25519 public key
 	runSigLen     = 64 // ed25519 signature
+	shareLen      = 32 // a CPace share (ristretto255 element)
 	groupKeyLen   = 32
 	// RelayTokenLen is the size of the per-session, per-side token that prefixes relayed packets.
 	RelayTokenLen = 8
@@ -63,6 +64,7 @@ func init() {
 	register(func() Message { return new(PeerSession) })
 	register(func() Message { return new(PeerHello) })
 	register(func() Message { return new(PeerHelloResult) })
+	register(func() Message { return new(PeerConfirm) })
 	register(func() Message { return new(PeerStream) })
 	register(func() Message { return new(TCPPath) })
 	register(func() Message { return new(Traffic) })
@@ -351,12 +353,14 @@ func (m *PeerSession) Validate() error {
 	return validateAddrs("peerPrivate", m.PeerPrivate)
 }
 
-// PeerHello opens the first stream of a visitor↔provider QUIC session: the visitor proves it
-// knows the service's secretKey, bound to this TLS session.
+// PeerHello opens the first stream of a visitor↔provider QUIC session: the visitor's CPace
+// share for the service's secretKey, bound to this TLS session (package auth). No proof of the
+// secret crosses the wire: a transcript, as the server or a man in the middle sees it, gives no
+// offline test of it.
 type PeerHello struct {
 	Service   string `json:"service"`
 	SessionID []byte `json:"sessionId"`
-	Proof     []byte `json:"proof"`
+	Share     []byte `json:"share"`
 }
 
 func (*PeerHello) MessageType() string { return "peerHello" }
@@ -367,15 +371,18 @@ func (m *PeerHello) Validate() error {
 	if len(m.SessionID) != SessionIDLen {
 		return fmt.Errorf("sessionId must be %d bytes", SessionIDLen)
 	}
-	if len(m.Proof) != proofLen {
-		return fmt.Errorf("proof must be %d bytes", proofLen)
+	if len(m.Share) != shareLen {
+		return fmt.Errorf("share must be %d bytes", shareLen)
 	}
 	return nil
 }
 
-// PeerHelloResult is the provider's answer: its own proof, or why it refused.
+// PeerHelloResult is the provider's answer: its CPace share and its confirmation of the key
+// they agree on, or why it refused (Code).
 type PeerHelloResult struct {
+	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
+	Share []byte `json:"share,omitempty"`
 	Proof []byte `json:"proof,omitempty"`
 	// Kind is the provider service's kind: "tcp" streams or "udp" datagrams.
 	Kind string `json:"kind,omitempty"`
@@ -385,7 +392,21 @@ type PeerHelloResult struct {
 
 func (*PeerHelloResult) MessageType() string { return "peerHelloResult" }
 func (m *PeerHelloResult) Validate() error {
-	if m.Error == "" && len(m.Proof) != proofLen {
+	if m.Error == "" && (len(m.Proof) != proofLen || len(m.Share) != shareLen) {
+		return fmt.Errorf("proof and share must be %d and %d bytes", proofLen, shareLen)
+	}
+	return nil
+}
+
+// PeerConfirm ends the hello: the visitor's confirmation of the agreed key, sent once it
+// checked the provider's. The provider serves no stream before it checked this one.
+type PeerConfirm struct {
+	Proof []byte `json:"proof"`
+}
+
+func (*PeerConfirm) MessageType() string { return "peerConfirm" }
+func (m *PeerConfirm) Validate() error {
+	if len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
 	return nil
