@@ -429,6 +429,9 @@ func TestServerWebPorts(t *testing.T) {
 		{"vhostHTTPTimeout = -1\n", "s.toml:1:1: vhostHTTPTimeout: must not be negative"},
 		{"custom404Page = \"/nonexistent/404.html\"\n", "s.toml:1:1: custom404Page: stat /nonexistent/404.html: no such file or directory"},
 		{"custom404Page = \"/dev\"\n", "s.toml:1:1: custom404Page: /dev is not a regular file"},
+		{"acme.enable = true\n", "s.toml:1:1: acme.enable: needs vhostHTTPPort (the CA's HTTP-01 checks) and vhostHTTPSPort"},
+		{"vhostHTTPPort = 80\nvhostHTTPSPort = 443\nacme.enable = true\nacme.caURL = \"http://ca\"\n", "s.toml:4:1: acme.caURL: \"http://ca\": an ACME directory is an https:// URL"},
+		{"acme.email = \"a@b\"\n", "s.toml:1:1: acme: set acme.enable = true"},
 	} {
 		if _, _, err := ParseServer("s.toml", []byte(tc.toml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.toml, err, tc.want)

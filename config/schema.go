@@ -48,6 +48,9 @@ type Server struct {
 	// Custom404Page is an HTML file served for an unknown host or path.
 	Custom404Page string `toml:"custom404Page"`
 	custom404     []byte
+	// ACME gets certificates for the http proxies' customDomains (not frp's): users then reach
+	// them by https on vhostHTTPSPort, the server ending TLS.
+	ACME ACME `toml:"acme"`
 
 	// Accepted for frp compatibility and ignored (with a warning): features xp2p does not have.
 	KCPBindPort                     int   `toml:"kcpBindPort" xp2p:"ignored"`
@@ -55,6 +58,18 @@ type Server struct {
 	DetailedErrorsToClient          *bool `toml:"detailedErrorsToClient" xp2p:"ignored"`
 	UDPPacketSize                   int   `toml:"udpPacketSize" xp2p:"ignored"`
 	NatholeAnalysisDataReserveHours int   `toml:"natholeAnalysisDataReserveHours" xp2p:"ignored"`
+}
+
+// ACME is the server's certificates for http proxies' host names, from an ACME CA.
+type ACME struct {
+	Enable bool   `toml:"enable"`
+	Email  string `toml:"email"`
+	// CAURL is the CA's directory (default Let's Encrypt's); CARootsFile the PEM roots its
+	// directory is trusted by, for a private CA.
+	CAURL       string `toml:"caURL"`
+	CARootsFile string `toml:"caRootsFile"`
+	// Storage keeps the account and certificates (default stateDir/acme).
+	Storage string `toml:"storage"`
 }
 
 // STUN tunes the server's STUN service. Binding requests are answered on bindPort; the NAT

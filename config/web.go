@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -42,6 +43,24 @@ func (c *Server) checkWeb(l *errorList) {
 		if err := domainError(c.SubDomainHost, false); err != "" {
 			l.at("subDomainHost", "%q %s", c.SubDomainHost, err)
 		}
+	}
+	if a := &c.ACME; a.Enable {
+		if c.VhostHTTPPort == 0 || c.VhostHTTPSPort == 0 {
+			l.at("acme.enable", "needs vhostHTTPPort (the CA's HTTP-01 checks) and vhostHTTPSPort (where users get the certificates)")
+		}
+		if a.Storage == "" {
+			a.Storage = filepath.Join(c.StateDir, "acme")
+		}
+		if a.CAURL != "" && !strings.HasPrefix(a.CAURL, "https://") {
+			l.at("acme.caURL", "%q: an ACME directory is an https:// URL", a.CAURL)
+		}
+		if a.CARootsFile != "" {
+			if _, err := os.Stat(a.CARootsFile); err != nil {
+				l.at("acme.caRootsFile", "%v", err)
+			}
+		}
+	} else if l.pos.has("acme") && !l.pos.has("acme.enable") {
+		l.at("acme", "set acme.enable = true to get certificates")
 	}
 	if c.Custom404Page != "" {
 		page, err := readPage(c.Custom404Page)

@@ -6,11 +6,13 @@ package rendezvous
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -23,6 +25,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"golang.org/x/time/rate"
 
+	"github.com/xp2p/xp2p/acmecert"
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
 	serverid "github.com/xp2p/xp2p/internal/identity"
@@ -69,6 +72,7 @@ type Server struct {
 	Stats      *relay.StatsBook
 	publishers publishers
 	web        *vhost.Server
+	certs      *acmecert.Manager // nil without acme.enable
 	packets    *relay.PacketRelay
 	limiter    *auth.FailureLimiter
 	// id is the server's persistent identity; fingerprint the fingerprint of the key its TLS
@@ -152,7 +156,22 @@ func (s *Server) Start() error {
 	if err := s.listen(); err != nil {
 		return err
 	}
-	web, err := vhost.New(vhost.Config{
+	var web *vhost.Server
+	var terminate *tls.Config
+	var wrap func(http.Handler) http.Handler
+	if a := s.cfg.ACME; a.Enable {
+		certs, err := acmecert.New(acmecert.Options{CA: a.CAURL, Email: a.Email, RootsFile: a.CARootsFile, Storage: a.Storage,
+			HTTPPort: s.cfg.VhostHTTPPort,
+			Allow:    func(name string) error { return web.HTTPHost(name) }})
+		if err != nil {
+			s.udp.Close()
+			s.tcp.Close()
+			return fmt.Errorf("acme: %w", err)
+		}
+		s.certs = certs
+		terminate, wrap = certs.TLSConfig(), certs.HTTPHandler
+	}
+	web, err = vhost.New(vhost.Config{
 		BindAddr:              s.cfg.ProxyBindAddr,
 		HTTPPort:              s.cfg.VhostHTTPPort,
 		HTTPSPort:             s.cfg.VhostHTTPSPort,
@@ -161,6 +180,8 @@ func (s *Server) Start() error {
 		ResponseHeaderTimeout: time.Duration(s.cfg.VhostHTTPTimeout) * time.Second,
 		SubDomainHost:         s.cfg.SubDomainHost,
 		NotFoundPage:          s.cfg.Custom404(),
+		TerminateTLS:          terminate,
+		WrapHTTP:              wrap,
 		Log:                   s.log,
 	}, s.Stats)
 	if err != nil {
@@ -331,6 +352,9 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	for _, pub := range s.publishers.all() {
 		pub.Close()
+	}
+	if s.certs != nil {
+		s.certs.Close()
 	}
 	s.stun.close()
 	s.tr.Close()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html"
@@ -36,6 +37,10 @@ type httpFront struct {
 	// failures slows down guessing of httpPassword, per user address.
 	failures *auth.FailureLimiter
 	done     chan struct{}
+	// tlsIn, tlsSrv: the https port's users whose TLS the server ends (Config.TerminateTLS).
+	tlsIn   *connListener
+	tlsSrv  *http.Server
+	tlsDone chan struct{}
 }
 
 // target is where one request goes, carried in its context from the handler to the
@@ -55,6 +60,9 @@ var nextConnID atomic.Uint64
 func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
 	f := newHTTPHandler(cfg)
 	f.ln = ln
+	if cfg.WrapHTTP != nil {
+		f.srv.Handler = cfg.WrapHTTP(f)
+	}
 	go func() { defer close(f.done); f.srv.Serve(ln) }()
 	return f
 }
@@ -105,9 +113,27 @@ func newServer(h http.Handler, errorLog *log.Logger) *http.Server {
 	}
 }
 
-func (f *httpFront) router() *router  { return f.rt }
-func (f *httpFront) addr() net.Addr   { return f.ln.Addr() }
-func (f *httpFront) close()           { f.srv.Close(); <-f.done; f.tr.CloseIdleConnections() }
+func (f *httpFront) router() *router { return f.rt }
+func (f *httpFront) addr() net.Addr  { return f.ln.Addr() }
+func (f *httpFront) close() {
+	f.srv.Close()
+	<-f.done
+	if f.tlsSrv != nil {
+		f.tlsIn.Close()
+		f.tlsSrv.Close()
+		<-f.tlsDone
+	}
+	f.tr.CloseIdleConnections()
+}
+
+// serveTLS serves, with the same handler, the TLS connections the https port hands over
+// (tlsIn), ending their TLS with conf.
+func (f *httpFront) serveTLS(conf *tls.Config, addr net.Addr) {
+	f.tlsIn = newConnListener(addr)
+	f.tlsSrv = newServer(f.srv.Handler, f.srv.ErrorLog)
+	f.tlsDone = make(chan struct{})
+	go func() { defer close(f.tlsDone); f.tlsSrv.Serve(tls.NewListener(f.tlsIn, conf)) }()
+}
 func (f *httpFront) notFound() []byte { return f.cfg.NotFoundPage }
 
 // ServeHTTP routes one request.

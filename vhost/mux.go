@@ -31,6 +31,8 @@ type muxFront struct {
 	pending  chan struct{}
 	failures *auth.FailureLimiter
 	wg       sync.WaitGroup
+	// fallback takes a connection no route has (with its first bytes replayed), if it can.
+	fallback func(c net.Conn, host string) bool
 }
 
 // maxRouteBytes bounds what is read off a connection to route it (a ClientHello with
@@ -109,6 +111,13 @@ func (f *muxFront) handle(c *net.TCPConn) {
 	var wp *webProxy
 	if rt != nil {
 		wp = rt.first()
+	}
+	if wp == nil && f.fallback != nil {
+		c.SetDeadline(time.Time{})
+		release()
+		if f.fallback(&prefixConn{TCPConn: c, prefix: rec.buf}, req.host) {
+			return
+		}
 	}
 	if wp == nil {
 		if req.refuse != nil {

@@ -187,6 +187,13 @@ func (rt *router) remove(key routeKey, wp *webProxy) {
 	}
 }
 
+// hasHost reports whether a route names host itself.
+func (rt *router) hasHost(host string) bool {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	return len(rt.byHost[host]) > 0
+}
+
 // lookup returns the route of a request to host (lower case, no port) for path and the user
 // of its basic auth ("" for none), or nil.
 func (rt *router) lookup(host, path, user string) *route {

@@ -7,10 +7,12 @@
 package vhost
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +39,11 @@ type Config struct {
 	SubDomainHost string
 	// NotFoundPage is served for an unknown host or path (nil: the built-in page).
 	NotFoundPage []byte
+	// TerminateTLS, when set, ends on HTTPSPort the TLS of users who ask for a host of an http
+	// proxy that no https proxy has, and serves them as on HTTPPort (package acmecert's
+	// certificates); WrapHTTP wraps the http port's handler (the CA's HTTP-01 checks).
+	TerminateTLS *tls.Config
+	WrapHTTP     func(http.Handler) http.Handler
 	Log          *slog.Logger
 }
 
@@ -126,7 +133,27 @@ func New(cfg Config, stats *relay.StatsBook) (*Server, error) {
 		s.fronts[p.kind] = p.make(ln)
 		cfg.Log.Info("web port listening", "type", p.kind, "addr", ln.Addr().String())
 	}
+	hf, _ := s.fronts[wire.ProxyHTTP].(*httpFront)
+	mf, _ := s.fronts[wire.ProxyHTTPS].(*muxFront)
+	if cfg.TerminateTLS != nil && hf != nil && mf != nil {
+		hf.serveTLS(cfg.TerminateTLS, mf.addr())
+		// Before the first connection: the fronts were just started.
+		mf.fallback = func(c net.Conn, host string) bool {
+			if !hf.rt.hasHost(canonicalHost(host)) {
+				return false
+			}
+			return hf.tlsIn.put(c)
+		}
+	}
 	return s, nil
+}
+
+// HTTPHost says whether an http proxy holds name itself (not by a wildcard): nil if it does.
+func (s *Server) HTTPHost(name string) error {
+	if hf, _ := s.fronts[wire.ProxyHTTP].(*httpFront); hf != nil && hf.rt.hasHost(canonicalHost(name)) {
+		return nil
+	}
+	return fmt.Errorf("no http proxy has the host %q", name)
 }
 
 // Addr is where the web port of a kind listens (nil: it does not).
