@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/xp2p/xp2p/config"
@@ -248,7 +249,11 @@ func (l *serverLink) connectOnce() (served bool, err error) {
 		Protocol:  c.cfg.Transport.Protocol,
 		TCPDelay:  time.Second,
 		Failed: func(err error, stillTrying string) {
-			c.log.Warn("cannot reach the server yet", "server", l.ep.Addr, "err", err, "still_trying", stillTrying)
+			args := []any{"server", l.ep.Addr, "err", err, "still_trying", stillTrying}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				args = append(args, "hint", "nothing listens on that TCP port: is xp2p server running there, with this bindPort (serverPort here)?")
+			}
+			c.log.Warn("cannot reach the server yet", args...)
 		},
 	}
 	dialTimeout := time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second

@@ -441,3 +441,33 @@ func TestPortTaken(t *testing.T) {
 		t.Errorf("xp2p server on a taken port: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestUnreachableServer: a client whose server is not running says so at once (TCP refused,
+// with a hint, while QUIC still waits for an answer), on one line, and keeps trying.
+func TestUnreachableServer(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	cfg := writeFile(t, "client.toml", fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = \"x\"\ntransport.dialServerTimeout = 3\n", port))
+	start := time.Now()
+	d := startDaemon(t, "client", "-c", cfg)
+	d.waitLog(t, "cannot reach the server yet")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the first word on an unreachable server came after %s", took)
+	}
+	d.waitLog(t, `msg="cannot reach the server" `)
+	out := d.stderr.String()
+	for _, want := range []string{"connection refused", "still_trying=quic", "hint=", "is xp2p server running there", "no answer from 127.0.0.1:" + strconv.Itoa(port) + " over UDP", "retry_in="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `\n`) {
+		t.Errorf("a log line holds a literal \\n:\n%s", out)
+	}
+	select {
+	case <-d.done:
+		t.Fatalf("the client gave up: %v", d.cmd.ProcessState)
+	default:
+	}
+	d.interrupt(t)
+}
