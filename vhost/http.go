@@ -63,7 +63,8 @@ func newHTTPFront(ln net.Listener, cfg *Config) *httpFront {
 	if cfg.WrapHTTP != nil {
 		f.srv.Handler = cfg.WrapHTTP(f)
 	}
-	go func() { defer close(f.done); f.srv.Serve(ln) }()
+	limited := newLimitListener(ln, maxHTTPConnsPerSource, maxHTTPConns)
+	go func() { defer close(f.done); f.srv.Serve(limited) }()
 	return f
 }
 
@@ -256,13 +257,13 @@ func (f *httpFront) connect(w http.ResponseWriter, r *http.Request, t *target) {
 		conn.Close()
 		return
 	}
-	user := &bufferedConn{TCPConn: conn.(*net.TCPConn), r: buf.Reader}
+	user := &bufferedConn{Conn: conn, r: buf.Reader}
 	netx.Pipe(user, work, nil, nil)
 }
 
-// bufferedConn is a user's TCP connection whose first bytes are already in r.
+// bufferedConn is a user's connection whose first bytes are already in r.
 type bufferedConn struct {
-	*net.TCPConn
+	net.Conn
 	r *bufio.Reader
 }
 
@@ -270,11 +271,25 @@ func (c *bufferedConn) Read(p []byte) (int, error) {
 	if c.r != nil && c.r.Buffered() > 0 {
 		return c.r.Read(p)
 	}
-	return c.TCPConn.Read(p)
+	return c.Conn.Read(p)
 }
 
-// Reset aborts the connection with an RST.
-func (c *bufferedConn) Reset() { netx.TCP{TCPConn: c.TCPConn}.Reset() }
+// CloseWrite ends the sending direction (the whole connection where it cannot).
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// Reset aborts the connection with an RST where it can.
+func (c *bufferedConn) Reset() {
+	if r, ok := c.Conn.(netx.Resetter); ok {
+		r.Reset()
+		return
+	}
+	c.Conn.Close()
+}
 
 func remoteAddr(r *http.Request) net.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)

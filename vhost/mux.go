@@ -26,9 +26,9 @@ type muxFront struct {
 	rt    *router
 	cfg   *Config
 	route routeFunc
-	// pending holds a slot per connection not routed yet: a flood of silent connections
-	// cannot pile up.
-	pending  chan struct{}
+	// pending holds a slot per connection not routed yet, per source and in all: a flood of
+	// silent connections cannot pile up, nor one source's take the others' room.
+	pending  *auth.SourceSlots
 	failures *auth.FailureLimiter
 	wg       sync.WaitGroup
 	// fallback takes a connection no route has (with its first bytes replayed), if it can.
@@ -57,7 +57,7 @@ type muxRequest struct {
 }
 
 func newMuxFront(ln net.Listener, cfg *Config, route routeFunc) *muxFront {
-	f := &muxFront{ln: ln, rt: newRouter(), cfg: cfg, route: route, pending: make(chan struct{}, maxPending), failures: auth.NewFailureLimiter()}
+	f := &muxFront{ln: ln, rt: newRouter(), cfg: cfg, route: route, pending: auth.NewSourceSlots(maxPendingPerSource, maxPending), failures: auth.NewFailureLimiter()}
 	f.wg.Add(1)
 	go f.acceptLoop()
 	return f
@@ -78,26 +78,20 @@ func (f *muxFront) acceptLoop() {
 			}
 			return
 		}
-		select {
-		case f.pending <- struct{}{}:
-		default:
-			c.Close() // too many connections that have not said where they go
+		tc := c.(*net.TCPConn)
+		release, ok := f.pending.Acquire(addrOf(tc.RemoteAddr()), 0)
+		if !ok {
+			netx.TCP{TCPConn: tc}.Reset() // too many connections that have not said where they go
 			continue
 		}
 		// A routed connection lives as long as its user: the member's Close ends it when the
 		// proxy goes, so it is not waited for here.
-		go f.handle(c.(*net.TCPConn))
+		go f.handle(tc, release)
 	}
 }
 
-func (f *muxFront) handle(c *net.TCPConn) {
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-f.pending
-		}
-	}
+// handle routes one connection; release frees its pending slot (once routed, or when it ends).
+func (f *muxFront) handle(c *net.TCPConn, release func()) {
 	defer release()
 	c.SetDeadline(time.Now().Add(routeTimeout))
 	rec := &recorder{r: io.LimitReader(c, maxRouteBytes)}

@@ -48,10 +48,10 @@ type Config struct {
 }
 
 // routeTimeout bounds how long a connection may take to say where it goes (its ClientHello,
-// its CONNECT or its request header); maxPending bounds the connections doing so at once.
+// its CONNECT or its request header); maxPending (limit.go) bounds the connections doing so
+// at once.
 const (
 	routeTimeout = 10 * time.Second
-	maxPending   = 1024
 	// maxRoutes bounds the routes (domains × locations) one proxy may hold.
 	maxRoutes = 256
 )

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xp2p/xp2p/internal/wire"
 )
@@ -54,5 +59,114 @@ func TestWebHostHijack(t *testing.T) {
 	}
 	if n := loot.connCount(); n != 1 {
 		t.Errorf("the attacker's service got %d connections, want only its own host's one", n)
+	}
+}
+
+// dialFrom connects to addr from the loopback address src (127.0.0.0/8 is all this host's):
+// another source, as the server sees it.
+func dialFrom(src, addr string) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// openConns opens n connections from src to addr and returns how many the server still holds
+// open a moment later (the others it closed or reset), after send was written on each.
+func openConns(t *testing.T, src, addr string, n int, send string) int {
+	t.Helper()
+	conns := make([]*net.TCPConn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := dialFrom(src, addr)
+		if err != nil {
+			continue
+		}
+		conns = append(conns, c)
+		if send != "" {
+			c.Write([]byte(send))
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	open := 0
+	buf := make([]byte, 4096)
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		for {
+			if _, err := c.Read(buf); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					open++
+				}
+				break
+			}
+		}
+	}
+	return open
+}
+
+// TestVhostConnectionFloods: one source without any token opens more connections to the web
+// ports than the server allows in all: silent ones to the https and tcpmux ports (which wait
+// for their ClientHello or CONNECT), idle keep-alive ones to the http port (one request each,
+// to an unknown host, then nothing). Before, 1024 silent connections from one address shut
+// every user out of every https site, and the http port held any number of idle connections
+// for two minutes each. Now the flood holds its source's share, and users from another
+// address are served throughout.
+func TestVhostConnectionFloods(t *testing.T) {
+	srv := startWebServer(t, "")
+	portA, poolA := tlsService(t, "a", "a.test")
+	site := startWebService(t, "site")
+	echo := startTCPService(t, echoHandler)
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		webProxy("tls-a", "https", portA, `customDomains = ["a.test"]`)+
+		webProxy("site", "http", site.Port(), `customDomains = ["site.test"]`)+
+		webProxy("mux", "tcpmux", echo.Port(), `multiplexer = "httpconnect"`, `customDomains = ["echo.test"]`))
+	for _, n := range []string{"tls-a", "site", "mux"} {
+		waitRunning(t, c, n)
+	}
+	httpsAddr, httpAddr, muxAddr := srv.WebAddr(wire.ProxyHTTPS).String(), srv.WebAddr(wire.ProxyHTTP).String(), srv.WebAddr(wire.ProxyTCPMux).String()
+
+	for name, addr := range map[string]string{"https": httpsAddr, "tcpmux": muxAddr} {
+		if held := openConns(t, "127.0.0.1", addr, 1100, ""); held > 64 {
+			t.Errorf("%s port: one source holds %d silent connections", name, held)
+		}
+	}
+	if held := openConns(t, "127.0.0.1", httpAddr, 1100, "GET / HTTP/1.1\r\nHost: nothing.test\r\n\r\n"); held > 256 {
+		t.Errorf("http port: one source holds %d idle connections", held)
+	}
+	// A user elsewhere reaches each site meanwhile.
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	tc, err := tls.DialWithDialer(d, "tcp", httpsAddr, &tls.Config{ServerName: "a.test", RootCAs: poolA})
+	if err != nil {
+		t.Fatalf("https user from another address during the flood: %v", err)
+	}
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	tc.Write([]byte("hi"))
+	if b, _ := io.ReadAll(tc); string(b) != "a:hi" {
+		t.Errorf("https user: %q", b)
+	}
+	tc.Close()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", httpAddr)
+	}}}
+	if _, seen, _ := get(t, hc, "http://site.test/"); seen.Service != "site" {
+		t.Errorf("http user from another address during the flood: served by %q", seen.Service)
+	}
+	mc, err := dialFrom("127.0.0.2", muxAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	mc.SetDeadline(time.Now().Add(5 * time.Second))
+	mc.Write([]byte("CONNECT echo.test:22 HTTP/1.1\r\nHost: echo.test\r\n\r\nping"))
+	buf := make([]byte, 256)
+	n, _ := io.ReadAtLeast(mc, buf, len("HTTP/1.1 200 Connection established\r\n\r\nping"))
+	if !strings.HasSuffix(string(buf[:n]), "\r\n\r\nping") {
+		t.Errorf("tcpmux user from another address during the flood: %q", buf[:n])
 	}
 }
