@@ -111,12 +111,16 @@ type Me struct {
 	AuthRequired  bool   `json:"authRequired"`
 	Authenticated bool   `json:"authenticated"`
 	Version       string `json:"version"`
+	// Warning is the endpoint's security warning (a well-known or weak password on an address
+	// other machines reach), for signed-in browsers only: the page shows it as a red banner.
+	Warning string `json:"warning,omitempty"`
 }
 
 // MountLogin serves the sign-in API of a front end on mux: GET /api/me, POST /api/login
 // ({"user": "...", "password": "..."} as JSON or a form; sets the session cookie) and POST
 // /api/logout. what names the front end in the log ("dashboard"), version the build.
 func (g *Guard) MountLogin(mux *http.ServeMux, what, version string, log *slog.Logger) {
+	g.Log, g.What = log, what
 	mux.Handle("/api/me", Method("GET", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := Query(r); err != nil {
 			WriteError(w, http.StatusBadRequest, err.Error())
@@ -125,6 +129,9 @@ func (g *Guard) MountLogin(mux *http.ServeMux, what, version string, log *slog.L
 		me := Me{AuthRequired: g.Required(), Version: version}
 		// Only a session cookie counts here: basic credentials are checked (and counted) by the API.
 		me.Authenticated = !me.AuthRequired || g.HasSession(r)
+		if me.Authenticated {
+			me.Warning = g.Warning
+		}
 		WriteJSON(w, http.StatusOK, me)
 	})))
 	mux.Handle("/api/login", Method("POST", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,13 +148,12 @@ func (g *Guard) MountLogin(mux *http.ServeMux, what, version string, log *slog.L
 			WriteError(w, status, msg)
 			return
 		}
-		if err := g.CheckCredentials(ClientAddr(r), user, password); err != nil {
-			log.Info(what+" login refused", "remote", r.RemoteAddr, "err", err)
+		if err := g.CheckCredentials(ClientAddr(r), user, password); err != nil { // (logged there)
 			g.Deny(w, r, err)
 			return
 		}
 		g.NewSession(w)
-		WriteJSON(w, http.StatusOK, Me{AuthRequired: true, Authenticated: true, Version: version})
+		WriteJSON(w, http.StatusOK, Me{AuthRequired: true, Authenticated: true, Version: version, Warning: g.Warning})
 	})))
 	mux.Handle("/api/logout", Method("POST", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.EndSession(w, r)

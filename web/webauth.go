@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -22,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
@@ -167,6 +170,16 @@ type Guard struct {
 	Limited atomic.Int64
 	// Secure marks the session cookie Secure (HTTPS).
 	Secure bool
+	// Warning is the exposure warning of the endpoint (a weak password on an address beyond
+	// loopback, see Exposure): signed-in pages show it as a red banner.
+	Warning string
+	// Log receives failed logins and refusals by the limiter (nil: not logged); what names the
+	// endpoint in those lines.
+	Log  *slog.Logger
+	What string
+	// logLimited paces the log lines of refused requests: a locked-out address may send any
+	// number, each one a line would let it flood the log.
+	logLimited *rate.Limiter
 
 	userSum, passSum [32]byte
 	required         bool
@@ -184,7 +197,8 @@ const (
 
 // NewGuard returns a guard for user/password; both empty means no authentication.
 func NewGuard(realm, user, password string) *Guard {
-	g := &Guard{Realm: realm, Limiter: auth.NewFailureLimiter(), sessions: map[string]time.Time{}}
+	g := &Guard{Realm: realm, Limiter: auth.NewFailureLimiter(), sessions: map[string]time.Time{},
+		logLimited: rate.NewLimiter(1, 10)}
 	g.required = user != "" || password != ""
 	g.userSum = sha256.Sum256([]byte(user))
 	g.passSum = sha256.Sum256([]byte(password))
@@ -223,14 +237,29 @@ var ErrNoCredentials = errors.New("authentication required")
 func (g *Guard) CheckCredentials(addr netip.Addr, user, password string) error {
 	if ok, wait := g.Limiter.Check(addr); !ok {
 		g.Limited.Add(1)
+		if g.Log != nil && g.logLimited.Allow() {
+			g.Log.Warn(g.What+" login refused: too many failures from this address (429)", "remote", addr.String(), "retry_in", wait.Round(time.Second))
+		}
 		return &ErrLimited{Addr: addr, RetryAfter: wait}
 	}
 	if !g.matches(user, password) {
 		g.Limiter.Fail(addr)
 		g.Failures.Add(1)
+		if g.Log != nil {
+			// At most one line per address per 10 s past the first five (the limiter's pace).
+			g.Log.Warn(g.What+" login failed: wrong user or password", "remote", addr.String(), "user", truncate(user, 64))
+		}
 		return ErrWrongCredentials
 	}
 	return nil
+}
+
+// truncate cuts s to n bytes for a log line.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // Authenticate checks a request: a valid session cookie, or basic auth credentials.

@@ -240,9 +240,15 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	var warnings []string
 	kind := config.Kind(data)
 	if kind == "client" {
-		_, warnings, err = config.ParseClient(path, data)
+		var cfg *config.Client
+		if cfg, warnings, err = config.ParseClient(path, data); err == nil {
+			warnings = append(warnings, exposureWarning("client admin endpoint", cfg.WebServer)...)
+		}
 	} else {
-		_, warnings, err = config.ParseServer(path, data)
+		var cfg *config.Server
+		if cfg, warnings, err = config.ParseServer(path, data); err == nil {
+			warnings = append(warnings, exposureWarning("dashboard", cfg.WebServer)...)
+		}
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -253,6 +259,22 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: valid %s config\n", path, kind)
 	return 0
+}
+
+// exposureWarning is what the endpoint would warn of (or refuse) at start, as verify's words:
+// the guides' config (webServer.password = "admin" on 0.0.0.0) still runs, but not silently.
+func exposureWarning(what string, ws config.WebServer) []string {
+	if ws.Port == 0 {
+		return nil
+	}
+	warning, err := web.Exposure(what, ws)
+	switch {
+	case err != nil:
+		return []string{err.Error() + " (the " + what + " will refuse to start)"}
+	case warning != "":
+		return []string{warning}
+	}
+	return nil
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) int {

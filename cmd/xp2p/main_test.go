@@ -264,6 +264,9 @@ func TestVerify(t *testing.T) {
 			[]string{"wrong-type.toml:1:12: bindPort: expected an integer, got a string"}},
 		{"client-errors.toml", "serverAddr = \"1.2.3.4\"\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 70000\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 23\n", 1,
 			[]string{"client-errors.toml:6:1: proxies[0].remotePort: port 70000 is out of range 0-65535", `client-errors.toml:8:1: proxies[1].name: "a" is already the name of proxies[0]`}},
+		// The frp guides' dashboard: runs, but verify says it loudly.
+		{"guide-dashboard.toml", "bindPort = 7000\nwebServer.addr = \"0.0.0.0\"\nwebServer.port = 7500\nwebServer.user = \"admin\"\nwebServer.password = \"admin\"\n", 0,
+			[]string{"warning: !!! SECURITY WARNING: the dashboard listens on 0.0.0.0:7500", `well-known password "admin"`, "valid server config"}},
 		{"kcp.toml", "serverAddr = \"1.2.3.4\"\ntransport.protocol = \"kcp\"\n", 1,
 			[]string{`kcp.toml:2:1: transport.protocol: "kcp" is an frp transport`}},
 	} {

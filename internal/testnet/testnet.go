@@ -39,6 +39,11 @@ func (l *Log) String() string {
 	return l.b.String()
 }
 
+// Count returns how many lines contain sub.
+func (l *Log) Count(sub string) int {
+	return strings.Count(l.String(), sub)
+}
+
 // Logger returns a logger whose output is shown if t fails.
 func Logger(t testing.TB, role string) (*slog.Logger, *Log) {
 	l := &Log{}

@@ -122,6 +122,7 @@ func New(cfg config.WebServer, ctl Controller, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, ctl: ctl, opts: opts, log: opts.Log, started: time.Now(),
 		guard: web.NewGuard("xp2p client admin", cfg.User, cfg.Password)}
 	s.guard.Secure = cfg.TLS.CertFile != ""
+	s.guard.Warning, _ = web.Exposure("client admin endpoint", cfg)
 	if opts.ConfigPath != "" {
 		if data, err := os.ReadFile(opts.ConfigPath); err == nil {
 			s.config = Config{File: opts.ConfigPath, Text: string(data)}

@@ -577,6 +577,36 @@ func TestExposureChecks(t *testing.T) {
 	if !strings.Contains(lb.String(), "SECURITY WARNING") || !strings.Contains(lb.String(), `well-known password \"admin\"`) {
 		t.Errorf("admin/admin on 0.0.0.0: no loud warning in\n%s", lb.String())
 	}
+	// The guide's config runs, and every signed-in page gets the warning for its red banner
+	// (not the sign-in page: a stranger is not told the password is a well-known one).
+	body := func(req *http.Request) string {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	if b := body(request(t, "GET", d.URL()+"/api/me", "")); strings.Contains(b, "warning") {
+		t.Errorf("/api/me tells a stranger of the weak password: %s", b)
+	}
+	loginReq := func(pass string) *http.Request {
+		return request(t, "POST", d.URL()+"/api/login", `{"user":"admin","password":"`+pass+`"}`, "Content-Type", "application/json")
+	}
+	if b := body(loginReq("admin")); !strings.Contains(b, "SECURITY WARNING") {
+		t.Errorf("login with admin/admin: %s, want the warning for the banner", b)
+	}
+	// Failed logins and lockouts are logged.
+	for range 7 {
+		do(t, loginReq("guess"))
+	}
+	if n := lb.Count("dashboard login failed"); n != 5 {
+		t.Errorf("%d failed logins logged, want 5 (then the address is locked out)", n)
+	}
+	if lb.Count("too many failures from this address (429)") == 0 {
+		t.Errorf("the lockout was not logged:\n%s", lb.String())
+	}
 	d.Close()
 
 	// No password on loopback: allowed, but only for requests addressed to a loopback name.

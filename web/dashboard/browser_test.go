@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
+	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/browsertest"
 	"github.com/xp2p/xp2p/internal/testnet"
 )
@@ -264,4 +265,40 @@ func TestBrowserCredentialsInURL(t *testing.T) {
 	}
 	waitJS(t, ctx, 10*time.Second, `!document.getElementById('app').hidden && document.getElementById('ov-proxies').dataset.value === '0' && document.getElementById('live').classList.contains('ok')`, "the credentials in the URL sign in and the overview loads")
 	screenshot(t, ctx, "dashboard-credentials-in-url.png")
+}
+
+// TestBrowserWeakPasswordBanner runs the frp guides' dashboard (admin/admin on 0.0.0.0): it
+// works, and once signed in every page shows a red banner that says why it is unsafe; the
+// sign-in card does not (a stranger is not told).
+func TestBrowserWeakPasswordBanner(t *testing.T) {
+	ctx := newBrowser(t)
+	srv := testnet.StartServer(t, "")
+	d := startDashboard(t, srv, config.WebServer{Addr: "0.0.0.0", User: "admin", Password: "admin"}, Options{})
+	u, err := url.Parse(d.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := "http://127.0.0.1:" + u.Port() + "/"
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS("#login-form"))); err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.getElementById('security-banner')`)); has {
+		t.Fatal("the sign-in card shows the banner to a stranger")
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#login-user"), "admin"),
+		chromedp.SendKeys(chromedp.CSS("#login-password"), "admin"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#app"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, view := range []string{"", "#clients", "#proxies", "#sessions"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(page+view)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, 10*time.Second, `(() => { const b = document.getElementById('security-banner');
+			return !!b && b.textContent.includes('well-known password') && getComputedStyle(b).backgroundColor === 'rgb(176, 0, 32)'; })()`,
+			"a red banner naming the well-known password on "+page+view)
+	}
+	screenshot(t, ctx, "dashboard-weak-password-banner.png")
 }

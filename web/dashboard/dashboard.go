@@ -84,6 +84,7 @@ func New(cfg config.WebServer, src Source, opts Options) (*Server, error) {
 		reg:   prometheus.NewRegistry(),
 	}
 	s.guard.Secure = cfg.TLS.CertFile != ""
+	s.guard.Warning, _ = web.Exposure("dashboard", cfg)
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &collector{s: s})
 	return s, nil
 }

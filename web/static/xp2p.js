@@ -208,11 +208,27 @@ function showLogin(message) {
 }
 
 async function login(user, password) {
-  await api('/api/login', {
+  const me = await api('/api/login', {
     method: 'POST', login: true,
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ user, password }),
   });
+  securityBanner(me && me.warning);
+}
+
+// securityBanner shows the endpoint's security warning (a well-known password on an address
+// other machines reach) in red above every page, for as long as the browser is signed in.
+function securityBanner(text) {
+  let b = $('security-banner');
+  if (!text) { if (b) b.remove(); return; }
+  if (!b) {
+    b = document.createElement('div');
+    b.id = 'security-banner';
+    b.className = 'security-banner';
+    b.setAttribute('role', 'alert');
+    document.body.prepend(b);
+  }
+  b.textContent = text;
 }
 
 async function submitLogin(ev) {
@@ -234,6 +250,7 @@ async function submitLogin(ev) {
 
 async function logout() {
   try { await api('/api/logout', { method: 'POST' }); } catch (e) { /* gone anyway */ }
+  securityBanner('');
   showLogin('Signed out.');
 }
 
@@ -259,7 +276,7 @@ async function boot(opts) {
     const me = await api('/api/me');
     xp2p.authRequired = me.authRequired;
     setText('version', fmtVersion(me.version));
-    if (me.authenticated) { showApp(); return; }
+    if (me.authenticated) { securityBanner(me.warning); showApp(); return; }
     const creds = urlCredentials();
     if (creds) {
       // Opened as http://user:password@host/: sign in with those, as frp users expect.
