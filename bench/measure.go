@@ -226,25 +226,38 @@ func (d dialer) rtt(count int) (Sample, error) {
 // connRate opens, uses (one byte back) and closes connections from 4 workers for dur and
 // returns connections per second.
 func (d dialer) connRate(dur time.Duration) (float64, error) {
+	n, err := loop(4, dur, func() error {
+		c, err := d.dial()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err = c.Write([]byte{'C'}); err != nil {
+			return err
+		}
+		_, err = io.ReadFull(c, make([]byte, 1))
+		return err
+	})
+	if n == 0 && err != nil {
+		return 0, err
+	}
+	return float64(n) / dur.Seconds(), nil
+}
+
+// loop runs once in a loop from workers goroutines for dur, each stopping at its first error,
+// and returns how many runs succeeded and the first error.
+func loop(workers int, dur time.Duration, once func() error) (int, error) {
 	var mu sync.Mutex
 	var n int
 	var firstErr error
 	deadline := time.Now().Add(dur)
 	var wg sync.WaitGroup
-	for range 4 {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 1)
 			for time.Now().Before(deadline) {
-				c, err := d.dial()
-				if err == nil {
-					_, err = c.Write([]byte{'C'})
-					if err == nil {
-						_, err = io.ReadFull(c, buf)
-					}
-					c.Close()
-				}
+				err := once()
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -260,10 +273,7 @@ func (d dialer) connRate(dur time.Duration) (float64, error) {
 		}()
 	}
 	wg.Wait()
-	if n == 0 && firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(n) / dur.Seconds(), nil
+	return n, firstErr
 }
 
 // firstByte times a new connection until its first echoed byte, in milliseconds.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/natlab"
@@ -83,34 +82,9 @@ func get(c *http.Client) error {
 
 // rate runs workers that ask in a loop for dur and returns requests per second.
 func (w webClient) rate(c *http.Client, workers int, dur time.Duration) (float64, error) {
-	var mu sync.Mutex
-	var n int
-	var firstErr error
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				err := get(c)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				if err == nil {
-					n++
-				}
-				mu.Unlock()
-				if err != nil {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
+	n, err := loop(workers, dur, func() error { return get(c) })
+	if err != nil {
+		return 0, err
 	}
 	return float64(n) / dur.Seconds(), nil
 }

@@ -65,6 +65,11 @@ func toTOML(name string, data []byte, format string) ([]byte, positions, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	return marshalTOML(name, doc, pos)
+}
+
+// marshalTOML writes a converted document as TOML, with the positions of its original.
+func marshalTOML(name string, doc map[string]any, pos positions) ([]byte, positions, error) {
 	out, err := toml.Marshal(doc)
 	if err != nil {
 		return nil, nil, &Error{File: name, Msg: err.Error()}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // frp's legacy INI format ([common], server_addr = ..., a section per proxy), which frp still
@@ -181,11 +179,7 @@ func fromINI(name string, data []byte) ([]byte, positions, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := toml.Marshal(doc)
-	if err != nil {
-		return nil, nil, &Error{File: name, Msg: err.Error()}
-	}
-	return out, pos, nil
+	return marshalTOML(name, doc, pos)
 }
 
 func iniToV1(name string, data []byte) (map[string]any, positions, error) {

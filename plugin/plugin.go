@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/peercred"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 )
@@ -101,49 +102,25 @@ func (p *httpPlugin) Close() error {
 	return p.srv.Close()
 }
 
-// connListener hands the users' connections to a server as a net.Listener.
-type connListener struct {
-	conns     chan net.Conn
-	closed    chan struct{}
-	closeOnce sync.Once
-}
+// connListener hands the users' connections to a server (netx.ConnListener), and waits for
+// each until the server is done with it.
+type connListener struct{ *netx.ConnListener }
 
-func newConnListener() *connListener {
-	return &connListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-}
+func newConnListener() *connListener { return &connListener{netx.NewConnListener(nil)} }
 
 // serve hands conn to the server and waits until the server has closed it (or the listener
 // is closed), so that the caller's count of open connections stays true.
 func (l *connListener) serve(conn net.Conn) {
 	c := &servedConn{Conn: conn, done: make(chan struct{})}
-	select {
-	case l.conns <- c:
-	case <-l.closed:
-		conn.Close()
+	if !l.Put(c) {
 		return
 	}
 	select {
 	case <-c.done:
-	case <-l.closed:
+	case <-l.Closed():
 		conn.Close()
 	}
 }
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // servedConn is a user's connection in a server's hands; done is closed when it closes it.
 type servedConn struct {

@@ -38,7 +38,7 @@ type httpFront struct {
 	failures *auth.FailureLimiter
 	done     chan struct{}
 	// tlsIn, tlsSrv: the https port's users whose TLS the server ends (Config.TerminateTLS).
-	tlsIn   *connListener
+	tlsIn   *netx.ConnListener
 	tlsSrv  *http.Server
 	tlsDone chan struct{}
 }
@@ -130,7 +130,7 @@ func (f *httpFront) close() {
 // serveTLS serves, with the same handler, the TLS connections the https port hands over
 // (tlsIn), ending their TLS with conf.
 func (f *httpFront) serveTLS(conf *tls.Config, addr net.Addr) {
-	f.tlsIn = newConnListener(addr)
+	f.tlsIn = netx.NewConnListener(addr)
 	f.tlsSrv = newServer(f.srv.Handler, f.srv.ErrorLog)
 	f.tlsDone = make(chan struct{})
 	go func() { defer close(f.tlsDone); f.tlsSrv.Serve(tls.NewListener(f.tlsIn, conf)) }()

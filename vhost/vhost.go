@@ -142,7 +142,7 @@ func New(cfg Config, stats *relay.StatsBook) (*Server, error) {
 			if !hf.rt.hasHost(canonicalHost(host)) {
 				return false
 			}
-			return hf.tlsIn.put(c)
+			return hf.tlsIn.Put(c)
 		}
 	}
 	return s, nil

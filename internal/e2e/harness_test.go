@@ -373,12 +373,7 @@ func (e *udpEcho) sources() int {
 // freeTCPPort returns a TCP port that was free a moment ago on 127.0.0.1.
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testnet.FreePort(t)
 }
 
 // freeUDPTCPPort returns a port free on 127.0.0.1 for both UDP and TCP a moment ago.
