@@ -255,3 +255,38 @@ func TestAdminLocalUser(t *testing.T) {
 	}
 	flows("at the end")
 }
+
+// TestAdminThroughOwnProxy: a client that publishes its own password-less admin port through
+// one of its proxies (a tcp proxy whose local service is that port) does not hand its owner's
+// rights to the proxy's users: their connection comes from the client itself, which the
+// endpoint refuses, while the owner's own `xp2p status` keeps working.
+func TestAdminThroughOwnProxy(t *testing.T) {
+	t.Parallel()
+	srv := testnet.StartServer(t, "")
+	port := adminPort(t)
+	cfgPath := writeFile(t, "client.toml", testnet.ClientTOML(srv, fmt.Sprintf("webServer.port = %d\n", port)+testnet.TCPProxy("adm", port, 0)))
+	d := startDaemon(t, "client", "-c", cfgPath)
+	d.waitLog(t, "admin endpoint listening")
+	var remote string
+	testnet.Eventually(t, 10*time.Second, func() bool {
+		code, out, _ := runXP2P(t, "status", "-json", "-c", cfgPath)
+		var st admin.Status
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Proxies) != 1 || st.Proxies[0].Status != "running" {
+			return false
+		}
+		remote = st.Proxies[0].Remote
+		return true
+	}, func() string { return "proxy adm not running, or the owner's status refused" })
+	_, rp, _ := net.SplitHostPort(remote)
+	for _, path := range []string{"/api/config", "/api/status", "/"} {
+		res, err := http.Get("http://127.0.0.1:" + rp + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 403 || !strings.Contains(string(body), "through one of the client's own proxies") || strings.Contains(string(body), testnet.Token) {
+			t.Errorf("a proxy user's GET %s: %d %s", path, res.StatusCode, body)
+		}
+	}
+}

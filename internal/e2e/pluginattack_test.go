@@ -40,7 +40,7 @@ func TestPluginUsersCannotDriveTheClient(t *testing.T) {
 	waitRunning(t, c, "socks")
 	waitRunning(t, c, "web-proxy")
 	log, _ := newLogger(t, "admin")
-	a, err := admin.New(c.cfg.WebServer, c.Client, admin.Options{Log: log, ConfigPath: path})
+	a, err := admin.New(c.cfg.WebServer, c.Client, admin.Options{Log: log, ConfigPath: path, SameProcessOwner: true})
 	if err != nil {
 		t.Fatal(err)
 	}

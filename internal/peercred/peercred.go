@@ -21,16 +21,31 @@ var ErrUnsupported = errors.New("this system cannot tell which user owns a local
 // UID returns the user that owns the socket at the other end of c, a TCP connection between
 // two addresses of this machine.
 func UID(c net.Conn) (uint32, error) {
+	o, err := Owner(c)
+	return o.UID, err
+}
+
+// Peer is the owner of the other end of a local connection.
+type Peer struct {
+	UID uint32
+	// Self says the other end is a socket of this very process: a connection it made for
+	// someone else (a proxy's user, a plugin's), never its owner at a keyboard.
+	Self bool
+}
+
+// Owner tells who holds the other end of c, a TCP connection between two addresses of this
+// machine: its user, and whether it is this process itself.
+func Owner(c net.Conn) (Peer, error) {
 	local, ok1 := c.LocalAddr().(*net.TCPAddr)
 	remote, ok2 := c.RemoteAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 {
-		return 0, fmt.Errorf("not a TCP connection: %s", c.RemoteAddr())
+		return Peer{}, fmt.Errorf("not a TCP connection: %s", c.RemoteAddr())
 	}
 	if !remote.IP.IsLoopback() {
-		return 0, fmt.Errorf("%s is not a loopback address: its owner is on another machine", remote.IP)
+		return Peer{}, fmt.Errorf("%s is not a loopback address: its owner is on another machine", remote.IP)
 	}
 	// The other end's socket is the one bound to remote and connected to local.
-	return socketUID(remote, local)
+	return socketOwner(remote, local)
 }
 
 // Trusted reports whether uid may drive what this process runs: root or this process's user.

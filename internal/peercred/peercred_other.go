@@ -4,4 +4,4 @@ package peercred
 
 import "net"
 
-func socketUID(local, remote *net.TCPAddr) (uint32, error) { return 0, ErrUnsupported }
+func socketOwner(local, remote *net.TCPAddr) (Peer, error) { return Peer{}, ErrUnsupported }

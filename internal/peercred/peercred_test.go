@@ -46,6 +46,9 @@ func TestUID(t *testing.T) {
 		if uid != me || !Trusted(uid) {
 			t.Errorf("%s: uid %d, want %d", name, uid, me)
 		}
+		if p, err := Owner(conn); err != nil || !p.Self {
+			t.Errorf("%s: Owner %+v, %v: want this process itself", name, p, err)
+		}
 	}
 
 	if os.Getuid() != 0 {
@@ -67,6 +70,9 @@ func TestUID(t *testing.T) {
 		}
 		if uid != 65534 || Trusted(uid) {
 			t.Errorf("a connection of nobody's: uid %d (trusted %v), want 65534, untrusted", uid, Trusted(uid))
+		}
+		if p, _ := Owner(n); p.Self {
+			t.Error("a connection of another process taken for this process's own")
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the process running as nobody did not connect")

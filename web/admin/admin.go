@@ -78,6 +78,11 @@ type Options struct {
 	ConfigPath string
 	// Logs are the client's last warnings and errors, for GET /api/logs (none if nil).
 	Logs *web.RecentLogs
+	// SameProcessOwner lets the client's own process call a password-less endpoint as its
+	// owner: for a program that embeds the client and its endpoint and calls it (tests). Off,
+	// a connection from the client itself is refused there: it carries the user of one of the
+	// client's proxies whose local service is this port, not the owner.
+	SameProcessOwner bool
 }
 
 // Config answers GET /api/config: the configuration in effect, for the page to edit.
@@ -208,7 +213,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	var h http.Handler = mux
 	if !s.guard.Required() {
-		h = web.LocalHostOnly(web.OwnerOnly("this client's admin endpoint", h))
+		h = web.LocalHostOnly(web.OwnerOnly("this client's admin endpoint", s.opts.SameProcessOwner, h))
 	}
 	return web.SecurityHeaders(web.NoCrossSite(h))
 }

@@ -64,6 +64,8 @@ func startAdmin(t *testing.T, cfg config.WebServer, ctl Controller, opts Options
 	if opts.Log == nil {
 		opts.Log, _ = testnet.Logger(t, "admin")
 	}
+	// This test process is the endpoint's caller as well as its client.
+	opts.SameProcessOwner = true
 	s, err := New(cfg, ctl, opts)
 	if err != nil {
 		t.Fatalf("admin.New: %v", err)
