@@ -47,10 +47,12 @@ const (
 	None   = "none"
 )
 
-// Addresses of the public hosts.
+// Addresses of the public hosts (the IPv6 ones in a lab with IPv6).
 const (
-	ServerIP = "203.0.113.1"
-	PublicIP = "203.0.113.2"
+	ServerIP  = "203.0.113.1"
+	PublicIP  = "203.0.113.2"
+	ServerIP6 = "2001:db8::1"
+	PublicIP6 = "2001:db8::2"
 )
 
 // TB is what the lab needs of its owner: a test's testing.TB, or the stand-in of a program
@@ -75,6 +77,13 @@ type Side struct {
 	// WAN, if set, shapes the NAT's link to the public segment (delay, loss, rate, MTU): every
 	// path of the side's hosts crosses it.
 	WAN *Link
+	// IPv6 gives the side's hosts global IPv6 addresses too (2001:db8:N::/64, N the side's
+	// place from 1), which the NAT routes without translation and filters as a home router's
+	// stateful firewall does: what answers a flow from inside gets in, nothing else (open lets
+	// everything in, noudp drops UDP as for IPv4). The public hosts get IPv6 addresses then.
+	IPv6 bool
+	// NoIPv4 leaves the side's hosts with IPv6 only (it implies IPv6).
+	NoIPv4 bool
 }
 
 // Config describes a lab.
@@ -94,6 +103,9 @@ type Lab struct {
 	sides  map[string]Side
 	links  map[string]*wan.Bridge // shaped links by host ("srv", "natA", ...)
 	states map[string]string      // state directories by process name (StateDir)
+	hosts6 map[string]string      // host name → IPv6 address (labs with IPv6)
+	wan6   []string               // hosts with an IPv6 address on the public segment
+	v6     bool                   // the lab has IPv6
 }
 
 // StateDir is a state directory (the stateDir key of an xp2p config) for the lab's process
@@ -150,7 +162,7 @@ func New(t TB, cfg Config) *Lab {
 	Require(t)
 	id := make([]byte, 3)
 	rand.Read(id)
-	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}, links: map[string]*wan.Bridge{}}
+	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}, links: map[string]*wan.Bridge{}, hosts6: map[string]string{}}
 	t.Cleanup(l.destroy)
 	if err := l.build(cfg); err != nil {
 		t.Fatalf("natlab: %v", err)
@@ -170,10 +182,25 @@ func (l *Lab) IP(host string) string {
 	return ip
 }
 
+// IP6 returns a host's IPv6 address (fails the test if it has none).
+func (l *Lab) IP6(host string) string {
+	ip, ok := l.hosts6[host]
+	if !ok {
+		l.t.Fatalf("natlab: no IPv6 on host %q", host)
+	}
+	return ip
+}
+
 // NATIP returns the public address of a side's NAT.
 func (l *Lab) NATIP(side string) string { return l.IP("nat" + side) }
 
 func (l *Lab) build(cfg Config) error {
+	for i := range cfg.Sides {
+		if cfg.Sides[i].NoIPv4 {
+			cfg.Sides[i].IPv6 = true
+		}
+		l.v6 = l.v6 || cfg.Sides[i].IPv6
+	}
 	if err := l.netns("wan", "srv", "pub"); err != nil {
 		return err
 	}
@@ -189,6 +216,14 @@ func (l *Lab) build(cfg Config) error {
 	}
 	if err := l.attachPublic("pub", PublicIP); err != nil {
 		return err
+	}
+	if l.v6 {
+		if err := l.addPublic6("srv", ServerIP6); err != nil {
+			return err
+		}
+		if err := l.addPublic6("pub", PublicIP6); err != nil {
+			return err
+		}
 	}
 	if cfg.Server != nil {
 		if err := l.shapeLink("srv", "eth0", *cfg.Server); err != nil {
@@ -212,6 +247,42 @@ func (l *Lab) build(cfg Config) error {
 			}
 		}
 	}
+	if l.v6 {
+		return l.route6(cfg.Sides)
+	}
+	return nil
+}
+
+// side6 is the IPv6 prefix of the i-th side's LAN (2001:db8:N::, N from 1) and its NAT's
+// public IPv6 address.
+func side6(i int) (lan, pub string) {
+	return fmt.Sprintf("2001:db8:%d::", i+1), fmt.Sprintf("2001:db8::%d", 10*(i+1))
+}
+
+// addPublic6 gives a host on the public segment an IPv6 address too.
+func (l *Lab) addPublic6(host, addr string) error {
+	l.hosts6[host] = addr
+	l.wan6 = append(l.wan6, host)
+	return run([]string{"ip", "-n", l.NS(host), "addr", "add", addr + "/64", "dev", "eth0", "nodad"})
+}
+
+// route6 tells every router of the public segment (its hosts, the NATs with IPv6) where the
+// sides' IPv6 prefixes are: behind their NATs.
+func (l *Lab) route6(sides []Side) error {
+	for i, s := range sides {
+		if !s.IPv6 || s.NAT == None {
+			continue
+		}
+		lan, pub := side6(i)
+		for _, r := range l.wan6 {
+			if r == "nat"+s.Name {
+				continue
+			}
+			if err := run([]string{"ip", "-n", l.NS(r), "-6", "route", "add", lan + "/64", "via", pub}); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -220,6 +291,14 @@ func (l *Lab) netns(names ...string) error {
 	for _, n := range names {
 		if err := run([]string{"ip", "netns", "add", l.NS(n)}, []string{"ip", "-n", l.NS(n), "link", "set", "lo", "up"}); err != nil {
 			return err
+		}
+		if l.v6 {
+			// No duplicate address detection: a link-local address stays tentative for a
+			// second or two otherwise, and the first packets of a test wait for it.
+			if err := run([]string{"ip", "netns", "exec", l.NS(n), "sysctl", "-qw",
+				"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"}); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -248,6 +327,17 @@ func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
 			if err := l.attachPublic(host, fmt.Sprintf("203.0.113.%d", 10*(i+1)+j)); err != nil {
 				return err
 			}
+			if s.IPv6 {
+				if err := l.addPublic6(host, fmt.Sprintf("2001:db8::%d", 10*(i+1)+j)); err != nil {
+					return err
+				}
+			}
+			if s.NoIPv4 {
+				if err := run([]string{"ip", "-n", l.NS(host), "addr", "flush", "dev", "eth0", "scope", "global", "to", "0.0.0.0/0"}); err != nil {
+					return err
+				}
+				l.hosts[host] = l.hosts6[host]
+			}
 		}
 		return nil
 	}
@@ -275,6 +365,16 @@ func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
 		cmds = append(cmds, []string{"ip", "netns", "exec", l.NS(nat), "sysctl", "-qw",
 			"net.netfilter.nf_conntrack_udp_timeout=" + secs, "net.netfilter.nf_conntrack_udp_timeout_stream=" + secs})
 	}
+	lan6, pub6 := side6(i)
+	if s.IPv6 {
+		l.hosts6[nat] = pub6
+		l.wan6 = append(l.wan6, nat)
+		cmds = append(cmds,
+			[]string{"ip", "-n", l.NS(nat), "addr", "add", pub6 + "/64", "dev", "wan0", "nodad"},
+			[]string{"ip", "-n", l.NS(nat), "addr", "add", lan6 + "1/64", "dev", "lan0", "nodad"},
+			[]string{"ip", "netns", "exec", l.NS(nat), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
+		)
+	}
 	for j := range s.Hosts {
 		host := fmt.Sprintf("%s%d", s.Name, j+1)
 		addr := fmt.Sprintf("%s.%d", lan, j+2)
@@ -287,15 +387,57 @@ func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
 			[]string{"ip", "link", "add", "eth0", "netns", l.NS(host), "type", "veth", "peer", "name", hp, "netns", l.NS(nat)},
 			[]string{"ip", "-n", l.NS(nat), "link", "set", hp, "master", "lan0"},
 			[]string{"ip", "-n", l.NS(nat), "link", "set", hp, "up"},
-			[]string{"ip", "-n", l.NS(host), "addr", "add", addr + "/24", "dev", "eth0"},
 			[]string{"ip", "-n", l.NS(host), "link", "set", "eth0", "up"},
-			[]string{"ip", "-n", l.NS(host), "route", "add", "default", "via", lan + ".1"},
 		)
+		if !s.NoIPv4 {
+			cmds = append(cmds,
+				[]string{"ip", "-n", l.NS(host), "addr", "add", addr + "/24", "dev", "eth0"},
+				[]string{"ip", "-n", l.NS(host), "route", "add", "default", "via", lan + ".1"},
+			)
+		}
+		if s.IPv6 {
+			addr6 := fmt.Sprintf("%s%d", lan6, j+2)
+			l.hosts6[host] = addr6
+			cmds = append(cmds,
+				[]string{"ip", "-n", l.NS(host), "addr", "add", addr6 + "/64", "dev", "eth0", "nodad"},
+				[]string{"ip", "-n", l.NS(host), "-6", "route", "add", "default", "via", lan6 + "1"},
+			)
+			if s.NoIPv4 {
+				l.hosts[host] = addr6
+			}
+		}
 	}
 	if err := run(cmds...); err != nil {
 		return err
 	}
-	return l.nft(nat, natRules(s.NAT, lan, pub))
+	rules := natRules(s.NAT, lan, pub)
+	if s.IPv6 {
+		rules += firewall6(s.NAT)
+	}
+	return l.nft(nat, rules)
+}
+
+// firewall6 is a NAT's IPv6 ruleset: no translation, and the stateful filter of a home router
+// (RFC 6092): flows from inside and what answers them pass, ICMPv6 errors about them too
+// (conntrack's related), the rest from outside is dropped. Kind open filters nothing; noudp
+// drops UDP from inside as its IPv4 rules do.
+func firewall6(kind string) string {
+	policy, udpOut := "drop", ""
+	switch kind {
+	case Open:
+		policy = "accept"
+	case NoUDP:
+		udpOut = `iifname "lan0" meta l4proto udp drop`
+	}
+	return `table ip6 filter6 {
+  chain forward {
+    type filter hook forward priority 0; policy ` + policy + `;
+    ` + udpOut + `
+    ct state established,related accept
+    iifname "lan0" accept
+  }
+}
+`
 }
 
 // natRules returns the nftables ruleset of a NAT kind, as in ../shared/natlab.sh.

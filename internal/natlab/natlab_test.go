@@ -5,6 +5,7 @@ package natlab
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +132,48 @@ func TestUDPTimeoutAndSameLAN(t *testing.T) {
 	send(t, h, l.IP("A2")+":40001")
 	if got := recvFrom(h2, 2*time.Second); got.Addr().String() != l.IP("A1") {
 		t.Errorf("same-LAN packet came from %v, want %s", got, l.IP("A1"))
+	}
+}
+
+// TestIPv6 builds a lab with IPv6: hosts behind two NATs reach the server over IPv6 without
+// translation, an IPv6-only host has no IPv4 at all, and each NAT's firewall keeps out what no
+// flow from inside asked for (a packet from the server to a host), but lets an answer in.
+func TestIPv6(t *testing.T) {
+	t.Parallel()
+	l := New(t, Config{Sides: []Side{{Name: "A", NAT: Easy, IPv6: true}, {Name: "B", NAT: Sym, NoIPv4: true}}})
+	if got := l.IP("B1"); got != l.IP6("B1") {
+		t.Errorf("an IPv6-only host's address is %s, want its IPv6 %s", got, l.IP6("B1"))
+	}
+	if out, _ := l.Exec("B1", "ip", "-4", "addr", "show", "dev", "eth0"); strings.Contains(out, "inet ") {
+		t.Errorf("the IPv6-only host has IPv4:\n%s", out)
+	}
+	srv := l.ListenPacket("srv", "udp6", "["+ServerIP6+"]:7000")
+	other := l.ListenPacket("srv", "udp6", "["+ServerIP6+"]:7001")
+	for _, host := range []string{"A1", "B1"} {
+		c := l.ListenPacket(host, "udp6", "[::]:0")
+		if _, err := c.WriteTo([]byte("hi"), &net.UDPAddr{IP: net.ParseIP(ServerIP6), Port: 7000}); err != nil {
+			t.Fatalf("%s → server: %v", host, err)
+		}
+		buf := make([]byte, 16)
+		srv.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, from, err := srv.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("the server heard nothing from %s over IPv6: %v", host, err)
+		}
+		if got := from.(*net.UDPAddr).IP.String(); got != l.IP6(host) {
+			t.Errorf("the server saw %s as %s, want its own address (no NAT66)", host, got)
+		}
+		// The answer gets in; a packet from another port of the server does not.
+		other.WriteTo([]byte("unasked"), from)
+		srv.WriteTo([]byte("answer"), from)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _, err := c.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "answer" {
+			t.Errorf("%s: got %q, %v; want the answer only", host, buf[:n], err)
+		}
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, _, err := c.ReadFrom(buf); err == nil {
+			t.Errorf("%s: the firewall let in %q", host, buf[:n])
+		}
 	}
 }
