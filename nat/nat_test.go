@@ -378,3 +378,52 @@ func TestPredictPorts(t *testing.T) {
 		t.Errorf("near the top of the port range: %v", got)
 	}
 }
+
+func TestRegister(t *testing.T) {
+	key := RegisterKey([]byte("exporter of the control session"))
+	req, err := RegisterRequest("c1d2", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, msg, ok := ParseRegister(req.Raw)
+	if !ok || id != "c1d2" || !CheckRegister(msg, key) {
+		t.Fatalf("ParseRegister = %q %v, check %v", id, ok, ok && CheckRegister(msg, key))
+	}
+	if CheckRegister(msg, RegisterKey([]byte("another session"))) {
+		t.Error("a registration checked out with another session's key")
+	}
+	from := netip.MustParseAddrPort("[2001:db8:1::2]:40000")
+	resp, err := RegisterAnswer(msg, from, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, public, ok := ParseRegisterAnswer(resp, key)
+	if !ok || tx != req.TransactionID || public != from {
+		t.Errorf("answer: %v %v %v, want %v %v", tx, public, ok, req.TransactionID, from)
+	}
+	if _, _, ok := ParseRegisterAnswer(resp, RegisterKey([]byte("x"))); ok {
+		t.Error("an answer checked out with another key")
+	}
+	// Not registrations: a plain binding request, a probe of a P2P session, garbage.
+	plain, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
+	probe, _ := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewUsername("00ff:visitor"))
+	for _, b := range [][]byte{plain.Raw, probe.Raw, []byte("hello"), nil} {
+		if _, _, ok := ParseRegister(b); ok {
+			t.Errorf("ParseRegister(%x) took it", b)
+		}
+	}
+}
+
+func FuzzParseRegister(f *testing.F) {
+	key := RegisterKey([]byte("k"))
+	req, _ := RegisterRequest("abc", key)
+	f.Add(req.Raw)
+	resp, _ := RegisterAnswer(req, netip.MustParseAddrPort("1.2.3.4:5"), key)
+	f.Add(resp)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, msg, ok := ParseRegister(b); ok {
+			CheckRegister(msg, key)
+		}
+		ParseRegisterAnswer(b, key)
+	})
+}

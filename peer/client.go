@@ -75,6 +75,9 @@ type Client struct {
 	trav *traversal.Engine
 	// httpBinds are the ports http visitors share.
 	httpBinds httpBinds
+	// publicAlt is the socket's public address of the other family than the sessions to the
+	// servers run on, as a server saw it (addrs.go; nil: none).
+	publicAlt atomic.Pointer[netip.AddrPort]
 }
 
 // clientSet is an immutable snapshot of the client's proxies and visitors.
@@ -242,7 +245,7 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 	}
 	c.p2p = newP2PSessions(c)
 	c.trav = traversal.NewEngine(travClient{c})
-	c.paths.onSTUN = c.trav.HandleSTUN
+	c.paths.onSTUN = c.onSTUN
 	set := &clientSet{proxies: map[string]*localProxy{}}
 	for _, p := range selectedProxies(cfg) {
 		lp, err := newLocalProxy(p, log)
@@ -311,22 +314,18 @@ func startSet(cfg *config.Client) map[string]bool {
 // Start opens the client's UDP socket and visitor ports, then connects in the background.
 func (c *Client) Start() error {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	network := "udp4"
-	if host, _, err := net.SplitHostPort(c.links[0].ep.Addr); err == nil {
-		if ips, err := net.LookupIP(host); err == nil && len(ips) > 0 && ips[0].To4() == nil {
-			network = "udp6"
-		}
-	}
+	// One socket for both families (IPv6 with IPv4-mapped addresses, where the system has
+	// IPv6; IPv4 alone elsewhere): whichever family reaches the server, peers are punched over
+	// both (see addrs.go).
 	var err error
-	c.udp, err = net.ListenUDP(network, &net.UDPAddr{Port: c.cfg.Transport.UDPPort})
+	c.udp, err = net.ListenUDP("udp", &net.UDPAddr{Port: c.cfg.Transport.UDPPort})
 	if err != nil {
 		return fmt.Errorf("open UDP socket: %w", err)
 	}
-	loop := "127.0.0.1:0"
-	if network == "udp6" {
-		loop = "[::1]:0"
+	c.injector, err = net.ListenUDP("udp4", mustUDPAddr("127.0.0.1:0"))
+	if err != nil {
+		c.injector, err = net.ListenUDP("udp6", mustUDPAddr("[::1]:0"))
 	}
-	c.injector, err = net.ListenUDP(network, mustUDPAddr(loop))
 	if err != nil {
 		c.udp.Close()
 		return fmt.Errorf("open loopback socket: %w", err)
@@ -459,7 +458,7 @@ func (c *Client) UDPAddr() *net.UDPAddr { return c.udp.LocalAddr().(*net.UDPAddr
 func (c *Client) privateAddrs() []string {
 	port := uint16(c.UDPAddr().Port)
 	var out []string
-	for _, a := range nat.LocalAddrs(port, c.UDPAddr().IP.To4() != nil || c.udp.LocalAddr().(*net.UDPAddr).IP.IsUnspecified(), 8) {
+	for _, a := range nat.LocalAddrs(port, !c.dualStack(), 8) {
 		out = append(out, a.String())
 	}
 	return out
@@ -500,23 +499,24 @@ func (c *Client) peerQUICConfig() *quic.Config {
 
 // inject feeds a relay-framed packet into the client's own socket, as if the server had sent it.
 func (c *Client) inject(pkt []byte) {
-	c.injector.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port)))
+	c.injector.WriteToUDPAddrPort(pkt, c.injectAddr())
 }
 
 // injectSegments feeds a run of relay-framed packets of segSize bytes each (the last may be
 // shorter) into the client's socket, as one GSO write where the system takes it.
 func (c *Client) injectSegments(b []byte, segSize int) {
-	quicsock.WriteSegmented(c.injector, b, segSize, net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopbackOf(c.UDPAddr()), uint16(c.UDPAddr().Port))))
+	quicsock.WriteSegmented(c.injector, b, segSize, net.UDPAddrFromAddrPort(c.injectAddr()))
 }
 
-func loopbackOf(a *net.UDPAddr) netip.Addr {
-	if a.IP.To4() == nil && !a.IP.IsUnspecified() {
-		return netip.IPv6Loopback()
-	}
-	if a.IP.IsUnspecified() && a.IP.To4() == nil {
-		return netip.IPv6Loopback()
-	}
-	return netip.MustParseAddr("127.0.0.1")
+// injectAddr is where the injector sends: the client's socket, at the injector's loopback.
+func (c *Client) injectAddr() netip.AddrPort {
+	return netip.AddrPortFrom(c.injector.LocalAddr().(*net.UDPAddr).AddrPort().Addr(), uint16(c.UDPAddr().Port))
+}
+
+// dualStack reports whether the client's socket takes both families.
+func (c *Client) dualStack() bool {
+	ip := c.UDPAddr().IP
+	return ip.IsUnspecified() && ip.To4() == nil
 }
 
 // travClient is the client as traversal sees it (traversal.Client).
@@ -528,15 +528,11 @@ func (t travClient) Send(b []byte, to netip.AddrPort) error {
 	return t.c.sock.WriteRaw(b, nil, net.UDPAddrFromAddrPort(to))
 }
 
-func (t travClient) Listen() (traversal.Socket, error) {
-	network := "udp4"
-	if t.c.UDPAddr().IP.To4() == nil {
-		network = "udp6"
-	}
-	return traversal.ListenUDP(network)
-}
+func (t travClient) Listen() (traversal.Socket, error) { return traversal.ListenUDP("udp") }
 
 func (t travClient) NAT() (nat.Behavior, netip.AddrPort) { return t.c.natBehavior(), t.c.mappedAddr() }
+
+func (t travClient) IPv6() bool { return t.c.hasIPv6() }
 
 // hostname for the server's logs and dashboard.
 func hostname() string {

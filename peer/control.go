@@ -16,6 +16,7 @@ import (
 	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
 )
 
@@ -49,6 +50,8 @@ type control struct {
 	workKey []byte
 	// retries asks again for the proxies the server refused because their name or port was held.
 	retries *proxyRetries
+	// reg registers the socket's address of the other family with the server (addrs.go).
+	reg *registration
 }
 
 // heartbeat pings the server every heartbeatInterval and ends the session when no answer came
@@ -341,6 +344,7 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 	ctl.dgrams = session.NewFlowDatagrams(session.Conn(sess))
 	ctl.retries = newProxyRetries(ctl)
 	ctl.pool = l.newWorkPool(ctl)
+	ctl.reg = newRegistration(ctl, res.ClientID, nat.RegisterKey(exporter), res.ServerAddrs)
 	return ctl, nil
 }
 
@@ -378,6 +382,8 @@ func (l *serverLink) serve(ctl *control) error {
 	wg.Add(3)
 	go func() { defer wg.Done(); ctl.retries.run(ctx) }()
 	go func() { defer wg.Done(); ctl.heartbeat(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); ctl.reg.run(ctx) }()
 	go func() { defer wg.Done(); c.reportLoop(ctx, ctl) }()
 	if ctl.pool != nil {
 		wg.Add(1)

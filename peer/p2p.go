@@ -706,6 +706,7 @@ func (h sessionHost) Repunch() {
 func offerOf(ps *wire.PeerSession) traversal.Offer {
 	var o traversal.Offer
 	o.Public, _ = netip.ParseAddrPort(ps.PeerPublic)
+	o.PublicAlt, _ = netip.ParseAddrPort(ps.PeerPublicAlt)
 	o.Mapped, _ = netip.ParseAddrPort(ps.PeerMapped)
 	for _, a := range ps.PeerPrivate {
 		if ap, err := netip.ParseAddrPort(a); err == nil {

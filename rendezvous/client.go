@@ -37,6 +37,10 @@ type client struct {
 
 	// nat is the client's NAT behaviour code as it last reported it (Login, then NATReport).
 	nat atomic.Pointer[string]
+	// addrKey checks the client's address registrations (nat.RegisterKey); publicAlt is the
+	// public address of the other family than its session's they showed (nil: none).
+	addrKey   []byte
+	publicAlt atomic.Pointer[netip.AddrPort]
 	// mapped is the address the client's router maps to its UDP socket (NAT-PMP), "" if none.
 	mapped atomic.Pointer[string]
 
@@ -185,6 +189,7 @@ func (c *client) run() {
 	s.mu.Lock()
 	old := s.clients[c.login.RunID]
 	s.clients[c.login.RunID] = c
+	s.byID[c.id] = c
 	s.mu.Unlock()
 	if old != nil {
 		// The same client process reconnected (its old session may not have timed out yet).
@@ -241,6 +246,9 @@ func (c *client) cleanup() {
 	c.left = true
 	if s.clients[c.login.RunID] == c {
 		delete(s.clients, c.login.RunID)
+	}
+	if s.byID[c.id] == c {
+		delete(s.byID, c.id)
 	}
 	for short := range c.proxies {
 		s.releaseLocked(c, proxyKey{c.login.User, short})
@@ -443,15 +451,16 @@ func (ps *p2pSession) offer(role string) *wire.PeerSession {
 		peer, leg = ps.visitor, ps.relay.Provider
 	}
 	return &wire.PeerSession{
-		SessionID:   ps.id,
-		Service:     ps.service,
-		Role:        role,
-		PeerPublic:  peer.publicAddr(),
-		PeerIP:      peer.remote.Addr().String(),
-		PeerPrivate: peer.login.PrivateAddrs,
-		PeerNAT:     peer.natCode(),
-		PeerMapped:  *peer.mapped.Load(),
-		RelayToken:  leg.Token[:],
+		SessionID:     ps.id,
+		Service:       ps.service,
+		Role:          role,
+		PeerPublic:    peer.publicAddr(),
+		PeerIP:        peer.remote.Addr().String(),
+		PeerPrivate:   peer.login.PrivateAddrs,
+		PeerNAT:       peer.natCode(),
+		PeerMapped:    *peer.mapped.Load(),
+		PeerPublicAlt: peer.publicAltString(),
+		RelayToken:    leg.Token[:],
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/relay"
 	"github.com/xp2p/xp2p/vhost"
 )
@@ -85,8 +86,11 @@ type Server struct {
 	// refusals logs refused logins and connections, with a bound on the lines per second.
 	refusals *refusalLog
 
-	mu       sync.Mutex
-	clients  map[string]*client      // by run id
+	mu      sync.Mutex
+	clients map[string]*client // by run id
+	byID    map[string]*client // by client id (address registrations name it)
+	// addrs are the server's own addresses on bindPort, for clients' address registrations.
+	addrs    []string
 	names    map[proxyKey]*nameEntry // every proxy and service name → who holds it
 	quotas   *quotas                 // what each client identity holds
 	sessions map[string]*p2pSession  // by session id
@@ -112,6 +116,7 @@ func New(cfg *config.Server, log *slog.Logger) (*Server, error) {
 		pending:  auth.NewSourceSlots(maxPendingPerSource, maxPendingLogins),
 		Events:   newEvents(),
 		clients:  map[string]*client{},
+		byID:     map[string]*client{},
 		names:    map[proxyKey]*nameEntry{},
 		quotas:   newQuotas(cfg.MaxProxiesPerClient, cfg.MaxPortsPerClient),
 		sessions: map[string]*p2pSession{},
@@ -156,6 +161,7 @@ func (s *Server) Start() error {
 	if err := s.listen(); err != nil {
 		return err
 	}
+	s.addrs = ownAddrs(s.cfg.BindAddr, s.Port())
 	var web *vhost.Server
 	var terminate *tls.Config
 	var wrap func(http.Handler) http.Handler
@@ -469,10 +475,12 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 	}
 	c := newClient(s, sess, ctrl, msg, remote)
 	c.workKey = workKey
+	c.addrKey = nat.RegisterKey(exporter)
 	result := &wire.LoginResult{
 		Proof:         auth.Proof(s.token, exporter, auth.RoleServer),
 		ServerVersion: Version,
 		ClientID:      c.id,
+		ServerAddrs:   s.addrs,
 	}
 	if sess.Transport() == session.TransportQUIC {
 		result.ObservedAddr = remote.String()
@@ -542,7 +550,9 @@ func (f *serverFilter) Receive(data []byte, from *net.UDPAddr, oob []byte) ([]by
 		f.s.packets.HandleUDP(data, from)
 		return nil, nil, true
 	}
-	f.s.stun.handle(data, from, oob, f.s.stun.mainPort)
+	if !f.s.registerAddr(data, from, oob) {
+		f.s.stun.handle(data, from, oob, f.s.stun.mainPort)
+	}
 	return nil, nil, true
 }
 

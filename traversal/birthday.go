@@ -270,7 +270,7 @@ type predictor struct{ s *Session }
 
 func (p predictor) candidates(o Offer) []netip.AddrPort {
 	ours, _ := p.s.e.client.NAT()
-	return nat.PredictPorts(ours, o.NAT, o.Public)
+	return nat.PredictPorts(ours, o.NAT, o.public4())
 }
 
 func (predictor) step(time.Time) {}

@@ -84,6 +84,9 @@ type Plan struct {
 	// session then makes short, rare attempts (still enough for peers on one LAN, and for a
 	// behaviour that changed since it was measured).
 	Hopeless string
+	// IPv6 says the plan counts on IPv6, which both sides have, where their IPv4 NATs give no
+	// direct path.
+	IPv6 bool
 }
 
 // Has reports whether the plan runs a strategy.

@@ -207,6 +207,12 @@ func (s *Session) dropPathLocked() {
 func (s *Session) planLocked(o Offer) {
 	ours, mapped := s.e.client.NAT()
 	plan := PlanFor(Classify(ours, mapped.IsValid()), Classify(o.NAT, o.Mapped.IsValid()))
+	if plan.Hopeless != "" && o.hasIPv6() && s.e.client.IPv6() {
+		// Both sides have IPv6: no NAT there, stateful firewalls that probes from both sides
+		// open as they open a port-restricted NAT. Whatever their IPv4 NATs, that path is likely.
+		plan.Hopeless = ""
+		plan.IPv6 = true
+	}
 	if s.cfg.Disabled {
 		s.plan = plan
 		return
@@ -232,13 +238,13 @@ func (s *Session) planLocked(o Offer) {
 	case plan.Hopeless != "" && was.Hopeless == "":
 		s.retryWait = retryMax
 	}
-	if known && (!s.planned || plan.Hopeless != was.Hopeless || !sameStrategies(plan, was)) {
+	if known && (!s.planned || plan.Hopeless != was.Hopeless || plan.IPv6 != was.IPv6 || !sameStrategies(plan, was)) {
 		switch {
 		case plan.Hopeless != "":
 			s.log.Info("direct path unlikely; short attempts only", "why", plan.Hopeless, "nat", ours.Name(), "peer_nat", o.NAT.Name(),
 				"attempt", hopelessTimeout, "retry_every", retryMax)
-		case len(plan.Strategies) > 0:
-			s.log.Info("traversal planned", "strategies", plan.Strategies, "nat", plan.Ours.String(), "peer_nat", plan.Peer.String())
+		case len(plan.Strategies) > 0 || plan.IPv6:
+			s.log.Info("traversal planned", "strategies", plan.Strategies, "ipv6", plan.IPv6, "nat", plan.Ours.String(), "peer_nat", plan.Peer.String())
 		}
 	}
 	s.planned = s.planned || known
@@ -276,11 +282,16 @@ func (s *Session) addCandidatesLocked(o Offer) {
 		}
 	}
 	for _, a := range o.Private {
-		add(a, nat.KindPrivate)
+		k := nat.KindPrivate
+		if a.Addr().Unmap().IsGlobalUnicast() && !a.Addr().Unmap().IsPrivate() {
+			k = nat.KindPublic // a host's own public address (IPv6 behind a firewall, a host without NAT)
+		}
+		add(a, k)
 	}
-	if o.Public.IsValid() {
-		add(o.Public, nat.KindPublic)
-		s.peerPublic = unmap(o.Public)
+	add(o.Public, nat.KindPublic)
+	add(o.PublicAlt, nat.KindPublic)
+	if p4 := o.public4(); p4.IsValid() {
+		s.peerPublic = p4
 	}
 	add(o.Mapped, nat.KindMapped)
 	s.active(func(st strategy) {
@@ -630,12 +641,14 @@ func (s *Session) learnLocked(ap netip.AddrPort) {
 	s.host.AddKnown(ap)
 }
 
-// lockLocked makes p the session's path.
+// lockLocked makes p the session's path; the attempt's strategies end (what they hold, such as
+// birthday punching's extra sockets, is given back, but the socket p runs on).
 func (s *Session) lockLocked(p *Path, now time.Time) {
 	s.punching = false
 	s.retryWait = retryFirst
 	s.cfg.Activity.Received(now)
 	s.setPathLocked(p)
+	s.active(func(st strategy) { st.endAttempt() })
 	first := s.timeToDirect.CompareAndSwap(0, int64(max(now.Sub(s.cfg.Created), 1)))
 	args := []any{"remote", p.Remote.String(), "candidate", string(p.Kind)}
 	if p.Via != nil {

@@ -30,6 +30,8 @@ type Client interface {
 	// NAT is what the client last measured of its NAT (zero: unknown) and the public address
 	// its router maps to the socket (invalid: none).
 	NAT() (nat.Behavior, netip.AddrPort)
+	// IPv6 reports whether the client's socket reaches IPv6 peers (it has global IPv6).
+	IPv6() bool
 }
 
 // Host is what a session needs of its owner in the client.
@@ -90,10 +92,33 @@ func (a *Activity) LastSent() time.Time     { return time.Unix(0, a.send.Load())
 
 // Offer is what the server tells a session about its peer: candidates and NAT.
 type Offer struct {
-	Public  netip.AddrPort   // the peer's socket as the server saw it (invalid: over TCP)
-	Private []netip.AddrPort // its LAN addresses
-	Mapped  netip.AddrPort   // its router's port mapping (invalid: none)
-	NAT     nat.Behavior     // its NAT as it measured it (zero: unknown)
+	Public netip.AddrPort // the peer's socket as the server saw it (invalid: over TCP)
+	// PublicAlt is the peer's socket as the server saw it in the other address family.
+	PublicAlt netip.AddrPort
+	Private   []netip.AddrPort // its LAN addresses
+	Mapped    netip.AddrPort   // its router's port mapping (invalid: none)
+	NAT       nat.Behavior     // its NAT as it measured it (zero: unknown)
+}
+
+// public4 is the peer's public IPv4 address: the one behind its NAT, which the NAT
+// strategies (prediction, birthday punching) work on.
+func (o Offer) public4() netip.AddrPort {
+	for _, a := range []netip.AddrPort{o.Public, o.PublicAlt} {
+		if a.IsValid() && a.Addr().Unmap().Is4() {
+			return unmap(a)
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// hasIPv6 reports whether the offer names an IPv6 candidate of the peer.
+func (o Offer) hasIPv6() bool {
+	for _, a := range append([]netip.AddrPort{o.Public, o.PublicAlt}, o.Private...) {
+		if a.IsValid() && a.Addr().Unmap().Is6() && a.Addr().IsGlobalUnicast() {
+			return true
+		}
+	}
+	return false
 }
 
 // runSocket is a Socket that reads and writes runs of equal-size packets in one system call

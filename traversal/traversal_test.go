@@ -142,6 +142,7 @@ func (s *side) Listen() (Socket, error) {
 	return c, nil
 }
 func (s *side) NAT() (nat.Behavior, netip.AddrPort) { return s.nat, s.mapped }
+func (s *side) IPv6() bool                          { return s.host.Addr().Is6() }
 
 func (s *side) SetPath(p *Path)                 { s.path.Store(p) }
 func (s *side) AddKnown(addr netip.AddrPort)    { s.known.Store(addr, true) }
@@ -599,4 +600,29 @@ func TestSmallDirectPathLeftForRelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIPv6BesideSymmetricNATs: two sides whose IPv4 NATs are both symmetric (hopeless) but who
+// both have IPv6 behind stateful firewalls: the plan counts on IPv6, and the session goes
+// direct over it.
+func TestIPv6BesideSymmetricNATs(t *testing.T) {
+	t.Parallel()
+	n := vnet.New()
+	srv := startServer(t, n.Host("2001:db8::1"))
+	prov := newSide(t, "provider", n.NAT(vnet.Firewall, "2001:db8::10").Host("2001:db8:1::2"), vnet.Firewall, srv)
+	vis := newSide(t, "visitor", n.NAT(vnet.Firewall, "2001:db8::20").Host("2001:db8:2::2"), vnet.Firewall, srv)
+	prov.nat, vis.nat = behaviours[vnet.Sym], behaviours[vnet.Sym] // what their IPv4 NATs measured
+	srv.pairRelay(prov, vis)
+	pair(t, prov, vis)
+	if p := vis.sess.Plan(); p.Hopeless != "" || !p.IPv6 {
+		t.Errorf("plan %+v: want a likely one, on IPv6", p)
+	}
+	if !waitPath(prov, vis, 2*time.Second) {
+		t.Fatal("no direct path over IPv6")
+	}
+	if p := vis.path.Load(); !p.Remote.Addr().Is6() {
+		t.Errorf("visitor locked %s, want the provider's IPv6 address", p.Remote)
+	}
+	checkPath(t, vis, prov)
+	checkPath(t, prov, vis)
 }

@@ -146,6 +146,10 @@ type LoginResult struct {
 	ObservedAddr  string `json:"observedAddr,omitempty"`
 	ServerVersion string `json:"serverVersion,omitempty"`
 	ClientID      string `json:"clientId,omitempty"`
+	// ServerAddrs are the server's addresses on bindPort, of both families: the client tells
+	// those of the other family than its session's its socket's address there (a STUN binding
+	// request keyed from the session), so that the server knows both its public addresses.
+	ServerAddrs []string `json:"serverAddrs,omitempty"`
 }
 
 func (*LoginResult) MessageType() string { return "loginResult" }
@@ -153,7 +157,7 @@ func (m *LoginResult) Validate() error {
 	if m.Error == "" && len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
-	return nil
+	return validateAddrs("serverAddrs", m.ServerAddrs)
 }
 
 // NewProxy asks the server to publish a proxy of the client.
@@ -306,6 +310,9 @@ type PeerSession struct {
 	PeerPrivate []string `json:"peerPrivate,omitempty"`
 	// PeerMapped is the address the peer's router maps to its socket (NAT-PMP), if any.
 	PeerMapped string `json:"peerMapped,omitempty"`
+	// PeerPublicAlt is the peer's public address in the other address family than
+	// PeerPublic's (IPv6 beside IPv4, or the other way round), as the server observed it.
+	PeerPublicAlt string `json:"peerPublicAlt,omitempty"`
 	// PeerNAT is the peer's NAT behaviour as it reported it.
 	PeerNAT string `json:"peerNat,omitempty"`
 	// RelayToken prefixes the receiver's relayed packets in both directions.
@@ -346,6 +353,9 @@ func (m *PeerSession) Validate() error {
 		if _, err := netip.ParseAddrPort(m.RelayAddr); err != nil {
 			return fmt.Errorf("relayAddr: %w", err)
 		}
+	}
+	if err := validateOptionalAddr("peerPublicAlt", m.PeerPublicAlt); err != nil {
+		return err
 	}
 	if err := validateOptionalAddr("peerMapped", m.PeerMapped); err != nil {
 		return err

@@ -20,10 +20,10 @@ var (
 
 // validMessages has one valid example of every message type.
 func validMessages() []Message {
-	ps := &PeerSession{SessionID: id16, Service: "nas", Role: RoleProvider, PeerPublic: "1.2.3.4:5", PeerPrivate: []string{"10.0.0.2:5"}, RelayToken: tok8}
+	ps := &PeerSession{SessionID: id16, Service: "nas", Role: RoleProvider, PeerPublic: "1.2.3.4:5", PeerPublicAlt: "[2001:db8::5]:5", PeerPrivate: []string{"10.0.0.2:5"}, RelayToken: tok8}
 	return []Message{
 		&Login{Version: "1", RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: []string{"10.0.0.2:40000"}},
-		&LoginResult{Proof: proof, ObservedAddr: "1.2.3.4:5"},
+		&LoginResult{Proof: proof, ObservedAddr: "1.2.3.4:5", ServerAddrs: []string{"1.2.3.4:7000", "[2001:db8::1]:7000"}},
 		&LoginResult{Code: CodeAuth, Error: "authentication failed"},
 		&NewProxy{Name: "ssh", Type: ProxyTCP, RemotePort: 6000, Group: "g", GroupKey: make([]byte, groupKeyLen)},
 		&NewProxyResult{Name: "ssh", RemoteAddr: "0.0.0.0:6000"},
@@ -119,6 +119,8 @@ func TestValidate(t *testing.T) {
 		{&NATReport{Mapped: "1.2.3.4"}, "mapped"},
 		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, Mapped: "x:1"}, "mapped"},
 		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerMapped: "nope"}, "peerMapped"},
+		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerPublicAlt: "[::1]"}, "peerPublicAlt"},
+		{&LoginResult{Proof: proof, ServerAddrs: []string{"203.0.113.1"}}, "serverAddrs"},
 	}
 	for _, b := range bad {
 		err := b.m.Validate()
