@@ -18,9 +18,13 @@ import (
 // socket. A probe that meets a mapping gets through (1-(1-256/64512)^1024 ≈ 98%, as frp's xtcp
 // counts), and the path runs on that extra socket from then on.
 const (
-	birthdaySockets    = 256
-	birthdaySpray      = 1024
-	birthdaySprayTick  = 128 // probes per punching step (every 100-250 ms)
+	birthdaySockets   = 256
+	birthdaySpray     = 1024
+	birthdaySprayTick = 128 // probes per punching step (every 100-250 ms)
+	// birthdayRespray is the pause before the next round of birthdaySpray probes, for as long
+	// as the attempt lasts: a round that went out before the hard side's mappings existed (its
+	// sockets open when it has measured its NAT, which may come later than ours) meets none.
+	birthdayRespray    = 2 * time.Second
 	sideProbeInterval  = 250 * time.Millisecond
 	birthdayMinPort    = 1024
 	birthdayPortsRange = 65536 - birthdayMinPort
@@ -233,15 +237,25 @@ func (b *birthdayHard) handle(c Socket, msg *stun.Message, from netip.AddrPort) 
 // birthdayEasy is the other side: random ports of the symmetric NAT's address, from our socket.
 type birthdayEasy struct {
 	s       *Session
-	sprayed int
-	tx      [stun.TransactionIDSize]byte // one transaction for the whole spray
+	sprayed int                          // probes of this round
+	done    time.Time                    // when the last round ended
+	tx      [stun.TransactionIDSize]byte // one transaction for the whole attempt
 	msg     []byte
 }
 
-func (b *birthdayEasy) step(time.Time) {
+func (b *birthdayEasy) step(now time.Time) {
 	s := b.s
-	if !s.peerPublic.IsValid() || b.sprayed >= birthdaySpray {
+	if !s.peerPublic.IsValid() {
 		return
+	}
+	if b.sprayed >= birthdaySpray {
+		if b.done.IsZero() {
+			b.done = now
+		}
+		if now.Sub(b.done) < birthdayRespray {
+			return
+		}
+		b.sprayed, b.done = 0, time.Time{}
 	}
 	if b.msg == nil {
 		// One transaction for the whole spray: an answer to it is as good as any (it proves the
@@ -262,7 +276,7 @@ func (b *birthdayEasy) step(time.Time) {
 
 func (b *birthdayEasy) takes(tx [stun.TransactionIDSize]byte) bool { return b.msg != nil && tx == b.tx }
 
-func (b *birthdayEasy) endAttempt() { b.sprayed, b.msg = 0, nil }
+func (b *birthdayEasy) endAttempt() { b.sprayed, b.msg, b.done = 0, nil, time.Time{} }
 func (b *birthdayEasy) close()      {}
 
 // predictor probes the next ports of a symmetric NAT with sequential ports (nat.PredictPorts).
