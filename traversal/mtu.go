@@ -71,6 +71,15 @@ func newMTUProbe(relay bool, remote netip.AddrPort, via Socket) *mtuProbe {
 	return &mtuProbe{relay: relay, remote: remote, via: via, txs: map[[stun.TransactionIDSize]byte]int{}}
 }
 
+// requestFor builds a probe of size q for m's path: keyed with the session's key on a direct
+// path, with the relay's before the peers agreed on one.
+func (s *Session) requestFor(m *mtuProbe, q int) (*stun.Message, error) {
+	if m.relay {
+		return s.requestWith(s.relayKey, nil, q)
+	}
+	return s.request(nil, q)
+}
+
 // stepLocked sends the next round of probes when it is due and returns when to come back
 // (0: the measurement is over).
 func (m *mtuProbe) stepLocked(s *Session, now time.Time) time.Duration {
@@ -91,7 +100,7 @@ func (m *mtuProbe) stepLocked(s *Session, now time.Time) time.Duration {
 		if m.tooBig != 0 && q >= m.tooBig {
 			continue
 		}
-		msg, err := s.request(nil, q)
+		msg, err := s.requestFor(m, q)
 		if err != nil {
 			return 0
 		}

@@ -40,6 +40,15 @@ func parseProbe(data []byte) (msg *stun.Message, idHex, role string, ok bool) {
 // request builds a probe with a fresh transaction id, or with tx when it is set; size > 0 pads
 // it (STUN's PADDING attribute) to exactly size bytes, a multiple of 4 (path MTU probes).
 func (s *Session) request(tx *[stun.TransactionIDSize]byte, size int) (*stun.Message, error) {
+	key, ok := s.integrityKey()
+	if !ok {
+		return nil, errNoKey
+	}
+	return s.requestWith(key, tx, size)
+}
+
+// requestWith is request with the integrity key key.
+func (s *Session) requestWith(key string, tx *[stun.TransactionIDSize]byte, size int) (*stun.Message, error) {
 	setter := stun.TransactionID
 	if tx != nil {
 		setter = stun.NewTransactionIDSetter(*tx)
@@ -51,10 +60,6 @@ func (s *Session) request(tx *[stun.TransactionIDSize]byte, size int) (*stun.Mes
 			return nil, fmt.Errorf("traversal: cannot pad a probe to %d bytes", size)
 		}
 		setters = append(setters, padding(pad))
-	}
-	key, ok := s.integrityKey()
-	if !ok {
-		return nil, errNoKey
 	}
 	setters = append(setters, stun.NewShortTermIntegrity(key), stun.Fingerprint)
 	return stun.Build(setters...)
@@ -85,13 +90,18 @@ var errNoKey = errors.New("traversal: no probe key yet")
 // answer builds the authenticated success response to the peer's probe from from (invalid:
 // through the relay, where the peer's address means nothing).
 func (s *Session) answer(req *stun.Message, from netip.AddrPort) ([]byte, error) {
-	setters := []stun.Setter{stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess}
-	if from.IsValid() {
-		setters = append(setters, &stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())})
-	}
 	key, ok := s.integrityKey()
 	if !ok {
 		return nil, errNoKey
+	}
+	return s.answerWith(key, req, from)
+}
+
+// answerWith is answer with the integrity key key.
+func (s *Session) answerWith(key string, req *stun.Message, from netip.AddrPort) ([]byte, error) {
+	setters := []stun.Setter{stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess}
+	if from.IsValid() {
+		setters = append(setters, &stun.XORMappedAddress{IP: net.IP(from.Addr().AsSlice()), Port: int(from.Port())})
 	}
 	setters = append(setters, stun.NewUsername(s.username), stun.NewShortTermIntegrity(key), stun.Fingerprint)
 	resp, err := stun.Build(setters...)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/nat"
 )
 
@@ -51,14 +52,18 @@ type SessionConfig struct {
 
 // Session finds and keeps the direct path of one P2P session. Run does the work until Close.
 type Session struct {
-	e        *Engine
-	host     Host
-	cfg      SessionConfig
-	log      *slog.Logger
-	idHex    string
-	key      atomic.Pointer[string] // MESSAGE-INTEGRITY key (nil until known)
-	keyed    chan struct{}          // closed once key is set
-	username string                 // "<session id hex>:<our role>"
+	e     *Engine
+	host  Host
+	cfg   SessionConfig
+	log   *slog.Logger
+	idHex string
+	key   atomic.Pointer[string] // MESSAGE-INTEGRITY key (nil until known)
+	// relayKey keys the probes of the relay's MTU, which go before the peers agreed on key:
+	// derived from the session id, which the server knows too, and nothing secret (the relay
+	// may forge their answers as it may drop any packet; nobody else knows the id).
+	relayKey string
+	keyed    chan struct{} // closed once key is set
+	username string        // "<session id hex>:<our role>"
 
 	wake      chan struct{} // punch now (fresh candidates)
 	kick      chan struct{} // step now (a measurement's schedule moved)
@@ -131,6 +136,7 @@ func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
 		log:        cfg.Log,
 		idHex:      idHex(cfg.ID),
 		keyed:      make(chan struct{}),
+		relayKey:   string(auth.Derive(cfg.ID, "xp2p relay probe", nil)),
 		wake:       make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -319,23 +325,21 @@ func (s *Session) Update(o Offer) {
 // relay's MTU.
 func (s *Session) Run() {
 	defer s.closeStrategies()
-	select {
-	case <-s.keyed:
-	case <-s.done:
-		return
-	}
-	s.mu.Lock()
-	s.startLocked(time.Now())
-	s.mu.Unlock()
+	keyed := s.keyed // punching starts with the key; the relay's MTU is measured at once
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-keyed:
+			keyed = nil
+			s.mu.Lock()
+			s.startLocked(time.Now())
+			s.mu.Unlock()
 		case <-s.wake:
 			s.mu.Lock()
-			if s.path == nil {
+			if s.path == nil && s.key.Load() != nil {
 				s.startLocked(time.Now())
 			}
 			s.mu.Unlock()
@@ -417,7 +421,7 @@ func (s *Session) step(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.relayMTU.stepLocked(s, now)
-	if s.cfg.Disabled {
+	if s.cfg.Disabled || s.key.Load() == nil {
 		return soonest(next, time.Hour)
 	}
 	if s.path != nil {
@@ -542,11 +546,11 @@ func (s *Session) trackLocked(tx [stun.TransactionIDSize]byte, now time.Time) {
 // handle takes the peer's authenticated probe or answer from from, received on the client's
 // socket (invalid from: through the relay).
 func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
-	if !s.authentic(msg) {
-		return
-	}
 	if !from.IsValid() {
 		s.handleRelayed(msg)
+		return
+	}
+	if !s.authentic(msg) {
 		return
 	}
 	if s.cfg.Disabled {
@@ -597,11 +601,14 @@ func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
 // handleRelayed takes a probe or answer that came through the relay: the path MTU
 // measurements of the relay, ours (answers) and the peer's (probes, answered the same way).
 func (s *Session) handleRelayed(msg *stun.Message) {
+	if stun.NewShortTermIntegrity(s.relayKey).Check(msg) != nil || stun.Fingerprint.Check(msg) != nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch msg.Type {
 	case stun.BindingRequest:
-		if resp, err := s.answer(msg, netip.AddrPort{}); err == nil {
+		if resp, err := s.answerWith(s.relayKey, msg, netip.AddrPort{}); err == nil {
 			s.host.SendRelay(resp)
 		}
 	case stun.BindingSuccess:
