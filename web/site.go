@@ -32,6 +32,12 @@ func Site(mux *http.ServeMux, own fs.FS) {
 	mux.Handle("/favicon.svg", Method("GET", files))
 }
 
+// IsPageFile reports whether path is one of the page files Site serves (the same embedded
+// files for everyone: no data of the endpoint).
+func IsPageFile(path string) bool {
+	return path == "/" || path == "/favicon.svg" || strings.HasPrefix(path, "/static/")
+}
+
 // layered is a read-only file system that looks in each of its layers in turn.
 type layered []fs.FS
 

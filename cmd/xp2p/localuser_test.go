@@ -169,7 +169,8 @@ func TestAdminLocalUser(t *testing.T) {
 		{"reload of the started-with file", "POST", "/api/reload", "", ""},
 		{"read the config (token)", "GET", "/api/config", "", ""},
 		{"status", "GET", "/api/status", "", ""},
-		{"the page", "GET", "/", "", ""},
+		{"sign-in state", "GET", "/api/me", "", ""},
+		{"logs", "GET", "/api/logs", "", ""},
 	}
 	for _, a := range attacks {
 		c := nobodyCmd("helper.test")
@@ -182,6 +183,13 @@ func TestAdminLocalUser(t *testing.T) {
 		if code != "403" || !strings.Contains(body, "answers only its own user") || strings.Contains(body, testnet.Token) {
 			t.Errorf("nobody's %s: %s %s, want 403 and nothing of the client's", a.name, code, body)
 		}
+	}
+	// The page's own files are the same for everyone: nobody's browser gets the page, whose
+	// sign-in card then shows the refusal above.
+	page := nobodyCmd("helper.test")
+	page.Env = append(page.Env, "XP2P_TEST_HELPER=http", "XP2P_METHOD=GET", "XP2P_URL="+base+"/")
+	if out, err := page.Output(); err != nil || !strings.HasPrefix(string(out), "200\n<!doctype html>") || strings.Contains(string(out), testnet.Token) {
+		t.Errorf("nobody's GET /: %v %.100q", err, out)
 	}
 	for _, verb := range []string{"reload", "status"} {
 		c := nobodyCmd("xp2p", verb, "-c", evilPath)
@@ -278,7 +286,7 @@ func TestAdminThroughOwnProxy(t *testing.T) {
 		return true
 	}, func() string { return "proxy adm not running, or the owner's status refused" })
 	_, rp, _ := net.SplitHostPort(remote)
-	for _, path := range []string{"/api/config", "/api/status", "/"} {
+	for _, path := range []string{"/api/config", "/api/status", "/api/me"} {
 		res, err := http.Get("http://127.0.0.1:" + rp + path)
 		if err != nil {
 			t.Fatal(err)

@@ -213,7 +213,16 @@ func (s *Server) Handler() http.Handler {
 	}))
 	var h http.Handler = mux
 	if !s.guard.Required() {
-		h = web.LocalHostOnly(web.OwnerOnly("this client's admin endpoint", s.opts.SameProcessOwner, h))
+		// The page's files are the same embedded ones for everyone: another user's browser
+		// gets the page, whose sign-in card then shows the API's refusal and what to do.
+		owner := web.OwnerOnly("this client's admin endpoint", s.opts.SameProcessOwner, mux)
+		h = web.LocalHostOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if web.IsPageFile(r.URL.Path) {
+				mux.ServeHTTP(w, r)
+				return
+			}
+			owner.ServeHTTP(w, r)
+		}))
 	}
 	return web.SecurityHeaders(web.NoCrossSite(h))
 }
