@@ -270,7 +270,7 @@ func newLocalProxy(p config.Proxy, log *slog.Logger) (*localProxy, error) {
 		lp.limit = netx.NewByteLimiter(bw)
 	}
 	if p.Plugin != nil {
-		pl, err := plugin.New(p.Plugin, log.With("proxy", p.Name))
+		pl, err := plugin.New(p.Plugin, plugin.Options{ViaVhost: p.Type == config.TypeHTTP, Log: log.With("proxy", p.Name)})
 		if err != nil {
 			return nil, err
 		}

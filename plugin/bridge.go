@@ -16,17 +16,17 @@ import (
 // (net/http/httputil) from the users' HTTP or HTTPS to a local service's, with the Host
 // rewritten and headers set if asked, and X-Forwarded-For naming the user.
 func init() {
-	register(config.PluginHTTPS2HTTP, func(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
-		return newBridge(o, log, true, "http")
+	register(config.PluginHTTPS2HTTP, func(o *config.PluginOptions, env Options) (Plugin, error) {
+		return newBridge(o, env.Log, true, "http")
 	})
-	register(config.PluginHTTPS2HTTPS, func(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
-		return newBridge(o, log, true, "https")
+	register(config.PluginHTTPS2HTTPS, func(o *config.PluginOptions, env Options) (Plugin, error) {
+		return newBridge(o, env.Log, true, "https")
 	})
-	register(config.PluginHTTP2HTTPS, func(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
-		return newBridge(o, log, false, "http")
+	register(config.PluginHTTP2HTTPS, func(o *config.PluginOptions, env Options) (Plugin, error) {
+		return newBridge(o, env.Log, false, "http")
 	})
-	register(config.PluginHTTP2HTTP, func(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
-		return newBridge(o, log, false, "http")
+	register(config.PluginHTTP2HTTP, func(o *config.PluginOptions, env Options) (Plugin, error) {
+		return newBridge(o, env.Log, false, "http")
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 // password of Proxy-Authorization if set.
 func init() { register(config.PluginHTTPProxy, newHTTPProxy) }
 
-func newHTTPProxy(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
+func newHTTPProxy(o *config.PluginOptions, env Options) (Plugin, error) {
 	tr := &http.Transport{
 		Proxy:                 nil, // this is the proxy: never another one from the environment
 		DialContext:           dialer.DialContext,
@@ -27,14 +27,14 @@ func newHTTPProxy(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 			pr.Out.Header.Del("Proxy-Connection")
 		},
 		Transport: tr,
-		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:  slog.NewLogLogger(env.Log.Handler(), slog.LevelDebug),
 	}
+	creds := newCredentials(o.HTTPUser, o.HTTPPassword)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.HTTPUser != "" {
-			u, p, ok := parseBasicAuth(r.Header.Get("Proxy-Authorization"))
-			if !ok || !equal(u, o.HTTPUser) || !equal(p, o.HTTPPassword) {
-				w.Header().Set("Proxy-Authenticate", `Basic realm="Restricted"`)
-				http.Error(w, http.StatusText(http.StatusProxyAuthRequired), http.StatusProxyAuthRequired)
+			u, p, _ := parseBasicAuth(r.Header.Get("Proxy-Authorization"))
+			if ok, limited, retry := creds.check(requestUser(r, env.ViaVhost), u, p); !ok {
+				refuse(w, limited, retry, http.StatusProxyAuthRequired, `Basic realm="Restricted"`)
 				return
 			}
 		}
@@ -47,7 +47,7 @@ func newHTTPProxy(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 			http.Error(w, "this is an HTTP proxy: ask for an absolute URL or CONNECT", http.StatusBadRequest)
 		}
 	})
-	return newHTTPPlugin(h, nil, log), nil
+	return newHTTPPlugin(h, nil, env.Log), nil
 }
 
 // tunnel answers a CONNECT: the user's connection is joined to the address it asked for.

@@ -15,10 +15,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/xp2p/xp2p/config"
+	"github.com/xp2p/xp2p/internal/auth"
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/peercred"
 	"github.com/xp2p/xp2p/internal/tlsconf"
@@ -32,10 +36,19 @@ type Plugin interface {
 	Close() error
 }
 
-// constructors holds each plugin's constructor by its config name.
-var constructors = map[string]func(o *config.PluginOptions, log *slog.Logger) (Plugin, error){}
+// Options are what a plugin needs to know of its proxy besides its [proxies.plugin] table.
+type Options struct {
+	// ViaVhost: the users come through the server's http vhost (an http proxy), which keeps
+	// its connections to the client alive for the requests of many users and appends each
+	// request's user to X-Forwarded-For; a connection's own address is only the first user's.
+	ViaVhost bool
+	Log      *slog.Logger
+}
 
-func register(name string, newPlugin func(o *config.PluginOptions, log *slog.Logger) (Plugin, error)) {
+// constructors holds each plugin's constructor by its config name.
+var constructors = map[string]func(o *config.PluginOptions, env Options) (Plugin, error){}
+
+func register(name string, newPlugin func(o *config.PluginOptions, env Options) (Plugin, error)) {
 	if constructors[name] != nil {
 		panic("plugin: " + name + " registered twice")
 	}
@@ -43,12 +56,13 @@ func register(name string, newPlugin func(o *config.PluginOptions, log *slog.Log
 }
 
 // New starts the plugin a proxy's (validated) options describe.
-func New(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
+func New(o *config.PluginOptions, env Options) (Plugin, error) {
 	newPlugin := constructors[o.Type]
 	if newPlugin == nil {
 		return nil, fmt.Errorf("unknown plugin %q", o.Type)
 	}
-	p, err := newPlugin(o, log.With("plugin", o.Type))
+	env.Log = env.Log.With("plugin", o.Type)
+	p, err := newPlugin(o, env)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", o.Type, err)
 	}
@@ -170,16 +184,84 @@ func join(a, b net.Conn) {
 // equal compares secrets in constant time.
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
+// credentials are the user and password a plugin's users must give, compared in constant time,
+// with wrong ones counted against the user's address as the server's web ports count them:
+// five, then one per 10 s, so that a plugin published on a public port is not guessed at speed.
+type credentials struct {
+	user, password string
+	failures       *auth.FailureLimiter
+}
+
+func newCredentials(user, password string) *credentials {
+	return &credentials{user: user, password: password, failures: auth.NewFailureLimiter()}
+}
+
+// check reports whether from (a user's address, "ip:port") may use the plugin with user and
+// password; limited says it was refused without a look (too many wrong ones), retry when.
+func (c *credentials) check(from, user, password string) (ok, limited bool, retry time.Duration) {
+	ip := userIP(from)
+	if may, wait := c.failures.Check(ip); !may {
+		return false, true, wait
+	}
+	if equal(user, c.user) && equal(password, c.password) {
+		return true, false, 0
+	}
+	c.failures.Fail(ip)
+	return false, false, 0
+}
+
+// userIP is the address of a user's "ip:port" (invalid, one bucket of its own, if it is not one).
+func userIP(from string) netip.Addr {
+	ap, err := netip.ParseAddrPort(from)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// requestUser is the address of the user behind an HTTP request: the connection's, or behind
+// the server's vhost the last X-Forwarded-For (the vhost's own: a user's are before it).
+func requestUser(r *http.Request, viaVhost bool) string {
+	if viaVhost {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			last := xff[len(xff)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return netip.AddrPortFrom(ip, 0).String()
+			}
+		}
+	}
+	return r.RemoteAddr
+}
+
+// refuse answers a request whose credentials c refused: 429 while the user's address may not
+// try, else code (401 or 407) with the challenge header.
+func refuse(w http.ResponseWriter, limited bool, retry time.Duration, code int, challenge string) {
+	if limited {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
+		http.Error(w, "too many wrong passwords from your address; retry later", http.StatusTooManyRequests)
+		return
+	}
+	if code == http.StatusProxyAuthRequired {
+		w.Header().Set("Proxy-Authenticate", challenge)
+	} else {
+		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	http.Error(w, http.StatusText(code), code)
+}
+
 // basicAuth wraps h with the user and password users must give (none: h as it is).
-func basicAuth(user, password string, h http.Handler) http.Handler {
+func basicAuth(user, password string, viaVhost bool, h http.Handler) http.Handler {
 	if user == "" {
 		return h
 	}
+	c := newCredentials(user, password)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		if !ok || !equal(u, user) || !equal(p, password) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="Restricted", charset="UTF-8"`)
-			http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+		u, p, _ := r.BasicAuth()
+		if ok, limited, retry := c.check(requestUser(r, viaVhost), u, p); !ok {
+			refuse(w, limited, retry, http.StatusUnauthorized, `Basic realm="Restricted", charset="UTF-8"`)
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"time"
 
@@ -18,13 +17,13 @@ import (
 func init() { register(config.PluginSocks5, newSocks5) }
 
 type socks5Plugin struct {
-	creds socks5.CredentialStore // nil: no authentication
+	creds *credentials // nil: no authentication
 }
 
-func newSocks5(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
+func newSocks5(o *config.PluginOptions, _ Options) (Plugin, error) {
 	p := &socks5Plugin{}
 	if o.Username != "" {
-		p.creds = credentials{o.Username, o.Password}
+		p.creds = newCredentials(o.Username, o.Password)
 	}
 	return p, nil
 }
@@ -34,8 +33,12 @@ func newSocks5(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
 func (p *socks5Plugin) Serve(conn net.Conn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(headerTimeout))
+	var store socks5.CredentialStore
+	if p.creds != nil {
+		store = userCredentials{p.creds, conn.RemoteAddr().String()}
+	}
 	srv, err := socks5.New(&socks5.Config{
-		Credentials: p.creds,
+		Credentials: store,
 		Logger:      log.New(io.Discard, "", 0),
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn.SetDeadline(time.Time{})
@@ -50,10 +53,14 @@ func (p *socks5Plugin) Serve(conn net.Conn) {
 
 func (p *socks5Plugin) Close() error { return nil }
 
-// credentials checks SOCKS5's user and password in constant time (the library's static store
-// compares with ==).
-type credentials struct{ user, password string }
+// userCredentials checks one user's SOCKS5 user and password (the library's static store
+// compares with == and counts nothing).
+type userCredentials struct {
+	c    *credentials
+	from string
+}
 
-func (c credentials) Valid(user, password string) bool {
-	return equal(user, c.user) && equal(password, c.password)
+func (u userCredentials) Valid(user, password string) bool {
+	ok, _, _ := u.c.check(u.from, user, password)
+	return ok
 }

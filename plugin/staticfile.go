@@ -3,7 +3,6 @@ package plugin
 import (
 	"errors"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 
@@ -20,7 +19,7 @@ type staticFile struct {
 	root *os.Root
 }
 
-func newStaticFile(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
+func newStaticFile(o *config.PluginOptions, env Options) (Plugin, error) {
 	root, err := os.OpenRoot(o.LocalPath)
 	if err != nil {
 		return nil, err
@@ -29,7 +28,7 @@ func newStaticFile(o *config.PluginOptions, log *slog.Logger) (Plugin, error) {
 	if o.StripPrefix != "" {
 		h = http.StripPrefix(o.StripPrefix, h)
 	}
-	return &staticFile{httpPlugin: newHTTPPlugin(basicAuth(o.HTTPUser, o.HTTPPassword, h), nil, log), root: root}, nil
+	return &staticFile{httpPlugin: newHTTPPlugin(basicAuth(o.HTTPUser, o.HTTPPassword, env.ViaVhost, h), nil, env.Log), root: root}, nil
 }
 
 // inside answers a path that leads out of the directory (a symbolic link to elsewhere) as one

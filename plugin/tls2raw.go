@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"crypto/tls"
-	"log/slog"
 	"net"
 	"time"
 
@@ -18,7 +17,7 @@ type tls2raw struct {
 	conf *tls.Config
 }
 
-func newTLS2Raw(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
+func newTLS2Raw(o *config.PluginOptions, _ Options) (Plugin, error) {
 	conf, err := serverTLS(o, false)
 	if err != nil {
 		return nil, err

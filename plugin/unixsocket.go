@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"log/slog"
 	"net"
 
 	"github.com/xp2p/xp2p/config"
@@ -12,7 +11,7 @@ func init() { register(config.PluginUnixDomainSocket, newUnixSocket) }
 
 type unixSocket struct{ path string }
 
-func newUnixSocket(o *config.PluginOptions, _ *slog.Logger) (Plugin, error) {
+func newUnixSocket(o *config.PluginOptions, _ Options) (Plugin, error) {
 	return &unixSocket{path: o.UnixPath}, nil
 }
 

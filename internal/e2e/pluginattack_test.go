@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/web/admin"
 )
 
@@ -108,4 +110,84 @@ func mustURL(t testing.TB, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestPluginPasswordGuessing: a user without the password of a client's socks5, http_proxy or
+// static_file plugin (published on the server's ports, reachable by anyone) guesses it. Before,
+// every guess was answered at once; now, as on the server's web ports, five wrong ones from an
+// address, then one per 10 s: the right password from the guesser's address is refused for a
+// while (it cannot tell a hit), while a user from another address gets in at once.
+func TestPluginPasswordGuessing(t *testing.T) {
+	srv := startWebServer(t, "")
+	site := startWebService(t, "lan-site")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("the files"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socksPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		pluginProxy("socks", "tcp", []string{fmt.Sprintf("remotePort = %d", socksPort)}, `type = "socks5"`, `username = "alice"`, `password = "s0cks-pass"`)+
+		pluginProxy("web-proxy", "tcp", []string{fmt.Sprintf("remotePort = %d", proxyPort)}, `type = "http_proxy"`, `httpUser = "bob"`, `httpPassword = "pr0xy-pass"`)+
+		pluginProxy("files", "http", []string{`customDomains = ["files.test"]`}, `type = "static_file"`, fmt.Sprintf("localPath = %q", dir), `httpUser = "carol"`, `httpPassword = "f1les-pass"`))
+	for _, n := range []string{"socks", "web-proxy", "files"} {
+		waitRunning(t, c, n)
+	}
+	target := "http://" + site.Listener.Addr().String() + "/"
+	from := func(src string) *net.Dialer {
+		return &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	}
+	viaSocks := func(src, pass string) bool {
+		d, err := proxy.SOCKS5("tcp", fmt.Sprintf("127.0.0.1:%d", socksPort), &proxy.Auth{User: "alice", Password: pass}, from(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Dial: d.Dial}}
+		res, err := hc.Get(target)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}
+	viaProxy := func(src, pass string) bool {
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: from(src).DialContext,
+			Proxy: http.ProxyURL(mustURL(t, fmt.Sprintf("http://bob:%s@127.0.0.1:%d", pass, proxyPort)))}}
+		res, err := hc.Get(target)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}
+	webAddr := srv.WebAddr(wire.ProxyHTTP).String()
+	files := func(src, pass string) bool {
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return from(src).DialContext(ctx, "tcp", webAddr)
+		}}}
+		req, _ := http.NewRequest(http.MethodGet, "http://files.test/", nil)
+		req.SetBasicAuth("carol", pass)
+		res, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}
+	for _, tc := range []struct {
+		name  string
+		try   func(src, pass string) bool
+		right string
+	}{{"socks5", viaSocks, "s0cks-pass"}, {"http_proxy", viaProxy, "pr0xy-pass"}, {"static_file", files, "f1les-pass"}} {
+		for i := range 10 {
+			if tc.try("127.0.0.3", fmt.Sprintf("guess-%d", i)) {
+				t.Fatalf("%s: guess %d got in", tc.name, i)
+			}
+		}
+		if tc.try("127.0.0.3", tc.right) {
+			t.Errorf("%s: after 10 wrong guesses the guesser's next try was still answered (the right password got in)", tc.name)
+		}
+		if !tc.try("127.0.0.4", tc.right) {
+			t.Errorf("%s: a user from another address with the right password was refused", tc.name)
+		}
+	}
 }
