@@ -255,14 +255,46 @@ func FuzzParseServer(f *testing.F) {
 	})
 }
 
-func checkErr(t *testing.T, err error) {
+// FuzzParseFormats: a YAML, JSON or legacy INI config (client or server), and its conversion
+// to TOML, gives a config or errors that say where and what; never a panic.
+func FuzzParseFormats(f *testing.F) {
+	for _, p := range []string{"testdata/frp/frpc.yaml", "testdata/frp/frpc.json", "testdata/frp/frpc.ini", "testdata/frp/frps.ini"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(len(f.Name())))
+	}
+	f.Add([]byte("a: &x [*x, *x]\nb: *x\n<<: *x\n"), uint8(0))
+	f.Add([]byte("{\"proxies\": [{\"name\": 1e400}]}"), uint8(1))
+	f.Add([]byte("[common]\nserver_port = 7000\n[range:web]\nlocal_port = 6000-6001\n"), uint8(2))
+	exts := []string{".yaml", ".json", ".ini"}
+	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
+		name := "f" + exts[int(which)%len(exts)]
+		if which&4 == 0 {
+			_, _, err := ParseClient(name, data)
+			checkErrIn(t, name, err)
+		} else {
+			_, _, err := ParseServer(name, data)
+			checkErrIn(t, name, err)
+		}
+		if _, err := ConvertToTOML(name, data); err != nil && err.Error() == "" {
+			t.Fatal("a conversion error without a message")
+		}
+	})
+}
+
+func checkErr(t *testing.T, err error) { checkErrIn(t, "f.toml", err) }
+
+// checkErrIn fails unless err is nil or config errors that each name file and say what.
+func checkErrIn(t *testing.T, file string, err error) {
 	if err == nil {
 		return
 	}
 	var es Errors
 	if errors.As(err, &es) {
 		for _, e := range es {
-			if e.Msg == "" || e.File != "f.toml" {
+			if e.Msg == "" || e.File != file {
 				t.Fatalf("error without a message or file: %#v", e)
 			}
 		}
