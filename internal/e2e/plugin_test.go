@@ -30,12 +30,17 @@ func pluginProxy(name, typ string, extra []string, plugin ...string) string {
 func TestSocks5AndHTTPProxyPlugins(t *testing.T) {
 	sites := startWebSites(t)
 	srv := startServer(t, "")
-	socksPort, proxyPort := freeTCPPort(t), freeTCPPort(t)
 	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
-		pluginProxy("socks", "tcp", []string{fmt.Sprintf("remotePort = %d", socksPort)}, `type = "socks5"`, `username = "alice"`, `password = "s0cks-pass"`)+
-		pluginProxy("web-proxy", "tcp", []string{fmt.Sprintf("remotePort = %d", proxyPort)}, `type = "http_proxy"`, `httpUser = "bob"`, `httpPassword = "pr0xy-pass"`))
-	waitRunning(t, c, "socks")
-	waitRunning(t, c, "web-proxy")
+		pluginProxy("socks", "tcp", []string{"remotePort = 0"}, `type = "socks5"`, `username = "alice"`, `password = "s0cks-pass"`)+
+		pluginProxy("web-proxy", "tcp", []string{"remotePort = 0"}, `type = "http_proxy"`, `httpUser = "bob"`, `httpPassword = "pr0xy-pass"`))
+	port := func(name string) int {
+		a, err := net.ResolveTCPAddr("tcp", waitRunning(t, c, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Port
+	}
+	socksPort, proxyPort := port("socks"), port("web-proxy")
 	target := fmt.Sprintf("http://127.0.0.1:%d/", sites.a)
 	if got := curl(t, "--socks5-hostname", fmt.Sprintf("alice:s0cks-pass@127.0.0.1:%d", socksPort), target); !strings.HasPrefix(got, "site a") {
 		t.Errorf("through socks5: %q", got)
@@ -174,9 +179,10 @@ func TestBridgeAndSocketPlugins(t *testing.T) {
 	srv := startServer(t, "")
 	ports := map[string]int{}
 	cfg := clientHeader(srv.Port(), testToken, "")
+	// remotePort 0: the server picks a free port (a port picked here could be taken meanwhile).
 	add := func(name string, plugin ...string) {
-		ports[name] = freeTCPPort(t)
-		cfg += pluginProxy(name, "tcp", []string{fmt.Sprintf("remotePort = %d", ports[name])}, plugin...)
+		ports[name] = 0
+		cfg += pluginProxy(name, "tcp", []string{"remotePort = 0"}, plugin...)
 	}
 	certs := []string{fmt.Sprintf("crtPath = %q", crt), fmt.Sprintf("keyPath = %q", key)}
 	add("s2h", append([]string{`type = "https2http"`, fmt.Sprintf(`localAddr = "127.0.0.1:%d"`, sites.a), `hostHeaderRewrite = "rewritten.lan"`}, certs...)...)
@@ -187,7 +193,11 @@ func TestBridgeAndSocketPlugins(t *testing.T) {
 	add("unix", `type = "unix_domain_socket"`, fmt.Sprintf("unixPath = %q", sock))
 	c := startClient(t, cfg)
 	for name := range ports {
-		waitRunning(t, c, name)
+		addr, err := net.ResolveTCPAddr("tcp", waitRunning(t, c, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[name] = addr.Port
 	}
 	at := func(name string) string { return fmt.Sprintf("plugin.test:%d:127.0.0.1", ports[name]) }
 	url := func(scheme, name string) string { return fmt.Sprintf("%s://plugin.test:%d/", scheme, ports[name]) }
