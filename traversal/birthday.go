@@ -69,7 +69,7 @@ func (b *birthdayHard) step(now time.Time) {
 		return
 	}
 	// One transaction for the round: the answer to any socket's probe proves the peer.
-	s.trackLocked(msg.TransactionID, now)
+	s.trackLocked(msg.TransactionID, sentProbe{at: now})
 	for _, c := range b.sides.socks {
 		c.WriteTo(msg.Raw, s.peerPublic)
 	}
@@ -219,6 +219,9 @@ func (b *birthdayHard) handle(c Socket, msg *stun.Message, from netip.AddrPort) 
 		}
 		if onPath {
 			s.cfg.Activity.Received(now)
+			if sent := s.txs[msg.TransactionID]; sent.to == from {
+				s.heardLocked(from, now.Sub(sent.at), sent.size, now)
+			}
 		}
 	default:
 		return

@@ -76,7 +76,7 @@ type Session struct {
 	mu         sync.Mutex
 	cands      map[netip.AddrPort]nat.Kind
 	known      map[netip.AddrPort]bool
-	txs        map[[stun.TransactionIDSize]byte]time.Time
+	txs        map[[stun.TransactionIDSize]byte]sentProbe
 	path       *Path // the locked path (nil: relayed); cur mirrors it for readers without mu
 	peerPublic netip.AddrPort
 	plan       Plan
@@ -93,6 +93,11 @@ type Session struct {
 	// are direct paths found to carry less than the session sends, never locked again.
 	relayMTU, directMTU *mtuProbe
 	small               map[netip.AddrPort]bool
+	// heard are the candidates that answered, and how (upgrade.go); nextUpgrade is when the
+	// locked session probes the others again, lockedAt when it locked.
+	heard       map[netip.AddrPort]*addrQuality
+	nextUpgrade time.Time
+	lockedAt    time.Time
 }
 
 // strategy is one way of finding a direct path, beside probing the candidates (which every
@@ -142,8 +147,9 @@ func (e *Engine) NewSession(cfg SessionConfig, host Host, o Offer) *Session {
 		done:       make(chan struct{}),
 		cands:      map[netip.AddrPort]nat.Kind{},
 		known:      map[netip.AddrPort]bool{},
-		txs:        map[[stun.TransactionIDSize]byte]time.Time{},
+		txs:        map[[stun.TransactionIDSize]byte]sentProbe{},
 		strategies: map[string]strategy{},
+		heard:      map[netip.AddrPort]*addrQuality{},
 		small:      map[netip.AddrPort]bool{},
 		retryWait:  retryFirst,
 		relayMTU:   newMTUProbe(true, netip.AddrPort{}, nil),
@@ -496,7 +502,7 @@ func (s *Session) monitorLocked(now time.Time) time.Duration {
 		// change) stops answering, and is given up before it swallows every large packet.
 		s.probeSizedLocked(s.path.Remote, now, int(s.cfg.Activity.directMTU.Load())&^3)
 	}
-	return monitorInterval
+	return soonest(monitorInterval, s.upgradeLocked(now))
 }
 
 // probeLocked sends one binding request to ap (from the socket the path runs on, if ap is
@@ -512,7 +518,7 @@ func (s *Session) probeSizedLocked(ap netip.AddrPort, now time.Time, size int) {
 	if err != nil {
 		return
 	}
-	s.trackLocked(msg.TransactionID, now)
+	s.trackLocked(msg.TransactionID, sentProbe{at: now, to: ap, size: len(msg.Raw)})
 	s.lastProbe = now
 	var via Socket
 	if s.path != nil && s.path.Remote == ap {
@@ -529,17 +535,24 @@ func (s *Session) sendVia(via Socket, b []byte, to netip.AddrPort) error {
 	return s.e.client.Send(b, to)
 }
 
+// sentProbe is an open transaction: when the probe went, where, and how large it was.
+type sentProbe struct {
+	at   time.Time
+	to   netip.AddrPort // invalid: several (a round from the extra sockets)
+	size int
+}
+
 // trackLocked remembers an open transaction, forgetting stale ones when the table is full.
-func (s *Session) trackLocked(tx [stun.TransactionIDSize]byte, now time.Time) {
+func (s *Session) trackLocked(tx [stun.TransactionIDSize]byte, p sentProbe) {
 	if len(s.txs) >= maxOpenTxs {
 		for id, t := range s.txs {
-			if now.Sub(t) > punchTimeout {
+			if p.at.Sub(t.at) > punchTimeout {
 				delete(s.txs, id)
 			}
 		}
 	}
 	if len(s.txs) < maxOpenTxs {
-		s.txs[tx] = now
+		s.txs[tx] = p
 	}
 }
 
@@ -586,8 +599,12 @@ func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
 		if !s.takesLocked(msg.TransactionID) {
 			return
 		}
+		sent := s.txs[msg.TransactionID]
 		delete(s.txs, msg.TransactionID)
 		s.learnLocked(from)
+		if sent.to == from {
+			s.heardLocked(from, now.Sub(sent.at), sent.size, now)
+		}
 		if s.path == nil && !s.small[from] {
 			s.lockLocked(&Path{Remote: from, Kind: s.kindOf(from)}, now)
 		}
@@ -656,6 +673,8 @@ func (s *Session) lockLocked(p *Path, now time.Time) {
 	s.cfg.Activity.Received(now)
 	s.setPathLocked(p)
 	s.active(func(st strategy) { st.endAttempt() })
+	s.lockedAt = now
+	s.nextUpgrade = now.Add(upgradeFirst)
 	first := s.timeToDirect.CompareAndSwap(0, int64(max(now.Sub(s.cfg.Created), 1)))
 	args := []any{"remote", p.Remote.String(), "candidate", string(p.Kind)}
 	if p.Via != nil {

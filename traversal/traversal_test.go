@@ -128,6 +128,7 @@ type side struct {
 	discover  chan netip.AddrPort
 	repunch   func()
 	wg        sync.WaitGroup
+	onSetPath func(*Path) // set before the session starts
 	// The session's relay leg: its token and the relay's address (invalid: no relay).
 	relay   wire.RelayToken
 	relayTo netip.AddrPort
@@ -625,4 +626,76 @@ func TestIPv6BesideSymmetricNATs(t *testing.T) {
 	}
 	checkPath(t, vis, prov)
 	checkPath(t, prov, vis)
+}
+
+// TestUpgradeToLAN: two hosts behind one NAT whose LAN path fails at first (a Wi-Fi client
+// isolation, a filter) lock the path through the router's hairpin; once the LAN carries, they
+// move to it (a LAN address is worth more at a like round trip) and stay there.
+func TestUpgradeToLAN(t *testing.T) {
+	t.Parallel()
+	n := vnet.New()
+	srv := startServer(t, n.Host("203.0.113.1"))
+	lan := n.NAT(vnet.Easy, "203.0.113.10")
+	lan.Hairpin = true
+	lan.SetLANMTU(1) // nothing crosses the LAN
+	prov := newSide(t, "provider", lan.Host("10.1.0.2"), vnet.Easy, srv)
+	vis := newSide(t, "visitor", lan.Host("10.1.0.3"), vnet.Easy, srv)
+	srv.pairRelay(prov, vis)
+	var setPaths atomic.Int64
+	vis.onSetPath = func(*Path) { setPaths.Add(1) }
+	pair(t, prov, vis)
+	if !waitPath(prov, vis, 2*time.Second) {
+		t.Fatal("no direct path through the hairpin")
+	}
+	if p := vis.path.Load(); p.Remote.Addr() != lan.Public() {
+		t.Fatalf("locked %s, want the hairpin through %s", p.Remote, lan.Public())
+	}
+	lan.SetLANMTU(0)
+	deadline := time.Now().Add(8 * time.Second)
+	for vis.path.Load() == nil || !vis.path.Load().Remote.Addr().IsPrivate() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the visitor stays on %v once the LAN carries", vis.path.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := vis.path.Load()
+	if p.Kind != nat.KindPrivate {
+		t.Errorf("upgraded to a %s candidate, want private", p.Kind)
+	}
+	checkPath(t, vis, prov)
+	before := setPaths.Load()
+	time.Sleep(upgradeEarly + time.Second) // another round: no flapping back
+	if got := setPaths.Load(); got != before || vis.path.Load().Remote != p.Remote {
+		t.Errorf("the path moved again (%d more times, now %v)", got-before, vis.path.Load())
+	}
+}
+
+func TestBetterAddr(t *testing.T) {
+	q := func(ms float64) *addrQuality { return &addrQuality{rtt: time.Duration(ms * float64(time.Millisecond))} }
+	pub4 := netip.MustParseAddrPort("203.0.113.10:4000")
+	pub4b := netip.MustParseAddrPort("198.51.100.7:4000")
+	lan4 := netip.MustParseAddrPort("10.1.0.2:4000")
+	pub6 := netip.MustParseAddrPort("[2001:db8:1::2]:4000")
+	cases := []struct {
+		a       netip.AddrPort
+		aq      *addrQuality
+		b       netip.AddrPort
+		bq      *addrQuality
+		better  bool
+		because string
+	}{
+		{lan4, q(1), pub4, q(1), true, "a LAN address at the same round trip"},
+		{pub6, q(20), pub4, q(20), true, "IPv6 at the same round trip"},
+		{pub4, q(20), pub6, q(20), false, "IPv4 is no better than IPv6"},
+		{pub4b, q(10), pub4, q(40), true, "a quarter of the round trip"},
+		{pub4b, q(20.5), pub4, q(21), false, "within noise"},
+		{pub4b, q(0.3), pub4, q(0.5), false, "within noise (sub-millisecond)"},
+		{pub4, q(5), lan4, q(50), true, "ten times faster beats the LAN bonus"},
+		{pub4, q(1), pub4, q(2), false, "the same address"},
+	}
+	for _, c := range cases {
+		if got := betterAddr(c.a, c.aq, c.b, c.bq); got != c.better {
+			t.Errorf("%s (%s) over %s (%s): %v, want %v (%s)", c.a, c.aq.rtt, c.b, c.bq.rtt, got, c.better, c.because)
+		}
+	}
 }

@@ -159,3 +159,33 @@ func TestP2PIPv6(t *testing.T) {
 		exchange(t, l, "V1", visitorAddr, 16<<20, 0)
 	})
 }
+
+// TestP2PUpgradeToIPv6: a session locks IPv4 first (IPv6 between the sides is blocked at
+// first); once IPv6 carries, it moves there in the middle of a transfer (IPv6 is preferred at a
+// like round trip: no NAT whose mapping may change), and no byte is lost.
+func TestP2PUpgradeToIPv6(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, IPv6: true}, {Name: "V", NAT: natlab.Easy, IPv6: true}}})
+	l.NFT("natV", `table ip6 xblock6 {
+  chain f {
+    type filter hook forward priority -10;
+    meta l4proto udp ip6 saddr != `+natlab.ServerIP6+` ip6 daddr != `+natlab.ServerIP6+` drop
+  }
+}`)
+	p := startPair(t, l, "P1", "V1", "")
+	done := make(chan time.Duration, 1)
+	go func() { done <- exchange(t, l, "V1", visitorAddr, 40<<20, 8<<20) }() // about 5 s
+	if remote := lockedRemote(t, p.visitor); !remote.Addr().Is4() {
+		t.Fatalf("locked %s while IPv6 was blocked", remote)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if out, err := l.Exec("natV", "nft", "delete", "table", "ip6", "xblock6"); err != nil {
+		t.Fatalf("lift the block: %v: %s", err, out)
+	}
+	line := p.visitor.WaitLog(`direct path upgraded.*role=visitor.*|direct path upgraded.*`, 10*time.Second)[0]
+	if to, _ := netip.ParseAddrPort(field(line, "to")); !to.Addr().Is6() {
+		t.Errorf("upgraded to %s, want IPv6: %s", field(line, "to"), line)
+	}
+	d := <-done
+	t.Logf("40 MiB echoed intact in %s, moving from %s to %s mid-way", d.Round(time.Millisecond), field(line, "from"), field(line, "to"))
+}
