@@ -305,6 +305,9 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		NAT:          c.natBehavior().Code(),
 		Mapped:       c.mappedString(),
 	}
+	if t := l.ticket.Load(); t != nil {
+		login.Ticket = &wire.TicketProof{ID: t.ID, Proof: auth.Proof(t.Key, exporter, auth.RoleClient)}
+	}
 	// A server that refuses the login closes the session at once over TCP, sometimes before
 	// the write here has seen its frame go out: the refusal may still be read.
 	writeErr := wire.Write(ctrl, login)
@@ -324,6 +327,9 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 	}
 	if !auth.Verify(l.token, exporter, auth.RoleServer, res.Proof) {
 		return nil, errors.New("the server could not prove it knows auth.token: wrong server address, or someone in the middle")
+	}
+	if res.Ticket != nil {
+		l.ticket.Store(res.Ticket) // for the next login (after the server proved the token)
 	}
 	workKey, err := auth.Exporter(sess.TLS(), "work key")
 	if err != nil {

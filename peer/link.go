@@ -14,6 +14,7 @@ import (
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/tlsconf"
+	"github.com/xp2p/xp2p/internal/wire"
 )
 
 // serverLink is the client's relation with one server: its current control session (nil while
@@ -35,6 +36,9 @@ type serverLink struct {
 	// pin checks the server's identity key on every TLS connection to it (nil: the config's
 	// trustedCaFile authenticates the server instead).
 	pin *identity.Pin
+	// ticket is the server's login ticket from the last login (nil: none yet): later logins
+	// prove it, which lets them past the limit on failed logins of a shared address.
+	ticket atomic.Pointer[wire.Ticket]
 }
 
 func newLink(c *Client, i int, ep config.Endpoint) *serverLink {

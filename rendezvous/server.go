@@ -6,6 +6,8 @@ package rendezvous
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -49,12 +51,13 @@ const (
 	// makes each one hold as much as it may, so about 40 MiB in all: TestUnauthenticatedMemoryBound
 	// measures it), maxPendingPerSource those of one
 	// source (an IPv4 address or an IPv6 /64), so that one source cannot lock out the others,
-	// and maxPendingOverBudget those of a source that has used up its failed logins: it may
-	// still log in (a client behind the same address with the right token), one or two at a
-	// time.
+	// and maxPendingOverBudget the TCP connections of a source that has used up its failed
+	// logins (checked at accept, before any TLS work): it may still log in, a client with a
+	// login ticket behind the same address, a few at a time. (QUIC logins come after quic-go's
+	// handshake; they are not squeezed, and the ticket is checked at the login.)
 	maxPendingLogins     = 512
-	maxPendingPerSource  = 32
-	maxPendingOverBudget = 2
+	maxPendingPerSource  = 64
+	maxPendingOverBudget = 8
 	controlWriteLimit    = 10 * time.Second
 )
 
@@ -226,7 +229,7 @@ func (s *Server) Start() error {
 		TLS:              tlsConf,
 		Yamux:            session.YamuxConfig(s.heartbeatTimeout() / 3),
 		HandshakeTimeout: loginTimeout,
-		Admit:            s.admit,
+		Admit:            s.admitTCP,
 		Refused: func(remote net.Addr, transport, reason string) {
 			s.refusals.log("connection refused", remote.String(), transport, reason)
 		},
@@ -291,6 +294,14 @@ func (s *Server) resetKey() *quic.StatelessResetKey {
 	var k quic.StatelessResetKey
 	copy(k[:], s.id.Derive("quic stateless reset"))
 	return &k
+}
+
+// ticketKey is the key of login ticket id: it derives from a secret of this server (its identity
+// key, so tickets outlive a restart, when every client logs in again at once) and from the
+// token, so that a changed token voids every ticket.
+func (s *Server) ticketKey(id []byte) []byte {
+	tok := sha256.Sum256(s.token)
+	return auth.Derive(s.id.Derive("login ticket v1"), "ticket", append(append([]byte{}, id...), tok[:]...))
 }
 
 // Fingerprint is the fingerprint of the server's identity key (what clients pin), once started.
@@ -384,14 +395,19 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-// admit takes a slot for unauthenticated work from addr (see maxPendingLogins); the limiter of
-// failed logins is consulted here already, before any TLS work.
-func (s *Server) admit(addr netip.Addr) (release func(), ok bool) {
+// admitTCP takes a slot for unauthenticated work from addr before its TLS handshake (see
+// maxPendingLogins); the limiter of failed logins is consulted here already.
+func (s *Server) admitTCP(addr netip.Addr) (release func(), ok bool) {
 	limit := 0
 	if ok, _ := s.limiter.Check(addr); !ok {
 		limit = maxPendingOverBudget
 	}
 	return s.pending.Acquire(addr, limit)
+}
+
+// admit takes a slot for unauthenticated work from addr (a QUIC session before its login).
+func (s *Server) admit(addr netip.Addr) (release func(), ok bool) {
+	return s.pending.Acquire(addr, 0)
 }
 
 // serveSession authenticates a new session and runs it until it ends.
@@ -450,12 +466,16 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 		wire.Write(ctrl, &wire.LoginResult{Code: code, Error: why})
 		return errors.New(why)
 	}
-	if ok, wait := s.limiter.Check(remote.Addr()); !ok {
-		return nil, refuse(wire.CodeRateLimited, fmt.Sprintf("too many failed logins from %s; retry in %s", remote.Addr(), wait.Round(time.Second)))
-	}
 	exporter, err := auth.Exporter(sess.TLS(), "control")
 	if err != nil {
 		return nil, refuse(wire.CodeInternal, "internal error: "+err.Error())
+	}
+	// A client that logged in before passes the limit of its address with its ticket: a
+	// neighbour behind the same address who guesses tokens locks out only logins without one.
+	// (Its failures still count against the address.)
+	ticketed := msg.Ticket != nil && auth.Verify(s.ticketKey(msg.Ticket.ID), exporter, auth.RoleClient, msg.Ticket.Proof)
+	if ok, wait := s.limiter.Check(remote.Addr()); !ok && !ticketed {
+		return nil, refuse(wire.CodeRateLimited, fmt.Sprintf("too many failed logins from %s; retry in %s", remote.Addr(), wait.Round(time.Second)))
 	}
 	if !auth.Verify(s.token, exporter, auth.RoleClient, msg.Proof) {
 		s.limiter.Fail(remote.Addr())
@@ -476,11 +496,18 @@ func (s *Server) login(sess session.Session, remote netip.AddrPort) (*client, er
 	c := newClient(s, sess, ctrl, msg, remote)
 	c.workKey = workKey
 	c.addrKey = nat.RegisterKey(exporter)
+	ticketID := make([]byte, wire.TicketIDLen)
+	if ticketed {
+		copy(ticketID, msg.Ticket.ID) // one ticket per client process, kept across reconnects
+	} else {
+		rand.Read(ticketID)
+	}
 	result := &wire.LoginResult{
 		Proof:         auth.Proof(s.token, exporter, auth.RoleServer),
 		ServerVersion: Version,
 		ClientID:      c.id,
 		ServerAddrs:   s.addrs,
+		Ticket:        &wire.Ticket{ID: ticketID, Key: s.ticketKey(ticketID)},
 	}
 	if sess.Transport() == session.TransportQUIC {
 		result.ObservedAddr = remote.String()

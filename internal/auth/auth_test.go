@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -174,5 +175,58 @@ func TestRunKey(t *testing.T) {
 		if got := VerifyRun(c.pub, c.exp, c.sig); got != c.want {
 			t.Errorf("%s: VerifyRun = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestLimiterBySource: an IPv6 attacker has a /64 (2^64 addresses) but one bucket; IPv4 keys
+// by address, and an IPv4-mapped IPv6 address is the IPv4 address.
+func TestLimiterBySource(t *testing.T) {
+	l := &FailureLimiter{Burst: 5, Interval: time.Hour, MaxEntries: 100}
+	for i := range 5 {
+		l.Fail(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1)))
+	}
+	cases := []struct {
+		addr string
+		ok   bool
+	}{
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", false}, // the same /64
+		{"2001:db8:1:3::1", true},                   // the next /64
+		{"192.0.2.1", true},
+	}
+	for _, c := range cases {
+		if ok, _ := l.Check(netip.MustParseAddr(c.addr)); ok != c.ok {
+			t.Errorf("%s: may try = %v, want %v", c.addr, ok, c.ok)
+		}
+	}
+	for range 5 {
+		l.Fail(netip.MustParseAddr("::ffff:192.0.2.1"))
+	}
+	if ok, _ := l.Check(netip.MustParseAddr("192.0.2.1")); ok {
+		t.Error("an IPv4-mapped address has a bucket apart from its IPv4 address")
+	}
+	if ok, _ := l.Check(netip.MustParseAddr("192.0.2.2")); !ok {
+		t.Error("an IPv4 neighbour shares the bucket")
+	}
+}
+
+func TestLimiterAttempt(t *testing.T) {
+	l := &FailureLimiter{Burst: 2, Interval: time.Hour, MaxEntries: 100}
+	a := netip.MustParseAddr("192.0.2.9")
+	for range 10 { // proven attempts give their failure back
+		done, ok, _ := l.Attempt(a)
+		if !ok {
+			t.Fatal("a source whose attempts all succeed was limited")
+		}
+		done(true)
+	}
+	d1, _, _ := l.Attempt(a)
+	d2, _, _ := l.Attempt(a) // two unproven at once (parallel guesses) spend the burst
+	if _, ok, _ := l.Attempt(a); ok {
+		t.Fatal("a third parallel attempt passed a burst of two")
+	}
+	d1(false)
+	d2(false)
+	if ok, _ := l.Check(a); ok {
+		t.Error("failed attempts were not counted")
 	}
 }

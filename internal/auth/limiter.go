@@ -24,6 +24,7 @@ type FailureLimiter struct {
 type limiterEntry struct {
 	lim      *rate.Limiter
 	lastSeen time.Time
+	pending  int // attempts under way (Attempt), counted as failures until they end
 }
 
 // NewFailureLimiter returns a limiter with xp2p's defaults: 5 failures at once, then one per
@@ -41,7 +42,7 @@ func (l *FailureLimiter) Check(addr netip.Addr) (ok bool, retryAfter time.Durati
 		return true, 0
 	}
 	now := time.Now()
-	if tokens := e.lim.TokensAt(now); tokens < 1 {
+	if tokens := e.lim.TokensAt(now) - float64(e.pending); tokens < 1 {
 		wait := time.Duration((1 - tokens) * float64(l.Interval))
 		return false, wait
 	}
@@ -108,25 +109,27 @@ func (l *FailureLimiter) evictLocked() {
 
 // Attempt is Check and Fail in one for a check whose outcome the other side may learn before
 // this side does (a PAKE, where the attacker sees the confirmation fail and may just leave):
-// the failure is counted up front, and done(true) gives it back once the other side proved
-// itself. ok is false (with the wait) when addr has no failure left to spend.
+// the attempt counts as a failure while it is under way (so parallel guesses spend the burst
+// at once), done(false) makes it one, done(true) (the other side proved itself) forgets it.
+// ok is false (with the wait) when addr has no failure left to spend.
 func (l *FailureLimiter) Attempt(addr netip.Addr) (done func(succeeded bool), ok bool, retryAfter time.Duration) {
+	src := Source(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	e := l.entryLocked(Source(addr), now)
-	r := e.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return nil, false, d
+	e := l.entryLocked(src, now)
+	if tokens := e.lim.TokensAt(now) - float64(e.pending); tokens < 1 {
+		return nil, false, time.Duration((1 - tokens) * float64(l.Interval))
 	}
+	e.pending++
 	var once sync.Once
 	return func(succeeded bool) {
 		once.Do(func() {
-			if succeeded {
-				l.mu.Lock()
-				r.CancelAt(time.Now())
-				l.mu.Unlock()
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			e.pending--
+			if !succeeded {
+				e.lim.AllowN(time.Now(), 1)
 			}
 		})
 	}, true, 0

@@ -110,7 +110,7 @@ func TestSlowloris(t *testing.T) {
 	start := time.Now()
 
 	// Raw TCP: connect and say nothing, from 8 other sources than the real clients below (each
-	// source may hold 32 pending: see TestTCPHandshakeShedding).
+	// source may hold 64 pending: see TestTCPHandshakeShedding).
 	var tcpConns []net.Conn
 	for i := range n {
 		silent := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
@@ -231,7 +231,7 @@ func TestSlowloris(t *testing.T) {
 
 // TestTCPHandshakeShedding is the slowloris of issue 11: 1100 silent TCP connections from one
 // address used to fill the server's 1024 slots for pending TLS handshakes and lock every TCP
-// client out. Now one source (an IPv4 address, an IPv6 /64) holds at most 32 pending at once;
+// client out. Now one source (an IPv4 address, an IPv6 /64) holds at most 64 pending at once;
 // the rest are shed at once, before any TLS work, a TCP client from another address logs in
 // and is served meanwhile, QUIC clients are unaffected, and the source itself gets its slots back
 // when its connections end.
@@ -240,7 +240,7 @@ func TestTCPHandshakeShedding(t *testing.T) {
 		t.Skip("opens over 1100 connections")
 	}
 	t.Parallel()
-	const perSource, total = 32, 1100
+	const perSource, total = 64, 1100
 	srv := startServer(t, "")
 	addr := "127.0.0.1:" + strconv.Itoa(srv.Port())
 	conns := make([]net.Conn, 0, total)

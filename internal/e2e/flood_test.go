@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -80,9 +81,17 @@ func wrongLoginTCP(addr string, src net.IP, conf *tls.Config) error {
 		return err
 	}
 	st.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = wire.ReadAs[*wire.LoginResult](st)
+	res, err := wire.ReadAs[*wire.LoginResult](st)
+	if err == nil && res.Code != "" {
+		return &loginRefused{code: res.Code}
+	}
 	return err
 }
+
+// loginRefused is the server's refusal of a login (wrongLoginTCP).
+type loginRefused struct{ code string }
+
+func (e *loginRefused) Error() string { return "login refused: " + e.code }
 
 // TestTokenlessLoginFlood is the memory attack of issue 11: two sources log in over TCP with
 // wrong tokens as fast as they can. A refused login used to keep its yamux session for 30 s
@@ -114,7 +123,8 @@ func TestTokenlessLoginFlood(t *testing.T) {
 				defer wg.Done()
 				for ctx.Err() == nil {
 					attempts.Add(1)
-					if wrongLoginTCP(addr, src, conf) == nil {
+					var refused *loginRefused
+					if errors.As(wrongLoginTCP(addr, src, conf), &refused) {
 						answered.Add(1)
 					}
 				}

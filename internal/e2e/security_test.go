@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -494,4 +495,82 @@ func TestStatelessResetNeedsTheServersSecret(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("a reset made with the server's secret did not end the session (%d connection IDs seen): the test cannot tell", tap.seen())
 	})
+}
+
+// TestLoginLimiterSharedAddress: a neighbour behind the client's address (a CGNAT, an office)
+// guesses tokens as fast as it can. The limit on failed logins of that address (5, then one
+// per 10 s) used to lock the real client out too, right token and all. Now a client that logged
+// in before proves the ticket the server gave it and passes, even across a restart of the
+// server (tickets derive from its identity), while the guesser stays at the limit: it measures
+// the guesser's rate and the real client's way back.
+func TestLoginLimiterSharedAddress(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	port := srv.Port()
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	echo := startTCPService(t, echoHandler)
+	remotePort := freeTCPPort(t)
+	victim := startClient(t, clientHeader(port, testToken, `transport.protocol = "quic"`)+tcpProxy("echo", echo.Port(), remotePort))
+	remote := waitRunning(t, victim, "echo")
+
+	conf, err := tlsconf.Client("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string]int{}
+	guess := func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			code := "shed"
+			var refused *loginRefused
+			if err := wrongLoginTCP(addr, net.IPv4(127, 0, 0, 1), conf); errors.As(err, &refused) {
+				code = refused.code
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		}
+	}
+	for range 4 {
+		wg.Add(1)
+		go guess()
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+	eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return codes[wire.CodeRateLimited] > 0 },
+		func() string { return "the guesser was never limited" })
+
+	// The server restarts while the guesser goes on: every client logs in again, the victim
+	// among them, from an address over its limit.
+	srv.Close()
+	attackStart := time.Now()
+	mu.Lock()
+	clear(codes)
+	mu.Unlock()
+	srv2 := startServerOn(t, port, sameIdentity(srv))
+	eventually(t, 15*time.Second, func() bool { return roundTrip(remote, []byte("back despite the neighbour")) == nil },
+		func() string { return "the client with the right token was locked out by its neighbour" })
+	back := time.Since(attackStart)
+
+	// A client that never logged in from that address waits its turn with the guesser.
+	fresh := startClient(t, clientHeader(port, testToken, `transport.protocol = "quic"`))
+	eventually(t, 5*time.Second, func() bool {
+		return fresh.log.Count("rateLimited") > 0 || fresh.log.Count("too many failed logins") > 0
+	},
+		func() string { return "a client without a ticket was not limited: the guesser is not either" })
+
+	time.Sleep(2 * time.Second)
+	stop()
+	wg.Wait()
+	elapsed := time.Since(attackStart)
+	checked := srv2.log.Count("wrong auth.token")
+	mu.Lock()
+	t.Logf("guesser from the victim's address for %s: %d guesses checked (%.2f/s; %v), the victim back in %s",
+		elapsed.Round(100*time.Millisecond), checked, float64(checked)/elapsed.Seconds(), codes, back.Round(100*time.Millisecond))
+	mu.Unlock()
+	if limit := 5 + int(elapsed.Seconds()/10) + 1; checked > limit {
+		t.Errorf("%d guesses checked in %s, want at most %d (5, then one per 10 s)", checked, elapsed.Round(time.Second), limit)
+	}
 }

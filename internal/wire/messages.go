@@ -98,7 +98,28 @@ type Login struct {
 	NAT string `json:"nat,omitempty"`
 	// Mapped is the public address its router maps to the UDP socket (NAT-PMP), if any.
 	Mapped string `json:"mapped,omitempty"`
+	// Ticket proves that this client logged in to this server before (LoginResult.Ticket): a
+	// login with a valid one passes the limit on failed logins of its address, so that a
+	// neighbour behind the same address (a CGNAT, an office) who guesses tokens cannot lock it
+	// out.
+	Ticket *TicketProof `json:"ticket,omitempty"`
 }
+
+// TicketProof is a login ticket's id and the proof of its key over the session's exporter
+// (the key itself never crosses the wire again).
+type TicketProof struct {
+	ID    []byte `json:"id"`
+	Proof []byte `json:"proof"`
+}
+
+// Ticket is a login ticket the server hands a client that logged in: an id and its key.
+type Ticket struct {
+	ID  []byte `json:"id"`
+	Key []byte `json:"key"`
+}
+
+// TicketIDLen is the size of a ticket id.
+const TicketIDLen = 16
 
 func (*Login) MessageType() string { return "login" }
 func (m *Login) Validate() error {
@@ -116,6 +137,9 @@ func (m *Login) Validate() error {
 	}
 	if err := validateOptionalAddr("mapped", m.Mapped); err != nil {
 		return err
+	}
+	if m.Ticket != nil && (len(m.Ticket.ID) != TicketIDLen || len(m.Ticket.Proof) != proofLen) {
+		return fmt.Errorf("ticket: id and proof must be %d and %d bytes", TicketIDLen, proofLen)
 	}
 	return validateAddrs("privateAddrs", m.PrivateAddrs)
 }
@@ -150,12 +174,17 @@ type LoginResult struct {
 	// those of the other family than its session's its socket's address there (a STUN binding
 	// request keyed from the session), so that the server knows both its public addresses.
 	ServerAddrs []string `json:"serverAddrs,omitempty"`
+	// Ticket is for the client's next logins (Login.Ticket).
+	Ticket *Ticket `json:"ticket,omitempty"`
 }
 
 func (*LoginResult) MessageType() string { return "loginResult" }
 func (m *LoginResult) Validate() error {
 	if m.Error == "" && len(m.Proof) != proofLen {
 		return fmt.Errorf("proof must be %d bytes", proofLen)
+	}
+	if m.Ticket != nil && (len(m.Ticket.ID) != TicketIDLen || len(m.Ticket.Key) != proofLen) {
+		return fmt.Errorf("ticket: id and key must be %d and %d bytes", TicketIDLen, proofLen)
 	}
 	return validateAddrs("serverAddrs", m.ServerAddrs)
 }

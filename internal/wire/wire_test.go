@@ -22,8 +22,8 @@ var (
 func validMessages() []Message {
 	ps := &PeerSession{SessionID: id16, Service: "nas", Role: RoleProvider, PeerPublic: "1.2.3.4:5", PeerPublicAlt: "[2001:db8::5]:5", PeerPrivate: []string{"10.0.0.2:5"}, RelayToken: tok8}
 	return []Message{
-		&Login{Version: "1", RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: []string{"10.0.0.2:40000"}},
-		&LoginResult{Proof: proof, ObservedAddr: "1.2.3.4:5", ServerAddrs: []string{"1.2.3.4:7000", "[2001:db8::1]:7000"}},
+		&Login{Version: "1", RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, PrivateAddrs: []string{"10.0.0.2:40000"}, Ticket: &TicketProof{ID: id16, Proof: proof}},
+		&LoginResult{Proof: proof, ObservedAddr: "1.2.3.4:5", ServerAddrs: []string{"1.2.3.4:7000", "[2001:db8::1]:7000"}, Ticket: &Ticket{ID: id16, Key: proof}},
 		&LoginResult{Code: CodeAuth, Error: "authentication failed"},
 		&NewProxy{Name: "ssh", Type: ProxyTCP, RemotePort: 6000, Group: "g", GroupKey: make([]byte, groupKeyLen)},
 		&NewProxyResult{Name: "ssh", RemoteAddr: "0.0.0.0:6000"},
