@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +141,9 @@ func (f *httpFront) notFound() []byte { return f.cfg.NotFoundPage }
 
 // ServeHTTP routes one request.
 func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if redirectToCleanPath(w, r) {
+		return
+	}
 	host := canonicalHost(r.Host)
 	user, _, _ := r.BasicAuth()
 	rt := f.rt.lookup(host, r.URL.Path, user)
@@ -162,6 +167,33 @@ func (f *httpFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, t)))
+}
+
+// redirectToCleanPath answers a request whose path has dot segments or repeated slashes with a
+// redirect to the path without them, as net/http's ServeMux does. Routes match path prefixes,
+// and the service resolves such a path before it serves it: /x/../admin (also as
+// /x%2f..%2fadmin) or //admin would otherwise take a public route to what a location with a
+// password guards. Browsers never send such paths; a redirect costs a crafted one its trick.
+func redirectToCleanPath(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	if r.Method == http.MethodConnect || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean == p {
+		return false
+	}
+	u := *r.URL
+	u.Path, u.RawPath = clean, ""
+	code := http.StatusPermanentRedirect // keeps the method and body
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		code = http.StatusMovedPermanently
+	}
+	http.Redirect(w, r, u.RequestURI(), code)
+	return true
 }
 
 // authorized checks the route's httpUser and httpPassword (constant time); wrong ones count

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xp2p/xp2p/internal/testnet"
 	"github.com/xp2p/xp2p/internal/wire"
 )
 
@@ -168,5 +170,57 @@ func TestVhostConnectionFloods(t *testing.T) {
 	n, _ := io.ReadAtLeast(mc, buf, len("HTTP/1.1 200 Connection established\r\n\r\nping"))
 	if !strings.HasSuffix(string(buf[:n]), "\r\n\r\nping") {
 		t.Errorf("tcpmux user from another address during the flood: %q", buf[:n])
+	}
+}
+
+// TestVhostPathTricks: a host whose /admin location is behind httpUser/httpPassword and whose
+// other paths are public, both served by one nginx. A user without the password asks for
+// /admin through a path the vhost's prefix match does not see as /admin but nginx does once it
+// resolves it (/x/../admin, //admin, /x/%2e%2e/admin, /x%2f..%2fadmin). Before, each reached
+// nginx's /admin through the public route; now the vhost routes the path nginx will see, and
+// the public paths keep working.
+func TestVhostPathTricks(t *testing.T) {
+	port := testnet.FreePort(t)
+	testnet.StartNginx(t, fmt.Sprintf(`
+	server { listen 127.0.0.1:%d;
+		location /admin { return 200 "admin secret\n"; }
+		location / { return 200 "public page $uri\n"; } }
+`, port), port)
+	srv := startWebServer(t, "")
+	c := startClient(t, clientHeader(srv.Port(), testToken, "")+
+		webProxy("site", "http", port, `customDomains = ["site.test"]`)+
+		webProxy("site-admin", "http", port, `customDomains = ["site.test"]`, `locations = ["/admin"]`, `httpUser = "admin"`, `httpPassword = "admin-pass-123"`))
+	waitRunning(t, c, "site")
+	waitRunning(t, c, "site-admin")
+	addr := srv.WebAddr(wire.ProxyHTTP).String()
+	raw := func(path, auth string) string {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		req := "GET " + path + " HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n"
+		if auth != "" {
+			req += "Authorization: Basic " + auth + "\r\n"
+		}
+		conn.Write([]byte(req + "\r\n"))
+		b, _ := io.ReadAll(conn)
+		return string(b)
+	}
+	for _, path := range []string{"/admin", "/admin/", "/x/../admin", "//admin", "/x/%2e%2e/admin", "/x%2f..%2fadmin", "/./admin", "/x/./../admin/y"} {
+		if got := raw(path, ""); strings.Contains(got, "admin secret") {
+			t.Errorf("%s without the password: %.200q", path, got)
+		}
+	}
+	if got := raw("/admin/x", "YWRtaW46YWRtaW4tcGFzcy0xMjM="); !strings.Contains(got, "admin secret") { // admin:admin-pass-123
+		t.Errorf("/admin with the password: %.200q", got)
+	}
+	if got := raw("/docs/page.html", ""); !strings.Contains(got, "public page /docs/page.html") {
+		t.Errorf("a public page: %.200q", got)
+	}
+	// A sloppy link to a public page is sent on to its clean path.
+	if got := raw("//docs/./page.html?q=1", ""); !strings.HasPrefix(got, "HTTP/1.1 301") || !strings.Contains(got, "\r\nLocation: /docs/page.html?q=1\r\n") {
+		t.Errorf("//docs/./page.html: %.300q", got)
 	}
 }
