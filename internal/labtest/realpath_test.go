@@ -152,6 +152,9 @@ func TestP2PTCPPathSurvivesLoss(t *testing.T) {
 // session to the server, yet it can still open TCP: the session punches a direct TCP path, and
 // streams leave the relay.
 func TestP2PTCPPathFromNoUDP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the noudp side's login waits for UDP to fail first")
+	}
 	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.NoUDP}, {Name: "V", NAT: natlab.Easy}}})
 	p := startPair(t, l, "P1", "V1", "")
@@ -171,6 +174,9 @@ func TestP2PTCPPathFromNoUDP(t *testing.T) {
 // path MTU. The punched TCP path sends segments that fit 1280 (traversal.TCPSegment), so a bulk
 // stream on it goes through, checksummed both ways.
 func TestP2PTCPPathBlackHoleMTU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a TCP path that would stall times out its handshake")
+	}
 	t.Parallel()
 	hole := &natlab.Link{Up: wan.Shape{MTU: 1440, NoICMP: true}, Down: wan.Shape{MTU: 1440, NoICMP: true}}
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, WAN: hole}, {Name: "V", NAT: natlab.Easy}}})
