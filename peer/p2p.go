@@ -92,6 +92,8 @@ type p2pSession struct {
 	conn atomic.Pointer[quic.Conn]
 	// tcp is the direct TCP path, while one is up (tcppath.go): new streams take it.
 	tcp atomic.Pointer[tcpPath]
+	// tcpPunching: the provider is answering a TCPPath request (one at a time).
+	tcpPunching atomic.Bool
 	// dgrams carries udp flows' datagrams when both ends take them (udp services).
 	dgrams  atomic.Pointer[session.FlowDatagrams]
 	ready   chan struct{} // closed once both ends proved the secret

@@ -186,10 +186,12 @@ func (s *p2pSession) punchTCP(ctx context.Context) error {
 // answerTCP is the provider's side of a TCPPath stream: answer with our addresses, punch.
 func (s *p2pSession) answerTCP(st session.Stream, offer *wire.TCPPath) {
 	defer st.Close()
-	if !s.tcpWanted() {
+	// One punch at a time per session: a visitor that asks again and again holds one port.
+	if !s.tcpWanted() || !s.tcpPunching.CompareAndSwap(false, true) {
 		wire.Write(st, &wire.TCPPath{})
 		return
 	}
+	defer s.tcpPunching.Store(false)
 	p, err := traversal.ListenTCPPunch(s.punchNetwork())
 	if err != nil {
 		wire.Write(st, &wire.TCPPath{})
