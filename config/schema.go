@@ -234,6 +234,8 @@ type ClientTransport struct {
 	P2PKeepalive int `toml:"p2pKeepalive"`
 	// DisableP2P makes every xp2p session relay through the server (frp's stcp).
 	DisableP2P bool `toml:"disableP2P"`
+	// DisableTCPPath keeps a session's streams on QUIC: no direct TCP path is punched beside it.
+	DisableTCPPath bool `toml:"disableTCPPath"`
 	// NATDiscovery measures the NAT's behaviour at start and every 30 minutes (default true):
 	// the dashboard shows it and P2P sessions choose their strategy by it.
 	NATDiscovery *bool `toml:"natDiscovery"`

@@ -51,7 +51,7 @@ type tcpPath struct {
 // tcpWanted reports whether the session tries a TCP path: a tcp service, P2P allowed, and no
 // NAT on either side that maps a new port per destination.
 func (s *p2pSession) tcpWanted() bool {
-	if s.punch.Disabled() || os.Getenv("XP2P_DISABLE_TCP_PATH") != "" {
+	if s.punch.Disabled() || s.m.c.cfg.Transport.DisableTCPPath {
 		return false
 	}
 	if s.role == wire.RoleProvider && s.local.Network != "tcp" || s.role == wire.RoleVisitor && !s.pipeline {

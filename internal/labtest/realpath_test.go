@@ -41,11 +41,13 @@ func firstByte(t *testing.T, l *natlab.Lab, host, addr string) time.Duration {
 }
 
 // TestP2PFirstByteRoundTrips counts the round trips to a new session's first byte on an 80 ms
-// path (40 ms to the server from either side): asking the server for the session (one round
-// trip to the server), the QUIC handshake through the relay, the mutual secretKey proof and the
-// first request and answer (one path round trip each). A visitor that met the provider before
-// (its certificate pinned after a proof) sends the first stream with its proof: one path round
-// trip fewer.
+// path (40 ms to the server from either side): asking the server for the session (half a path
+// round trip), the QUIC handshake through the relay, the peers' CPace exchange (the visitor's
+// share; the provider's share and proof; the visitor's confirmation, which the provider waits
+// for before it serves a stream) and the first request and answer. A visitor that met the
+// provider before (its certificate pinned after a proof) sends its first stream with its share;
+// the provider still serves it only after the confirmation, so it gains nothing while the
+// provider cannot recognise the visitor (a visitor certificate pinned the same way would let it).
 func TestP2PFirstByteRoundTrips(t *testing.T) {
 	t.Parallel()
 	const oneWay = 20 * time.Millisecond
@@ -75,15 +77,15 @@ bindPort = 9002
 	}
 	t.Logf("first byte of a first meeting: %s; session ready after %s", rts(first), field(ready1, "time_to_ready"))
 	t.Logf("first byte from a known provider: %s", rts(second))
-	// 0.5 (server) + 1 (QUIC) + 1 (proof) + 1 (answer) round trips of the path; up to one more
+	// 0.5 (server) + 1 (QUIC) + 1 (CPace) + 1 (answer) round trips of the path; up to one more
 	// when the direct path is locked mid-handshake (the side that locks first sends there before
 	// the other side lets that address in, and QUIC retransmits).
 	if first < 3*rtt || first > 5*rtt {
 		t.Errorf("first meeting: first byte after %s, want 3.5 to 4.5 round trips", rts(first))
 	}
-	if first-second < rtt*3/4 {
-		t.Errorf("known provider: first byte after %s, want a round trip less than the first meeting's %s", rts(second), rts(first))
-	}
+	visitor.WaitLog(`p2p session ready.*pipelined=true`, 5*time.Second) // the second session's
+	// The second figure is only logged: it lands while the first session's direct path is locked
+	// and measured, which moves it by a round trip either way on a busy machine.
 }
 
 // rateFor sends to a sink through addr from host for d (after a first byte answered) and
