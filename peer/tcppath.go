@@ -108,8 +108,10 @@ func (s *p2pSession) peerTCPAddr(m *wire.TCPPath) []netip.AddrPort {
 	return nil
 }
 
+// punchNetwork is the family of the punch: the peer's, as the server paired it (its session to
+// the server may run on either family of a dual-stack socket).
 func (s *p2pSession) punchNetwork() string {
-	if s.m.c.UDPAddr().IP.To4() == nil && !s.m.c.UDPAddr().IP.IsUnspecified() {
+	if s.peerIP.IsValid() && !s.peerIP.Unmap().Is4() {
 		return "tcp6"
 	}
 	return "tcp4"
