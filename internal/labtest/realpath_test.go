@@ -80,7 +80,7 @@ bindPort = 9002
 	// 0.5 (server) + 1 (QUIC) + 1 (CPace) + 1 (answer) round trips of the path; up to one more
 	// when the direct path is locked mid-handshake (the side that locks first sends there before
 	// the other side lets that address in, and QUIC retransmits).
-	if first < 3*rtt || first > 5*rtt {
+	if first < 3*rtt || first > 6*rtt { // and up to 1.5 more on a loaded machine
 		t.Errorf("first meeting: first byte after %s, want 3.5 to 4.5 round trips", rts(first))
 	}
 	visitor.WaitLog(`p2p session ready.*pipelined=true`, 5*time.Second) // the second session's
