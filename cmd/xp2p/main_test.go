@@ -451,6 +451,7 @@ func TestUnreachableServer(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	cfg := writeFile(t, "client.toml", fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = \"x\"\ntransport.dialServerTimeout = 3\n", port))
+	xp2pBinary(t) // built before the clock starts
 	start := time.Now()
 	d := startDaemon(t, "client", "-c", cfg)
 	d.waitLog(t, "cannot reach the server yet")

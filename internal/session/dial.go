@@ -144,7 +144,8 @@ func (d *Dialer) dialQUIC(ctx context.Context, addr string) (Session, error) {
 	start := time.Now()
 	c, err := d.Transport.Dial(ctx, ua, d.TLS, d.QUIC)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		var idle *quic.IdleTimeoutError
+		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &idle) {
 			return nil, fmt.Errorf("quic: no answer from %s over UDP in %s: %w", addr, time.Since(start).Round(100*time.Millisecond), err)
 		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
