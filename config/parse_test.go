@@ -495,6 +495,23 @@ func TestPluginErrors(t *testing.T) {
 			t.Errorf("%q: %v, want %q", tc.body, err, tc.want)
 		}
 	}
+	// An open socks5 or http_proxy on a port of the server is refused; behind a secretKey it
+	// may go without a password.
+	for _, tc := range []struct{ cfg, want string }{
+		{head + "type = \"socks5\"\n", "c.toml:7:1: proxies[0].plugin.type: a socks5 plugin of a tcp proxy without username and password is an open proxy"},
+		{head + "type = \"http_proxy\"\n", "c.toml:7:1: proxies[0].plugin.type: an http_proxy plugin of a tcp proxy without httpUser and httpPassword is an open proxy"},
+		{"serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"http\"\ncustomDomains = [\"a.test\"]\n[proxies.plugin]\ntype = \"http_proxy\"\n", "proxies[0].plugin.type: an http_proxy plugin of a http proxy without httpUser"},
+	} {
+		if _, _, err := ParseClient("c.toml", []byte(tc.cfg)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	for _, typ := range []string{"xp2p", "stcp"} {
+		cfg := "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"" + typ + "\"\nsecretKey = \"s\"\n[proxies.plugin]\ntype = \"socks5\"\n"
+		if _, _, err := ParseClient("c.toml", []byte(cfg)); err != nil {
+			t.Errorf("a socks5 plugin of an %s service without a password: %v", typ, err)
+		}
+	}
 	udp := "serverAddr = \"a\"\n[[proxies]]\nname = \"x\"\ntype = \"udp\"\nremotePort = 1\nplugin.type = \"socks5\"\n"
 	if _, _, err := ParseClient("c.toml", []byte(udp)); err == nil || !strings.Contains(err.Error(), "a plugin serves tcp connections; this proxy is udp") {
 		t.Errorf("plugin on udp: %v", err)

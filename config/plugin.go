@@ -110,6 +110,19 @@ func checkPlugin(l *errorList, key string, p *Proxy) {
 	case PluginHTTPProxy, PluginStaticFile:
 		pair("httpUser", "httpPassword", o.HTTPUser, o.HTTPPassword)
 	}
+	// socks5 and http_proxy lead their users wherever this client reaches: on a port of the
+	// server, without a password, that is everyone on the internet into the client's LAN and
+	// loopback services. frp lets such a config run; xp2p refuses it, as it refuses a
+	// dashboard without a password on an address others reach. An xp2p service is behind
+	// its secretKey.
+	if t := p.ProxyType(); t != nil && !t.P2P {
+		switch {
+		case o.Type == PluginSocks5 && o.Username == "":
+			l.at(key+".type", "a socks5 plugin of a %s proxy without username and password is an open proxy for anyone who reaches the server: it leads them into whatever this client reaches (its LAN, its loopback services); set username and password, or publish it as an xp2p service", p.Type)
+		case o.Type == PluginHTTPProxy && o.HTTPUser == "":
+			l.at(key+".type", "an http_proxy plugin of a %s proxy without httpUser and httpPassword is an open proxy for anyone who reaches the server: it leads them into whatever this client reaches (its LAN, its loopback services); set httpUser and httpPassword, or publish it as an xp2p service", p.Type)
+		}
+	}
 	switch o.Type {
 	case PluginStaticFile:
 		if o.LocalPath == "" {

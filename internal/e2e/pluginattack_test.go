@@ -21,8 +21,8 @@ import (
 )
 
 // TestPluginUsersCannotDriveTheClient: the users of a client's socks5 and http_proxy plugins
-// (published on the server's ports; with or without the plugins' passwords, the attack needs
-// only to be a user) ask to be connected to the client's own admin endpoint, which has no
+// (published on the server's ports; the attack needs only to be a user, with the plugins'
+// passwords) ask to be connected to the client's own admin endpoint, which has no
 // password and answers its owner's connections: the plugin's connection is the client's
 // own, so before, they read /api/config (auth.token and every secretKey) and could reload the
 // client with any config. Every attempt is refused; the owner's own requests and the plugins'
@@ -32,8 +32,8 @@ func TestPluginUsersCannotDriveTheClient(t *testing.T) {
 	site := startWebService(t, "lan-site")
 	socksPort, proxyPort, adminPort := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
 	text := clientHeader(srv.Port(), testToken, fmt.Sprintf("webServer.port = %d", adminPort)) +
-		pluginProxy("socks", "tcp", []string{fmt.Sprintf("remotePort = %d", socksPort)}, `type = "socks5"`) +
-		pluginProxy("web-proxy", "tcp", []string{fmt.Sprintf("remotePort = %d", proxyPort)}, `type = "http_proxy"`)
+		pluginProxy("socks", "tcp", []string{fmt.Sprintf("remotePort = %d", socksPort)}, `type = "socks5"`, `username = "alice"`, `password = "s0cks-pass"`) +
+		pluginProxy("web-proxy", "tcp", []string{fmt.Sprintf("remotePort = %d", proxyPort)}, `type = "http_proxy"`, `httpUser = "bob"`, `httpPassword = "pr0xy-pass"`)
 	path := filepath.Join(t.TempDir(), "client.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -66,12 +66,12 @@ func TestPluginUsersCannotDriveTheClient(t *testing.T) {
 		t.Fatalf("the owner's own request: %d %.200s", code, body)
 	}
 
-	socks, err := proxy.SOCKS5("tcp", fmt.Sprintf("127.0.0.1:%d", socksPort), nil, &net.Dialer{Timeout: 5 * time.Second})
+	socks, err := proxy.SOCKS5("tcp", fmt.Sprintf("127.0.0.1:%d", socksPort), &proxy.Auth{User: "alice", Password: "s0cks-pass"}, &net.Dialer{Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	viaSocks := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Dial: socks.Dial}}
-	viaProxy := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, fmt.Sprintf("http://127.0.0.1:%d", proxyPort)))}}
+	viaProxy := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, fmt.Sprintf("http://bob:pr0xy-pass@127.0.0.1:%d", proxyPort)))}}
 	for _, target := range []string{adminAddr, fmt.Sprintf("localhost:%d", adminPort), fmt.Sprintf("0.0.0.0:%d", adminPort)} {
 		for name, hc := range map[string]*http.Client{"socks5": viaSocks, "http_proxy": viaProxy} {
 			if code, body := get(hc, "http://"+target+"/api/config"); code == http.StatusOK || strings.Contains(body, testToken) {
@@ -81,7 +81,7 @@ func TestPluginUsersCannotDriveTheClient(t *testing.T) {
 		// CONNECT through http_proxy, then the request inside the tunnel.
 		conn := dial(t, fmt.Sprintf("127.0.0.1:%d", proxyPort))
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic Ym9iOnByMHh5LXBhc3M=\r\n\r\n", target, target) // bob:pr0xy-pass
 		br := bufio.NewReader(conn)
 		res, err := http.ReadResponse(br, nil)
 		if err != nil {
