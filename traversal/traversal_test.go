@@ -264,12 +264,10 @@ func pair(t *testing.T, prov, vis *side) {
 	t.Helper()
 	id := bytes.Repeat([]byte{byte(len(t.Name()))}, 16)
 	copy(id, t.Name())
-	start := func(s *side, role string, peer *side) {
+	open := func(s *side, role string, peer *side) {
 		cfg := SessionConfig{ID: id, Role: role, Key: []byte("probe key"), Keepalive: time.Second,
 			Activity: &s.act, Log: testLog.With("side", s.name), Created: time.Now()}
 		s.sess = s.eng.NewSession(cfg, s, peer.offer())
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.sess.Run() }()
 		t.Cleanup(s.sess.Close)
 	}
 	repunch := func() {
@@ -277,8 +275,13 @@ func pair(t *testing.T, prov, vis *side) {
 		vis.sess.Update(prov.offer())
 	}
 	prov.repunch, vis.repunch = repunch, repunch
-	start(prov, "provider", vis)
-	start(vis, "visitor", prov)
+	// Both sessions exist before either runs: a run may ask to repunch both at once.
+	open(prov, "provider", vis)
+	open(vis, "visitor", prov)
+	for _, s := range []*side{prov, vis} {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.sess.Run() }()
+	}
 }
 
 // waitPath waits for both sides to lock a path.
