@@ -5,8 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/browsertest"
 	"github.com/xp2p/xp2p/internal/testnet"
 	"github.com/xp2p/xp2p/internal/wire"
@@ -220,5 +225,77 @@ func TestHTTPVisitorOverP2P(t *testing.T) {
 		if err != nil || !strings.Contains(body, `"service":"`+name+`"`) {
 			t.Errorf("chromium at %s.localhost: %q, %v", name, body, err)
 		}
+	}
+}
+
+// TestReloadWebAndPlugins: a reload that changes a plugin and moves an http visitor to other
+// hosts takes effect; the old plugin and routes are gone, a broken plugin refuses the reload
+// as a whole and the running ones stay.
+func TestReloadWebAndPlugins(t *testing.T) {
+	srv := startServer(t, "")
+	nas := startWebService(t, "nas")
+	dir, other := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("first"), 0o644)
+	os.WriteFile(filepath.Join(other, "a.txt"), []byte("second"), 0o644)
+	head := clientHeader(srv.Port(), testToken, "")
+	files := func(path string) string {
+		return pluginProxy("files", "tcp", []string{"remotePort = 0"}, `type = "static_file"`, fmt.Sprintf("localPath = %q", path))
+	}
+	provider := startClient(t, head+files(dir)+webProxy("nas", "xp2p", nas.Port(), `secretKey = "k"`))
+	addr := waitRunning(t, provider, "files")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	read := func(url string) string {
+		res, err := hc.Get(url)
+		if err != nil {
+			return err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	if got := read("http://" + addr + "/a.txt"); got != "first" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	bind := freeTCPPort(t)
+	visitor := func(domain string) string {
+		return fmt.Sprintf("\n[[visitors]]\nname = \"ui\"\ntype = \"xp2p\"\nserverName = \"nas\"\nsecretKey = \"k\"\nbindPort = %d\nprotocol = \"http\"\ncustomDomains = [%q]\n", bind, domain)
+	}
+	v := startClient(t, head+visitor("nas.localhost"))
+	vc := vhostClient(fmt.Sprintf("127.0.0.1:%d", bind))
+	eventually(t, 15*time.Second, func() bool { _, s, _ := get(t, vc, "http://nas.localhost/"); return s.Service == "nas" },
+		func() string { return "the http visitor never served nas.localhost" })
+
+	reload := func(c *testClient, text string) error {
+		cfg, _, err := config.ParseClient("reload.toml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Reload(cfg)
+		return err
+	}
+	if err := reload(provider, head+files(other)+webProxy("nas", "xp2p", nas.Port(), `secretKey = "k"`)); err != nil {
+		t.Fatal(err)
+	}
+	addr = waitRunning(t, provider, "files")
+	if got := read("http://" + addr + "/a.txt"); got != "second" {
+		t.Errorf("after the reload the plugin serves %q", got)
+	}
+	// A plugin that cannot start (a certificate file that is not one) refuses the reload.
+	bad := head + pluginProxy("tls", "tcp", []string{"remotePort = 0"}, `type = "tls2raw"`, `localAddr = "127.0.0.1:1"`,
+		fmt.Sprintf("crtPath = %q", filepath.Join(dir, "a.txt")), fmt.Sprintf("keyPath = %q", filepath.Join(dir, "a.txt")))
+	if err := reload(provider, bad); err == nil || !strings.Contains(err.Error(), "reload refused") {
+		t.Errorf("a plugin that cannot start: %v", err)
+	}
+	if got := read("http://" + addr + "/a.txt"); got != "second" {
+		t.Errorf("after a refused reload the plugin serves %q", got)
+	}
+	if err := reload(v, head+visitor("ui.localhost")); err != nil {
+		t.Fatal(err)
+	}
+	if _, s, _ := get(t, vc, "http://ui.localhost/"); s.Service != "nas" {
+		t.Errorf("after the reload ui.localhost served by %q", s.Service)
+	}
+	if res, _, _ := get(t, vc, "http://nas.localhost/"); res.StatusCode != http.StatusNotFound {
+		t.Errorf("after the reload nas.localhost: %d, want 404", res.StatusCode)
 	}
 }
