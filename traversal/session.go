@@ -487,13 +487,16 @@ func (s *Session) punchLocked(now time.Time) time.Duration {
 
 // monitorLocked keeps the locked path alive and declares it dead when the peer falls silent.
 func (s *Session) monitorLocked(now time.Time) time.Duration {
-	lastRecv, lastSend := s.cfg.Activity.LastReceived(), s.cfg.Activity.LastSent()
-	silence := now.Sub(lastRecv)
-	// We are sending but hear nothing back: the path may have died under us.
-	suspect := lastSend.After(lastRecv) && silence > time.Second
-	dead := silence > 2*s.cfg.Keepalive+2*time.Second || (suspect && silence > 3*time.Second)
+	silence := now.Sub(s.cfg.Activity.LastReceived())
+	// We have been sending for a while but hear nothing back: the path may have died under
+	// us. (Counted from the first send since we last heard: an idle session that sends again
+	// after a quiet spell is not suspect until its packets go unanswered.)
+	unanswered := s.cfg.Activity.Unanswered(now)
+	suspect := unanswered > time.Second
+	dead := silence > 2*s.cfg.Keepalive+2*time.Second || unanswered > 3*time.Second
 	if dead {
-		s.log.Warn("direct path lost; back to relay", "remote", s.path.Remote.String(), "silence", silence.Round(time.Millisecond))
+		s.log.Warn("direct path lost; back to relay", "remote", s.path.Remote.String(), "silence", silence.Round(time.Millisecond),
+			"unanswered", unanswered.Round(time.Millisecond))
 		s.dropPathLocked()
 		return time.Millisecond
 	}

@@ -75,16 +75,39 @@ type Path struct {
 // reads it to notice a path that died, and updates it for the answers to its probes.
 type Activity struct {
 	recv, send atomic.Int64 // unix nanoseconds
+	// unanswered is when the session began sending on the path without hearing from it since
+	// (0: it heard from it after its last send): a path is suspect from how long that lasts,
+	// not from how long an idle session was quiet before it sent again.
+	unanswered atomic.Int64
 	// relayMTU and directMTU are the largest QUIC packets the relay and the locked direct path
 	// were measured to carry (0: not measured); largest is the largest the session sent.
 	relayMTU, directMTU, largest atomic.Int32
 }
 
 // Received records a packet from the path at t.
-func (a *Activity) Received(t time.Time) { a.recv.Store(t.UnixNano()) }
+func (a *Activity) Received(t time.Time) {
+	a.recv.Store(t.UnixNano())
+	if a.unanswered.Load() != 0 { // most packets find it 0: no write to share the line
+		a.unanswered.Store(0)
+	}
+}
 
 // Sent records a packet sent on the path at t.
-func (a *Activity) Sent(t time.Time) { a.send.Store(t.UnixNano()) }
+func (a *Activity) Sent(t time.Time) {
+	a.send.Store(t.UnixNano())
+	if a.unanswered.Load() == 0 {
+		a.unanswered.CompareAndSwap(0, t.UnixNano())
+	}
+}
+
+// Unanswered is how long the session has been sending on the path without hearing from it
+// (0: it heard from it since its last send).
+func (a *Activity) Unanswered(now time.Time) time.Duration {
+	if u := a.unanswered.Load(); u != 0 {
+		return now.Sub(time.Unix(0, u))
+	}
+	return 0
+}
 
 // LastReceived and LastSent are the last times recorded.
 func (a *Activity) LastReceived() time.Time { return time.Unix(0, a.recv.Load()) }

@@ -128,7 +128,8 @@ type side struct {
 	discover  chan netip.AddrPort
 	repunch   func()
 	wg        sync.WaitGroup
-	onSetPath func(*Path) // set before the session starts
+	onSetPath func(*Path)   // set before the session starts
+	keepalive time.Duration // of the session (default 1 s)
 	// The session's relay leg: its token and the relay's address (invalid: no relay).
 	relay   wire.RelayToken
 	relayTo netip.AddrPort
@@ -145,7 +146,12 @@ func (s *side) Listen() (Socket, error) {
 func (s *side) NAT() (nat.Behavior, netip.AddrPort) { return s.nat, s.mapped }
 func (s *side) IPv6() bool                          { return s.host.Addr().Is6() }
 
-func (s *side) SetPath(p *Path)                 { s.path.Store(p) }
+func (s *side) SetPath(p *Path) {
+	s.path.Store(p)
+	if s.onSetPath != nil {
+		s.onSetPath(p)
+	}
+}
 func (s *side) AddKnown(addr netip.AddrPort)    { s.known.Store(addr, true) }
 func (s *side) Deliver(run []byte, segSize int) { s.delivered.Add(1) }
 func (s *side) SendRelay(b []byte) {
@@ -265,7 +271,11 @@ func pair(t *testing.T, prov, vis *side) {
 	id := bytes.Repeat([]byte{byte(len(t.Name()))}, 16)
 	copy(id, t.Name())
 	open := func(s *side, role string, peer *side) {
-		cfg := SessionConfig{ID: id, Role: role, Key: []byte("probe key"), Keepalive: time.Second,
+		ka := s.keepalive
+		if ka == 0 {
+			ka = time.Second
+		}
+		cfg := SessionConfig{ID: id, Role: role, Key: []byte("probe key"), Keepalive: ka,
 			Activity: &s.act, Log: testLog.With("side", s.name), Created: time.Now()}
 		s.sess = s.eng.NewSession(cfg, s, peer.offer())
 		t.Cleanup(s.sess.Close)
@@ -700,5 +710,42 @@ func TestBetterAddr(t *testing.T) {
 		if got := betterAddr(c.a, c.aq, c.b, c.bq); got != c.better {
 			t.Errorf("%s (%s) over %s (%s): %v, want %v (%s)", c.a, c.aq.rtt, c.b, c.bq.rtt, got, c.better, c.because)
 		}
+	}
+}
+
+// TestIdleSessionSendsAgain: an idle session (nothing but keepalives for a few seconds) that
+// sends again is not declared dead before its packets could be answered: what counts is how
+// long its packets go unanswered, not how long it was quiet before (an idle session under
+// another's load once lost its path that way at every QUIC keepalive that met a slow answer).
+func TestIdleSessionSendsAgain(t *testing.T) {
+	t.Parallel()
+	_, prov, vis := lab(t, vnet.Easy, vnet.Easy, false)
+	vis.keepalive = 4 * time.Second
+	var lost atomic.Int64
+	vis.onSetPath = func(p *Path) {
+		if p == nil {
+			lost.Add(1)
+		}
+	}
+	pair(t, prov, vis)
+	if !waitPath(prov, vis, 2*time.Second) {
+		t.Fatal("no direct path")
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	sends := 0
+	for time.Now().Before(deadline) {
+		if time.Since(vis.act.LastReceived()) >= 3200*time.Millisecond {
+			vis.act.Sent(time.Now()) // QUIC's keepalive after a quiet spell; its answer takes 400 ms
+			sends++
+			time.Sleep(400 * time.Millisecond)
+			vis.act.Received(time.Now())
+		}
+		if lost.Load() > 0 {
+			t.Fatalf("the path was declared dead after %d sends after quiet spells", sends)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sends == 0 {
+		t.Fatal("no quiet spell: the test proves nothing")
 	}
 }
