@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"github.com/pion/stun/v3"
 	"github.com/quic-go/quic-go"
 
@@ -62,20 +60,9 @@ func rawSessionFrom(t testing.TB, port int, protocol string, src net.IP) session
 			t.Fatalf("raw quic session: %v", err)
 		}
 	default:
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}
-		raw, err := d.DialContext(ctx, "tcp", target)
+		tc, m, err := yamuxFrom(ctx, target, src, tlsConf)
 		if err != nil {
 			t.Fatalf("raw tcp session: %v", err)
-		}
-		tlsConf.NextProtos = []string{tlsconf.ALPNControl}
-		tc := tls.Client(raw, tlsConf)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			t.Fatalf("raw tcp session: tls: %v", err)
-		}
-		m, err := yamux.Client(tc, session.YamuxConfig(0))
-		if err != nil {
-			t.Fatal(err)
 		}
 		sess = session.Yamux(tc, m)
 	}

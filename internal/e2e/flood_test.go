@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/session"
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/internal/wire"
 )
@@ -32,6 +33,41 @@ func startServerProcess(t *testing.T, extra string) *serverProcess {
 	t.Helper()
 	port := freeUDPTCPPort(t)
 	return &serverProcess{proc: serverProc(t, "server", port, extra), port: port}
+}
+
+// floodTarget starts a server process to flood and returns its address, a client TLS config
+// for it and its resident set size before the flood.
+func floodTarget(t *testing.T) (srv *serverProcess, addr string, conf *tls.Config, baseMiB float64) {
+	srv = startServerProcess(t, "")
+	conf, err := tlsconf.Client("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	return srv, "127.0.0.1:" + strconv.Itoa(srv.port), conf, srv.rssMiB(t)
+}
+
+// yamuxFrom opens a TLS+yamux control session to addr from the source address src, as a client
+// over TCP does, without logging in.
+func yamuxFrom(ctx context.Context, addr string, src net.IP, conf *tls.Config) (*tls.Conn, *yamux.Session, error) {
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	conf = conf.Clone()
+	conf.NextProtos = []string{tlsconf.ALPNControl}
+	tc := tls.Client(raw, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	m, err := yamux.Client(tc, session.YamuxConfig(0))
+	if err != nil {
+		tc.Close()
+		return nil, nil, err
+	}
+	return tc, m, nil
 }
 
 // rssMiB is the process's resident set size.
@@ -53,23 +89,13 @@ func (p *serverProcess) rssMiB(t *testing.T) float64 {
 // wrongLoginTCP is one tokenless login attempt over TLS+yamux from src, as the flood of issue
 // 11 made them: it sends a Login with a wrong proof, reads the answer and hangs up.
 func wrongLoginTCP(addr string, src net.IP, conf *tls.Config) error {
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
-	raw, err := d.Dial("tcp", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tc, m, err := yamuxFrom(ctx, addr, src, conf)
 	if err != nil {
 		return err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(5 * time.Second))
-	tc := tls.Client(raw, conf)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	m, err := yamux.Client(tc, cfg)
-	if err != nil {
-		return err
-	}
+	defer tc.Close()
 	defer m.Close()
 	st, err := m.OpenStream()
 	if err != nil {
@@ -103,14 +129,7 @@ func TestTokenlessLoginFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("floods a server process for several seconds")
 	}
-	srv := startServerProcess(t, "")
-	addr := "127.0.0.1:" + strconv.Itoa(srv.port)
-	conf, err := tlsconf.Client("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	base := srv.rssMiB(t)
+	srv, addr, conf, base := floodTarget(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
@@ -169,14 +188,7 @@ func TestUnauthenticatedMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 1024 connections to a server process")
 	}
-	srv := startServerProcess(t, "")
-	addr := "127.0.0.1:" + strconv.Itoa(srv.port)
-	conf, err := tlsconf.Client("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	base := srv.rssMiB(t)
+	srv, addr, conf, base := floodTarget(t)
 	const sources, perSource = 16, 32
 	var mu sync.Mutex
 	var held []io.Closer
@@ -201,27 +213,14 @@ func TestUnauthenticatedMemoryBound(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
-				raw, err := d.Dial("tcp", addr)
+				tc, m, err := yamuxFrom(context.Background(), addr, src, conf)
 				if err != nil {
 					fail("dial", err)
 					return
 				}
 				mu.Lock()
-				held = append(held, raw)
+				held = append(held, tc)
 				mu.Unlock()
-				tc := tls.Client(raw, conf)
-				if err := tc.Handshake(); err != nil {
-					fail("tls", err)
-					return
-				}
-				cfg := yamux.DefaultConfig()
-				cfg.LogOutput = io.Discard
-				m, err := yamux.Client(tc, cfg)
-				if err != nil {
-					fail("yamux", err)
-					return
-				}
 				st, err := m.OpenStream()
 				if err != nil {
 					fail("stream", err)

@@ -153,13 +153,15 @@ func workConnAs(t testing.TB, port int, runID string, key []byte) string {
 	return res.Code
 }
 
-// udpForward relays UDP between the first peer that writes to ln and target (one peer only).
-func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr) {
+// udpForward relays UDP between the first peer that writes to ln and target (one peer only),
+// showing each of the peer's packets to seen (nil: none) first, and returns the peer's address
+// as it learns it.
+func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr, seen func([]byte)) *atomic.Pointer[net.UDPAddr] {
 	up, err := net.DialUDP("udp", nil, target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var peer atomic.Pointer[net.UDPAddr]
+	peer := new(atomic.Pointer[net.UDPAddr])
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -171,6 +173,9 @@ func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr) {
 				return
 			}
 			peer.Store(from)
+			if seen != nil {
+				seen(buf[:n])
+			}
 			up.Write(buf[:n])
 		}
 	}()
@@ -188,6 +193,7 @@ func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr) {
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); up.Close(); wg.Wait() })
+	return peer
 }
 
 // TestWorkConnMITM: a man in the middle lets the client's QUIC control session through to the
@@ -224,7 +230,7 @@ func workConnMITM(t *testing.T, stolenKey bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	udpForward(t, udpLn, srv.UDPAddr())
+	udpForward(t, udpLn, srv.UDPAddr(), nil)
 	tcpLn, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
@@ -386,55 +392,24 @@ func TestServerIdentityPinned(t *testing.T) {
 // sees, and all a stateless reset needs besides the server's reset key.
 type resetTap struct {
 	ln     *net.UDPConn
-	client atomic.Pointer[net.UDPAddr]
+	client *atomic.Pointer[net.UDPAddr]
 	mu     sync.Mutex
 	cids   map[string]bool
 }
 
 func startResetTap(t *testing.T, server *net.UDPAddr) *resetTap {
-	port := freeUDPTCPPort(t)
-	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := net.DialUDP("udp", nil, server)
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freeUDPTCPPort(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tap := &resetTap{ln: ln, cids: map[string]bool{}}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := ln.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			tap.client.Store(from)
-			if n > 5 && buf[0]&0xc0 == 0x40 { // QUIC short header: the server's 4-byte connection ID follows
-				tap.mu.Lock()
-				tap.cids[string(buf[1:5])] = true
-				tap.mu.Unlock()
-			}
-			up.Write(buf[:n])
+	tap.client = udpForward(t, ln, server, func(pkt []byte) {
+		if len(pkt) > 5 && pkt[0]&0xc0 == 0x40 { // QUIC short header: the server's 4-byte connection ID follows
+			tap.mu.Lock()
+			tap.cids[string(pkt[1:5])] = true
+			tap.mu.Unlock()
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 65536)
-		for {
-			n, err := up.Read(buf)
-			if err != nil {
-				return
-			}
-			if c := tap.client.Load(); c != nil {
-				ln.WriteToUDP(buf[:n], c)
-			}
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); up.Close(); wg.Wait() })
+	})
 	return tap
 }
 
