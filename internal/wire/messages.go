@@ -400,6 +400,11 @@ type PeerHello struct {
 	Service   string `json:"service"`
 	SessionID []byte `json:"sessionId"`
 	Share     []byte `json:"share"`
+	// Proof is HMAC(secretKey, exporter) from a visitor that already knows this provider (its
+	// TLS key is the one that proved secretKey in an earlier session, so nobody else holds this
+	// session): the provider may serve the visitor's streams at once instead of after
+	// PeerConfirm, a round trip later. Never sent to a provider not known so.
+	Proof []byte `json:"proof,omitempty"`
 }
 
 func (*PeerHello) MessageType() string { return "peerHello" }
@@ -412,6 +417,9 @@ func (m *PeerHello) Validate() error {
 	}
 	if len(m.Share) != shareLen {
 		return fmt.Errorf("share must be %d bytes", shareLen)
+	}
+	if m.Proof != nil && len(m.Proof) != proofLen {
+		return fmt.Errorf("proof must be %d bytes", proofLen)
 	}
 	return nil
 }
