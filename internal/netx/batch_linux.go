@@ -25,27 +25,65 @@ type batchState struct {
 	iovs    []unix.Iovec
 	names   []unix.RawSockaddrInet6 // large enough for either family
 	n, next int
+	// The batch grows from one slot to max while the socket keeps more datagrams queued than it
+	// has slots, and falls back to one after shrinkAfter batches that used a quarter of them or
+	// less. A slot takes a whole datagram (64 KiB for any UDP one): a reader per udp flow with
+	// 32 slots from the start held 2 MiB for each of a proxy's 1024 flows, which anyone who
+	// sends one datagram from each of 1024 source ports could open (2 GiB of heap).
+	size, max int
+	// backlog: the last batch used every slot and the socket had another datagram queued
+	// behind it.
+	backlog bool
+	low     int // batches in a row that used a quarter of the slots or less
 }
 
+const shrinkAfter = 64
+
 func (r *batchState) init(batch, size int) {
-	r.bufs = make([][]byte, batch)
-	r.lens = make([]int, batch)
-	r.srcs = make([]netip.AddrPort, batch)
-	r.msgs = make([]mmsghdr, batch)
-	r.iovs = make([]unix.Iovec, batch)
-	r.names = make([]unix.RawSockaddrInet6, batch)
-	for i := range r.bufs {
-		r.bufs[i] = make([]byte, size)
+	r.size, r.max = size, max(batch, 1)
+	r.resize(1)
+}
+
+// resize makes the batch n slots, keeping the buffers it has (no datagram is pending).
+func (r *batchState) resize(n int) {
+	for len(r.bufs) < n {
+		r.bufs = append(r.bufs, make([]byte, r.size))
+	}
+	clear(r.bufs[n:])
+	r.bufs = r.bufs[:n]
+	r.lens = make([]int, n)
+	r.srcs = make([]netip.AddrPort, n)
+	r.msgs = make([]mmsghdr, n)
+	r.iovs = make([]unix.Iovec, n)
+	r.names = make([]unix.RawSockaddrInet6, n)
+}
+
+// adapt sizes the batch to what the last one used, before the next is read.
+func (r *batchState) adapt() {
+	slots := len(r.msgs)
+	switch {
+	case r.backlog && slots < r.max:
+		r.resize(min(2*slots, r.max))
+		r.low = 0
+	case slots > 1 && r.n <= slots/4:
+		if r.low++; r.low >= shrinkAfter {
+			r.resize(1)
+			r.low = 0
+		}
+	default:
+		r.low = 0
 	}
 }
 
 func (r *BatchReader) refill() error {
+	r.adapt()
 	rc, err := r.c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var got int
 	var serr error
+	r.backlog = false
 	err = rc.Read(func(fd uintptr) bool {
 		for i := range r.msgs {
 			r.iovs[i].Base = &r.bufs[i][0]
@@ -56,6 +94,11 @@ func (r *BatchReader) refill() error {
 		switch e {
 		case 0:
 			got = int(n)
+			if got == len(r.msgs) && got < r.max {
+				// SIOCINQ: the size of the next queued datagram, 0 if there is none.
+				next, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+				r.backlog = err == nil && next > 0
+			}
 		case unix.EAGAIN:
 			return false // wait for the poller
 		case unix.EINTR:
