@@ -82,7 +82,7 @@ func faults(o *options, bins *binaries, p *progress) (*results, error) {
 // faultClient is one client process of the section and the ports it publishes.
 type faultClient struct {
 	proc  *natlab.Proc
-	host  string
+	side  string
 	ports []int
 }
 
@@ -169,7 +169,7 @@ func faultsOnce(t *step, l *natlab.Lab, s system, n int, o *options, res *result
 		victim := clients[1+rep]
 		victim.proc.Kill()
 		killed := time.Now()
-		taker := startFaultClient(t, l, s, fmt.Sprintf("taker%d", rep), victim.host, victim.ports[0])
+		taker := startFaultClient(t, l, s, fmt.Sprintf("taker%d", rep), victim.side, victim.ports[0])
 		clients = append(clients, taker)
 		got := watchPorts(l, victim.ports, killed, 40*time.Second, servesUsers)
 		add("client killed: another client gets its ports", percentileOf(got, len(victim.ports), 100))
@@ -201,7 +201,7 @@ func startFaultClient(t *step, l *natlab.Lab, s system, name, side string, port 
 	} else {
 		proc = l.Start(host, s.name+"-"+name, s.bins.frpc, "-c", cfg)
 	}
-	return &faultClient{proc: proc, host: host, ports: []int{port, port + 1}}
+	return &faultClient{proc: proc, side: side, ports: []int{port, port + 1}}
 }
 
 // probeOutcome is what one user connection to a public port found.
