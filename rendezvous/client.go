@@ -46,7 +46,8 @@ type client struct {
 
 	// udpAddr caches the client's current UDP address for the packet relay (nil over TCP).
 	udpAddr atomic.Pointer[net.UDPAddr]
-	// relayFrames queues relayed packets for a client without UDP (its TCP relay stream).
+	// relayFrames queues relayed packets for a client without UDP (its TCP relay stream; nil
+	// over QUIC, where they go on the UDP socket).
 	relayFrames chan []byte
 
 	work workPool
@@ -96,20 +97,19 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 	idb := make([]byte, 6)
 	rand.Read(idb)
 	c := &client{
-		s:           s,
-		sess:        sess,
-		ctrl:        ctrl,
-		login:       login,
-		id:          hex.EncodeToString(idb),
-		ident:       identityOf(login.User, remote.Addr()),
-		remote:      remote,
-		since:       time.Now(),
-		relayFrames: make(chan []byte, 512),
-		done:        make(chan struct{}),
-		pings:       map[uint64]chan struct{}{},
-		proxies:     map[string]string{},
-		sessions:    map[string]*p2pSession{},
-		asking:      map[string]bool{},
+		s:        s,
+		sess:     sess,
+		ctrl:     ctrl,
+		login:    login,
+		id:       hex.EncodeToString(idb),
+		ident:    identityOf(login.User, remote.Addr()),
+		remote:   remote,
+		since:    time.Now(),
+		done:     make(chan struct{}),
+		pings:    map[uint64]chan struct{}{},
+		proxies:  map[string]string{},
+		sessions: map[string]*p2pSession{},
+		asking:   map[string]bool{},
 	}
 	c.log = s.log.With("client", c.id, "remote", remote.String())
 	if _, err := nat.ParseBehavior(login.NAT); err == nil {
@@ -124,6 +124,8 @@ func newClient(s *Server, sess session.Session, ctrl session.Stream, login *wire
 	}
 	if sess.Transport() == session.TransportQUIC {
 		c.udpAddr.Store(net.UDPAddrFromAddrPort(remote))
+	} else {
+		c.relayFrames = make(chan []byte, 512)
 	}
 	return c
 }
@@ -209,22 +211,20 @@ func (c *client) run() {
 
 	ctx, cancel := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); c.acceptStreams(ctx) }()
+	if c.sess.Transport() == session.TransportTCP {
+		// Over QUIC a client opens no stream after its control stream (quicConfig admits few).
+		wg.Add(1)
+		go func() { defer wg.Done(); c.acceptStreams(ctx) }()
+	}
 	if c.dgrams != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); c.dgrams.Run(ctx) }()
 	}
-	go func() {
-		defer wg.Done()
-		select {
-		case <-c.sess.Done():
-		case <-ctx.Done():
-		}
-		c.ctrl.Reset()
-	}()
+	// The control loop's read ends with the session; the server's shutdown ends it here.
+	stopReset := context.AfterFunc(ctx, c.ctrl.Reset)
 	err := c.controlLoop()
 	cancel()
+	stopReset()
 	c.sess.Close("bye")
 	wg.Wait()
 	c.cleanup()

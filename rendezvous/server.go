@@ -313,9 +313,12 @@ func (s *Server) heartbeatTimeout() time.Duration {
 
 func (s *Server) quicConfig() *quic.Config {
 	return &quic.Config{
-		MaxIdleTimeout:             s.heartbeatTimeout(),
-		HandshakeIdleTimeout:       loginTimeout,
-		MaxIncomingStreams:         1 << 12,
+		MaxIdleTimeout:       s.heartbeatTimeout(),
+		HandshakeIdleTimeout: loginTimeout,
+		// A client opens its control stream and nothing more on QUIC (users' streams are the
+		// server's to open; relay streams run over TCP only), and nobody accepts more: a few
+		// streams bound what a misbehaving client can leave queued.
+		MaxIncomingStreams:         4,
 		MaxIncomingUniStreams:      -1,
 		InitialStreamReceiveWindow: 1 << 20,
 		MaxStreamReceiveWindow:     16 << 20,
