@@ -466,9 +466,10 @@ func (c *Client) privateAddrs() []string {
 
 func (c *Client) controlQUICConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:       time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second,
-		MaxIdleTimeout:             c.cfg.HeartbeatTimeout(),
-		KeepAlivePeriod:            c.cfg.HeartbeatInterval(),
+		HandshakeIdleTimeout: time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second,
+		MaxIdleTimeout:       c.cfg.HeartbeatTimeout(),
+		// The heartbeat keeps the session alive (heartbeat); QUIC's own PING only if it fails.
+		KeepAlivePeriod:            c.cfg.HeartbeatInterval() * 3 / 2,
 		MaxIncomingStreams:         1 << 16,
 		MaxIncomingUniStreams:      -1,
 		InitialStreamReceiveWindow: 1 << 20,

@@ -54,8 +54,13 @@ type control struct {
 	reg *registration
 }
 
-// heartbeat pings the server every heartbeatInterval and ends the session when no answer came
-// for heartbeatTimeout.
+// heartbeat keeps the session alive every heartbeatInterval and ends it when the server fell
+// silent for heartbeatTimeout. On QUIC a keepalive datagram does it: the server drops it on
+// arrival and its ACK resets the session's idle timer, whose timeout (heartbeatTimeout) then
+// ends a session with a silent server; a restarted server answers it with a stateless reset.
+// That costs the server a fraction of a Ping and its Pong (measured: 100 idle clients took
+// 0.45 CPU-s a minute with Pings every 10 s, of which the Pings were 0.26). Over TCP, or to a
+// server without datagrams, it pings.
 func (ctl *control) heartbeat(ctx context.Context) {
 	cfg := ctl.c.cfg
 	ctl.lastPong.Store(time.Now().UnixNano())
@@ -67,6 +72,12 @@ func (ctl *control) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if ctl.dgrams != nil {
+			if err := ctl.dgrams.SendKeepalive(); err != nil {
+				return
+			}
+			continue
 		}
 		if silent := time.Since(time.Unix(0, ctl.lastPong.Load())); silent > cfg.HeartbeatTimeout() {
 			ctl.c.log.Warn("server stopped answering heartbeats", "server", ctl.link.ep.Addr, "silent", silent.Round(time.Second))
@@ -428,6 +439,11 @@ func (l *serverLink) serve(ctl *control) error {
 		msg, err := wire.Read(ctl.ctrl)
 		if err != nil {
 			if session.IsClosed(err) {
+				// Say how a QUIC session ended: the server closed it (with its reason), it went
+				// silent (idle timeout), or a restarted server reset it (stateless reset).
+				if q := session.Conn(sess); q != nil && context.Cause(q.Context()) != nil {
+					return fmt.Errorf("session ended: %w", context.Cause(q.Context()))
+				}
 				return errors.New("server closed the session")
 			}
 			return fmt.Errorf("control stream: %w", err)

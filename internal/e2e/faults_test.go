@@ -242,6 +242,12 @@ func TestServerCrashRestart(t *testing.T) {
 	for i := range clients {
 		startClient(t, head+tcpProxy(fmt.Sprintf("c%d-a", i), svc.Port(), ports[2*i])+tcpProxy(fmt.Sprintf("c%d-b", i), svc.Port(), ports[2*i+1]))
 	}
+	// A client without tcp proxies has no work connection to tell it of the crash: its next
+	// keepalive (every second here) draws the new server's stateless reset.
+	uecho := startUDPEcho(t)
+	udpOnly := startClient(t, clientHeader(port, testToken, "transport.natDiscovery = false\ntransport.heartbeatInterval = 1")+
+		udpProxy("u", uecho.Port(), freeUDPTCPPort(t)))
+	waitRunning(t, udpOnly, "u")
 	started := time.Now()
 	if back := portsBack(ports, started, 30*time.Second); len(back) < len(ports) {
 		t.Fatalf("%d of %d ports up 30 s after the clients started", len(back), len(ports))
@@ -259,8 +265,13 @@ func TestServerCrashRestart(t *testing.T) {
 	if p100 > bound {
 		t.Errorf("%d of %d ports back %s after the kill; want all within %s", len(back), len(ports), p100.Round(time.Millisecond), bound)
 	}
-	if n := srv2.out.Count("client logged in"); n != clients {
-		t.Errorf("the new server saw %d logins, want %d (one per client)", n, clients)
+	eventually(t, 5*time.Second, func() bool { return udpOnly.log.Count("logged in to server") == 2 },
+		func() string { return "the client without tcp proxies did not log in again within 5 s" })
+	if n := udpOnly.log.Count("stateless reset"); n != 1 {
+		t.Errorf("the client without tcp proxies logged %d stateless resets, want 1 (its keepalives must draw one):\n%s", n, grepLines(udpOnly.log.String(), "session ended", 5))
+	}
+	if n := srv2.out.Count("client logged in"); n != clients+1 {
+		t.Errorf("the new server saw %d logins, want %d (one per client)", n, clients+1)
 	}
 	if n := srv2.out.Count("server busy"); n != 0 {
 		t.Errorf("the new server turned %d logins or connections away as busy:\n%s", n, grepLines(srv2.out.String(), "server busy", 10))

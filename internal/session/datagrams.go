@@ -120,7 +120,25 @@ func appendFlowDatagram(buf []byte, id quic.StreamID, payload []byte) []byte {
 	return append(buf, payload...)
 }
 
+// keepaliveFlowID leads a keepalive datagram (SendKeepalive): the ID of the first
+// client-initiated unidirectional stream, which no xp2p session opens (they admit none), so it
+// never names a flow.
+const keepaliveFlowID quic.StreamID = 2
+
+// keepaliveDatagram is a keepalive's bytes: padded so that its packet is larger than quic-go's
+// threshold for answering an unknown connection with a stateless reset (43 bytes), which QUIC's
+// own PING packets are not: a restarted server resets a session at its next keepalive.
+var keepaliveDatagram = append(quicvarint.Append(nil, uint64(keepaliveFlowID)), make([]byte, 31)...)
+
+// SendKeepalive sends a datagram that the peer drops on arrival: it keeps the path's NAT
+// mappings and the connection's idle timer alive (the peer's ACK comes back) for less work on
+// both ends than a message on a stream and its answer.
+func (d *FlowDatagrams) SendKeepalive() error { return d.conn.SendDatagram(keepaliveDatagram) }
+
 func (d *FlowDatagrams) deliver(id quic.StreamID, payload []byte) {
+	if id == keepaliveFlowID {
+		return
+	}
 	d.mu.Lock()
 	f := d.flows[id]
 	if f == nil {

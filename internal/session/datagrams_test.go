@@ -185,3 +185,37 @@ func FuzzSplitFlowDatagram(f *testing.F) {
 		}
 	})
 }
+
+// TestKeepaliveDatagram: a keepalive is big enough for a restarted peer's stateless reset,
+// and the receiver drops it at once: it waits for no flow and counts as no datagram.
+func TestKeepaliveDatagram(t *testing.T) {
+	if n := len(keepaliveDatagram) + 1 + 4 + 1 + 16; n <= 43 {
+		t.Fatalf("a keepalive's packet has about %d bytes, want more than quic-go's 43 for a stateless reset", n)
+	}
+	vc, pc := quicPair(t)
+	v, p := NewFlowDatagrams(vc), NewFlowDatagrams(pc)
+	go p.Run(pc.Context())
+	for range 10 {
+		if err := v.SendKeepalive(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A flow datagram after them shows they were read.
+	pf := p.register(4)
+	pIn := incoming(pf)
+	if err := v.register(4).Send([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := recvWithin(t, pIn, 2*time.Second); !ok || string(b) != "after" {
+		t.Fatalf("datagram after the keepalives: %q, %v", b, ok)
+	}
+	if sent, received, dropped := p.Counts(); received != 1 || dropped != 0 || sent != 0 {
+		t.Errorf("receiver counted sent %d, received %d, dropped %d; want 0, 1, 0", sent, received, dropped)
+	}
+	p.mu.Lock()
+	held := p.pending.Len()
+	p.mu.Unlock()
+	if held != 0 {
+		t.Errorf("%d keepalives wait for a flow", held)
+	}
+}
