@@ -14,6 +14,10 @@
 //	P-A1    10.1.0.2, P-A2 10.1.0.3, ...                      hosts behind it
 //	P-natB  203.0.113.20 and 10.2.0.1/24; P-B1 10.2.0.2, ...
 //
+// A side marked Routable takes 192.0.3.N0 instead of 203.0.113.N0 on the same public segment
+// (every public host routes it there): routers such as miniupnpd refuse to map ports behind an
+// address of a documentation range, as they should (StartMiniUPnPd).
+//
 // NAT kinds follow ../shared/natlab.sh: easy (masquerade: endpoint-independent mapping with
 // port preservation, address-and-port-dependent filtering), sym (masquerade random: a new random
 // port per destination), symseq (symmetric with sequential ports: each new UDP flow gets the
@@ -84,6 +88,9 @@ type Side struct {
 	IPv6 bool
 	// NoIPv4 leaves the side's hosts with IPv6 only (it implies IPv6).
 	NoIPv4 bool
+	// Routable gives the NAT a public address outside the reserved ranges (192.0.3.N0, N the
+	// side's place from 1) that a router daemon checks for: see StartMiniUPnPd.
+	Routable bool
 }
 
 // Config describes a lab.
@@ -106,6 +113,7 @@ type Lab struct {
 	hosts6 map[string]string      // host name → IPv6 address (labs with IPv6)
 	wan6   []string               // hosts with an IPv6 address on the public segment
 	v6     bool                   // the lab has IPv6
+	wanDev map[string]string      // hosts on the public segment → their interface there
 }
 
 // StateDir is a state directory (the stateDir key of an xp2p config) for the lab's process
@@ -162,7 +170,7 @@ func New(t TB, cfg Config) *Lab {
 	Require(t)
 	id := make([]byte, 3)
 	rand.Read(id)
-	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}, links: map[string]*wan.Bridge{}, hosts6: map[string]string{}}
+	l := &Lab{t: t, prefix: "xl" + hex.EncodeToString(id) + "-", hosts: map[string]string{}, sides: map[string]Side{}, links: map[string]*wan.Bridge{}, hosts6: map[string]string{}, wanDev: map[string]string{}}
 	t.Cleanup(l.destroy)
 	if err := l.build(cfg); err != nil {
 		t.Fatalf("natlab: %v", err)
@@ -247,8 +255,34 @@ func (l *Lab) build(cfg Config) error {
 			}
 		}
 	}
+	if err := l.routeRoutable(cfg.Sides); err != nil {
+		return err
+	}
 	if l.v6 {
 		return l.route6(cfg.Sides)
+	}
+	return nil
+}
+
+// routableIP is the public address of the i-th side's NAT when the side is Routable.
+func routableIP(i int) string { return fmt.Sprintf("192.0.3.%d", 10*(i+1)) }
+
+// routeRoutable tells every other host on the public segment that a Routable NAT's address
+// is on the segment too (it lies outside the segment's 203.0.113.0/24).
+func (l *Lab) routeRoutable(sides []Side) error {
+	for _, s := range sides {
+		if !s.Routable || s.NAT == None {
+			continue
+		}
+		nat := "nat" + s.Name
+		for host, dev := range l.wanDev {
+			if host == nat {
+				continue
+			}
+			if err := run([]string{"ip", "-n", l.NS(host), "route", "add", l.hosts[nat] + "/32", "dev", dev}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -307,6 +341,7 @@ func (l *Lab) netns(names ...string) error {
 // attachPublic puts a host on the public segment with addr.
 func (l *Lab) attachPublic(host, addr string) error {
 	l.hosts[host] = addr
+	l.wanDev[host] = "eth0"
 	peer := "v-" + host
 	return run(
 		[]string{"ip", "link", "add", "eth0", "netns", l.NS(host), "type", "veth", "peer", "name", peer, "netns", l.NS("wan")},
@@ -343,22 +378,32 @@ func (l *Lab) buildSide(i int, s Side, udpTimeout time.Duration) error {
 	}
 	nat := "nat" + s.Name
 	pub := fmt.Sprintf("203.0.113.%d", 10*(i+1))
+	pubAddr := []string{"ip", "-n", l.NS(nat), "addr", "add", pub + "/24", "dev", "wan0"}
+	if s.Routable {
+		// Alone on the segment's prefix: an on-link route to the segment, from this address.
+		pub = routableIP(i)
+		pubAddr = []string{"ip", "-n", l.NS(nat), "addr", "add", pub + "/32", "dev", "wan0"}
+	}
 	lan := fmt.Sprintf("10.%d.0", i+1)
 	if err := l.netns(nat); err != nil {
 		return err
 	}
 	l.hosts[nat] = pub
+	l.wanDev[nat] = "wan0"
 	peer := "v-" + nat
 	cmds := [][]string{
 		{"ip", "link", "add", "wan0", "netns", l.NS(nat), "type", "veth", "peer", "name", peer, "netns", l.NS("wan")},
 		{"ip", "-n", l.NS("wan"), "link", "set", peer, "master", "br0"},
 		{"ip", "-n", l.NS("wan"), "link", "set", peer, "up"},
-		{"ip", "-n", l.NS(nat), "addr", "add", pub + "/24", "dev", "wan0"},
+		pubAddr,
 		{"ip", "-n", l.NS(nat), "link", "set", "wan0", "up"},
 		{"ip", "-n", l.NS(nat), "link", "add", "lan0", "type", "bridge"},
 		{"ip", "-n", l.NS(nat), "addr", "add", lan + ".1/24", "dev", "lan0"},
 		{"ip", "-n", l.NS(nat), "link", "set", "lan0", "up"},
 		{"ip", "netns", "exec", l.NS(nat), "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+	if s.Routable {
+		cmds = append(cmds, []string{"ip", "-n", l.NS(nat), "route", "add", "203.0.113.0/24", "dev", "wan0", "src", pub})
 	}
 	if udpTimeout > 0 {
 		secs := fmt.Sprint(int(udpTimeout.Seconds()))
