@@ -470,11 +470,16 @@ func (s *p2pSession) servePeerStream(st session.Stream) {
 	case *wire.PeerStream:
 		hdr = m
 	case *wire.TCPPath:
-		if _, onQUIC := session.StreamID(st); onQUIC && s.tcp.Load() == nil {
-			s.answerTCP(st, m)
+		if _, onQUIC := session.StreamID(st); !onQUIC {
+			st.Reset()
 			return
 		}
-		st.Reset()
+		// The visitor asks for a TCP path only when it has none: one we still hold is dead on
+		// its side (it noticed first), and goes.
+		if old := s.tcp.Load(); old != nil {
+			old.sess.Close("the visitor punches a new tcp path")
+		}
+		s.answerTCP(st, m)
 		return
 	default:
 		st.Reset()

@@ -27,8 +27,8 @@ import (
 //
 // The QUIC session stays: it carries the first bytes (relayed while punching), udp flows'
 // datagrams, and the streams opened while no TCP path is up. A stream never moves: new streams
-// take the TCP path once it is up; if it dies, its streams end with it and new streams go back
-// to QUIC.
+// take the TCP path once it is up; if it dies, its streams end with it, new streams go back to
+// QUIC, and the visitor punches a new TCP path (startTCP).
 //
 // Authentication: the TCP path is the QUIC session's, which both ends already proved (the
 // secretKey proof, bound to QUIC's TLS session). Each end proves over the new TLS session that
@@ -130,7 +130,19 @@ func (s *p2pSession) punchContext(d time.Duration) (context.Context, context.Can
 	return ctx, cancel
 }
 
-// startTCP begins punching a TCP path (visitor side, once the session is ready).
+// Re-punching (visitor side): a TCP path that dies (a NAT that dropped its mapping, a reset, a
+// peer's network change) is punched again, its streams ending with it and new streams on QUIC
+// meanwhile; a punch that fails is tried again later, backing off, and given up after
+// tcpPunchTries failures in a row (a pair whose NATs will not let TCP through costs five tries,
+// and an attacker in the way of the TCP leg, who can never prove the session, no more).
+const (
+	tcpPunchTries    = 5
+	tcpRepunchDelay  = time.Second // after a path died
+	tcpRetryFirstGap = 2 * time.Second
+)
+
+// startTCP keeps a TCP path up (visitor side, once the session is ready): it punches one, waits
+// for it to die, and punches again, until the session ends or the punches keep failing.
 func (s *p2pSession) startTCP() {
 	if !s.tcpWanted() {
 		return
@@ -138,49 +150,74 @@ func (s *p2pSession) startTCP() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		ctx, cancel := s.punchContext(tcpPunchTimeout + 5*time.Second)
-		defer cancel()
-		if err := s.punchTCP(ctx); err != nil {
-			s.log.Info("no direct tcp path", "err", err)
+		failures, wait := 0, time.Duration(0)
+		for {
+			if wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-s.done:
+					return
+				case <-s.m.c.ctx.Done():
+					return
+				}
+			}
+			ctx, cancel := s.punchContext(tcpPunchTimeout + 5*time.Second)
+			tp, err := s.punchTCP(ctx)
+			cancel()
+			if err != nil {
+				failures++
+				s.log.Info("no direct tcp path", "err", err, "tries", failures)
+				if failures >= tcpPunchTries {
+					return
+				}
+				wait = tcpRetryFirstGap << (failures - 1)
+				continue
+			}
+			select {
+			case <-tp.sess.Done():
+			case <-s.done:
+				return
+			}
+			failures, wait = 0, tcpRepunchDelay
 		}
 	}()
 }
 
 // punchTCP is the visitor's side: offer our addresses on a new stream of the session, read the
 // provider's, punch, and bring the path up.
-func (s *p2pSession) punchTCP(ctx context.Context) error {
+func (s *p2pSession) punchTCP(ctx context.Context) (*tcpPath, error) {
 	conn := s.conn.Load()
 	if conn == nil {
-		return errors.New("session not connected")
+		return nil, errors.New("session not connected")
 	}
 	p, err := traversal.ListenTCPPunch(s.punchNetwork())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer p.Close()
 	qs, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st := session.QUICStream(qs)
 	defer st.Close()
 	if err := wire.Write(st, &wire.TCPPath{Addrs: s.tcpCandidates(p.Port())}); err != nil {
-		return err
+		return nil, err
 	}
 	st.SetReadDeadline(time.Now().Add(tcpPunchTimeout))
 	answer, err := wire.ReadAs[*wire.TCPPath](st)
 	if err != nil {
-		return fmt.Errorf("provider's tcp addresses: %w", err)
+		return nil, fmt.Errorf("provider's tcp addresses: %w", err)
 	}
 	peers := s.peerTCPAddr(answer)
 	if len(peers) == 0 {
-		return errors.New("the provider punches no tcp path")
+		return nil, errors.New("the provider punches no tcp path")
 	}
 	pctx, cancel := context.WithTimeout(ctx, tcpPunchTimeout)
 	defer cancel()
 	tc, err := p.Connect(pctx, peers)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return s.upgradeTCP(ctx, tc)
 }
@@ -207,7 +244,7 @@ func (s *p2pSession) answerTCP(st session.Stream, offer *wire.TCPPath) {
 	defer cancel()
 	tc, err := p.Connect(ctx, s.peerTCPAddr(offer))
 	if err == nil {
-		err = s.upgradeTCP(ctx, tc)
+		_, err = s.upgradeTCP(ctx, tc)
 	}
 	if err != nil {
 		s.log.Info("no direct tcp path", "err", err)
@@ -216,12 +253,12 @@ func (s *p2pSession) answerTCP(st session.Stream, offer *wire.TCPPath) {
 
 // upgradeTCP runs TLS and the mutual proof on a punched connection, then yamux, and makes it
 // the session's path for new streams.
-func (s *p2pSession) upgradeTCP(ctx context.Context, tc *net.TCPConn) error {
+func (s *p2pSession) upgradeTCP(ctx context.Context, tc *net.TCPConn) (*tcpPath, error) {
 	c := s.m.c
 	conn := s.conn.Load()
 	if conn == nil {
 		tc.Close()
-		return errors.New("session not connected")
+		return nil, errors.New("session not connected")
 	}
 	tc.SetKeepAlivePeriod(15 * time.Second) // also keeps both NATs' mappings
 	if cc := os.Getenv("XP2P_TCP_CONGESTION"); cc != "" {
@@ -233,7 +270,7 @@ func (s *p2pSession) upgradeTCP(ctx context.Context, tc *net.TCPConn) error {
 	} else {
 		tlsConn = tls.Server(tc, c.peerServerTLS)
 	}
-	fail := func(err error) error { tlsConn.Close(); return err }
+	fail := func(err error) (*tcpPath, error) { tlsConn.Close(); return nil, err }
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := tlsConn.HandshakeContext(hctx); err != nil {
@@ -302,7 +339,7 @@ func (s *p2pSession) upgradeTCP(ctx context.Context, tc *net.TCPConn) error {
 			}
 		}()
 	}
-	return nil
+	return tp, nil
 }
 
 // setCongestion sets a TCP connection's congestion control (TCP_CONGESTION; Linux).
