@@ -43,6 +43,11 @@ type options struct {
 	// real paths: seconds a throughput figure may take, and the quick run's fewer repetitions.
 	pathSecs int
 	pathReps int
+	// tailscale: build Tailscale and measure it beside xp2p (p2p and real paths sections).
+	tailscale bool
+	// pathCases and pathSystems keep only these real-path cases and columns (keys, names;
+	// empty: all).
+	pathCases, pathSystems string
 }
 
 // systems are the implementations compared: frp first, so that xp2p never has a warm cache
@@ -58,9 +63,12 @@ func main() {
 	mib := flag.Int("mib", 256, "MiB moved by each throughput figure")
 	flag.StringVar(&o.out, "out", "bench/results", "folder for results.md and the plots")
 	verbose := flag.Bool("v", false, "log the lab's steps")
-	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults,paths,web)")
+	flag.StringVar(&o.only, "only", "", "run only these sections (comma-separated: tcp,p2p,matrix,memory,faults,paths,web,udp)")
 	flag.IntVar(&o.pathSecs, "pathsecs", pathMaxSecond, "real paths: the most seconds one throughput figure may take")
 	flag.IntVar(&o.pathReps, "pathreps", 7, "real paths: repetitions of each TCP figure (P2P figures need 7 or more)")
+	flag.BoolVar(&o.tailscale, "tailscale", true, "measure Tailscale "+tailscaleVersion+" too (built through the Go module proxy, with a control plane in the lab)")
+	flag.StringVar(&o.pathCases, "pathcases", "", "real paths: only these cases (comma-separated: 20ms,20ms-loss,80ms,80ms-loss,home)")
+	flag.StringVar(&o.pathSystems, "pathsystems", "", `real paths: only these columns (comma-separated names, e.g. "direct TCP,frp xtcp,xp2p")`)
 	flag.Parse()
 	o.rtts, o.connFor, o.proxyCounts = 2000, 2*time.Second, []int{1, 100, 1000}
 	o.faultClients, o.faultIdle, o.faultReps = []int{100, 200}, 60*time.Second, 2
@@ -107,6 +115,15 @@ func benchmark(o *options) int {
 		return 1
 	}
 	bins.frps, bins.frpc = filepath.Join(dir, "frps"), filepath.Join(dir, "frpc")
+	var tsNote string
+	if o.tailscale && (listed(o.only, "p2p") || listed(o.only, "paths")) {
+		p.set("building tailscale %s (go module proxy; cached in %s)", tailscaleVersion, cache)
+		if dir, err := buildTailscale(cache); err != nil {
+			tsNote = fmt.Sprintf("Tailscale left out: %v", err)
+		} else {
+			bins.tailscaled, bins.tailscale, bins.tscontrol = filepath.Join(dir, "tailscaled"), filepath.Join(dir, "tailscale"), filepath.Join(dir, "tscontrol")
+		}
+	}
 	p.set("building xp2p")
 	if err := run("build", o.logw, func(t *step) { bins.xp2p = natlab.Binary(t) }); err != nil {
 		p.done()
@@ -115,7 +132,10 @@ func benchmark(o *options) int {
 	}
 
 	rep := &report{opts: o, started: started}
-	want := func(s string) bool { return o.only == "" || strings.Contains(","+o.only+",", ","+s+",") }
+	if tsNote != "" {
+		rep.notes = append(rep.notes, tsNote)
+	}
+	want := func(s string) bool { return listed(o.only, s) }
 	if want("tcp") {
 		rep.classic, rep.classicErr = classic(o, bins, p)
 	}
@@ -137,6 +157,9 @@ func benchmark(o *options) int {
 	if want("web") {
 		rep.web, rep.webErr = webVhost(o, bins, p)
 	}
+	if want("udp") {
+		rep.udp, rep.udpErr = udpLoss(o, bins, p)
+	}
 	p.set("writing %s", o.out)
 	md := rep.markdown()
 	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md), 0o644); err != nil {
@@ -155,6 +178,11 @@ func benchmark(o *options) int {
 		return 1
 	}
 	return 0
+}
+
+// listed reports whether name is in the comma-separated list, or the list is empty.
+func listed(list, name string) bool {
+	return list == "" || strings.Contains(","+list+",", ","+name+",")
 }
 
 // progress keeps one status line on a terminal.

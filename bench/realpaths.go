@@ -4,7 +4,6 @@ package main
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 // two sides, direct or through the server alike, the random loss each way, and the rates of a
 // home case.
 type pathCase struct {
+	key        string // for -pathcases
 	name       string
 	rtt        time.Duration
 	loss       float64 // on the provider's link, each way: every path crosses it once
@@ -30,11 +30,11 @@ type pathCase struct {
 }
 
 var pathCases = []pathCase{
-	{name: "20 ms, 0 %", rtt: 20 * time.Millisecond},
-	{name: "20 ms, 0.5 %", rtt: 20 * time.Millisecond, loss: 0.005},
-	{name: "80 ms, 0 %", rtt: 80 * time.Millisecond},
-	{name: "80 ms, 0.5 %", rtt: 80 * time.Millisecond, loss: 0.005},
-	{name: "home: 20 ms, provider up 50, server 20 Mbit/s", rtt: 20 * time.Millisecond, providerUp: 50e6, serverRate: 20e6},
+	{key: "20ms", name: "20 ms, 0 %", rtt: 20 * time.Millisecond},
+	{key: "20ms-loss", name: "20 ms, 0.5 %", rtt: 20 * time.Millisecond, loss: 0.005},
+	{key: "80ms", name: "80 ms, 0 %", rtt: 80 * time.Millisecond},
+	{key: "80ms-loss", name: "80 ms, 0.5 %", rtt: 80 * time.Millisecond, loss: 0.005},
+	{key: "home", name: "home: 20 ms, provider up 50, server 20 Mbit/s", rtt: 20 * time.Millisecond, providerUp: 50e6, serverRate: 20e6},
 }
 
 // apply shapes the lab's links for the case: each side's link adds a quarter of the round trip
@@ -47,7 +47,7 @@ func (c pathCase) apply(l *natlab.Lab) {
 }
 
 // The systems of the real-paths section, in the columns' order.
-var pathSystems = []string{"direct TCP", "direct TCP cubic", "frp tcp", "xp2p tcp", "frp xtcp", "xp2p", "xp2p cubic"}
+var pathSystems = []string{"direct TCP", "direct TCP cubic", "frp tcp", "xp2p tcp", "frp xtcp", "tailscale", "xp2p", "xp2p cubic"}
 
 // xp2pCubic: a second xp2p provider and its visitors run with cubic as their TCP path's
 // congestion control (XP2P_TCP_CONGESTION), to report both kernels' choices.
@@ -70,9 +70,7 @@ const (
 
 // realPaths measures the real-paths section: for every path case, each system's throughput up
 // and down (256 MiB or pathSecs, whichever ends first), its CPU per GB moved (all its processes)
-// and the time to the first byte of a new connection (P2P: of a fresh visitor's new session);
-// then iperf3 -u through the udp proxies and services at 100, 300 and 500 Mbit/s on the clean
-// 20 ms path.
+// and the time to the first byte of a new connection (P2P: of a fresh visitor's new session).
 func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 	res := newResults()
 	err := run("real paths", o.logw, func(t *step) {
@@ -86,25 +84,28 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 		l.NFT("natP", fmt.Sprintf(`table ip benchfwd {
   chain pre {
     type nat hook prerouting priority -101;
-    iifname "wan0" tcp dport { %d, %d, %d } dnat to %s
-    iifname "wan0" udp dport %d dnat to %s
+    iifname "wan0" tcp dport { %d, %d } dnat to %s
   }
-}`, servicePort, cubicPort, iperfPort, l.IP("P1"), iperfPort, l.IP("P1")))
-		iperf := natlab.Tool(t, "iperf3", "iperf3")
-		l.Start("P1", "iperf3-server", iperf, "-s", "-p", fmt.Sprint(iperfPort))
+}`, servicePort, cubicPort, l.IP("P1")))
 
 		procs := map[string][]int{} // system → the pids whose CPU it costs
 		providers := map[string]*natlab.Proc{}
 		servers := map[string]*natlab.Proc{}
 		for _, s := range o.systems(bins) {
 			servers[s.name] = s.startServer(t, l)
-			cfg := s.clientConfig("") + s.tcpProxies(1, s.remotePort()) + s.p2pProvider() + s.iperfProviders()
+			cfg := s.clientConfig("") + s.tcpProxies(1, s.remotePort()) + s.p2pProvider()
 			providers[s.name] = s.startClient(t, l, "P1", s.name+"-provider", cfg)
 		}
 		cubicProvider := l.Start("P1", "xp2p-cubic-provider", "env", cubicEnv, bins.xp2p, "client", "-c", natlab.WriteFile(t, "xp2p-cubic-provider.toml",
 			system{name: "xp2p"}.clientConfig("")+fmt.Sprintf("[[proxies]]\nname = \"p2pc\"\ntype = \"xp2p\"\nsecretKey = %q\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\n", secret, servicePort)))
 		cubicProvider.WaitLog("logged in to server", 15*time.Second)
 		time.Sleep(time.Second) // proxies and services registered
+		var ts *tailnet
+		var tsProvider *tsNode
+		if bins.tailscaled != "" && listed(o.pathSystems, "tailscale") {
+			ts = startTailnet(t, l, bins)
+			tsProvider = ts.node(t, "P1", "ts-provider")
+		}
 		procs["frp tcp"] = []int{servers["frp"].PID(), providers["frp"].PID()}
 		procs["xp2p tcp"] = []int{servers["xp2p"].PID(), providers["xp2p"].PID()}
 		nat := l.NATIP("P")
@@ -116,15 +117,28 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 		}
 		reps := o.pathReps
 		for _, pc := range pathCases {
+			if !listed(o.pathCases, pc.key) {
+				continue
+			}
 			pc.apply(l)
 			limit := time.Duration(o.pathSecs) * time.Second
 			for rep := range reps {
 				for i := range pathSystems {
 					name := pathSystems[(i+rep)%len(pathSystems)]
+					if !listed(o.pathSystems, name) || name == "tailscale" && ts == nil {
+						continue
+					}
 					p.set("real paths: %s, %s, rep %d/%d", pc.name, name, rep+1, reps)
 					d, pids := targets[name], procs[name]
 					var visitor *natlab.Proc
+					var tsVisitor *tsNode
 					switch name {
+					case "tailscale":
+						tsVisitor = ts.node(t, "V1", fmt.Sprintf("ts-visitor-%d", rep))
+						peer := tsProvider.ip4(t)
+						tsVisitor.waitPeer(t, peer)
+						d = dialer{lab: l, host: "V1", addr: fmt.Sprintf("%s:%d", peer, servicePort)}
+						pids = []int{ts.control.PID(), tsProvider.pid(), tsVisitor.pid()}
 					case "frp xtcp", "xp2p":
 						s := system{name: "xp2p", bins: bins}
 						if name == "frp xtcp" {
@@ -149,6 +163,11 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 						t.Fatalf("%s, %s: first byte: %v", pc.name, name, err)
 					}
 					res.add(pc.name+": time to first byte", name, ttfb)
+					if tsVisitor != nil {
+						if _, ok := tsVisitor.waitDirect(tsProvider.ip4(t), 15*time.Second); !ok {
+							res.notes = append(res.notes, fmt.Sprintf("%s, tailscale rep %d: no direct path (DERP figures)", pc.name, rep+1))
+						}
+					}
 					if visitor != nil {
 						// Throughput is the direct path's: wait for it (frp's hole, or xp2p's lock).
 						s := system{name: "xp2p"}
@@ -183,146 +202,14 @@ func realPaths(o *options, bins *binaries, p *progress) (*results, error) {
 					if visitor != nil {
 						visitor.Stop()
 					}
+					if tsVisitor != nil {
+						tsVisitor.stop()
+					}
 				}
 			}
 		}
-		udpLoss(t, l, o, bins, res, p, iperf)
 	})
 	return res, err
-}
-
-// udpRates are the offered rates of the udp rows, Mbit/s.
-var udpRates = []int{100, 300, 500}
-
-// udpSystems are the udp rows' columns: iperf3 direct through both NATs, through frp's and
-// xp2p's classic udp proxy (control over their tcp proxy), and over frp's sudp and an xp2p udp
-// service (control over an stcp visitor and an xp2p tcp service).
-var udpSystems = []string{"direct UDP", "frp udp", "xp2p udp", "frp sudp", "xp2p udp service"}
-
-// udpLoss runs iperf3 -u from the visitor's host to the provider's on the clean 20 ms path and
-// records the datagrams lost (receiver side) at each rate.
-func udpLoss(t *step, l *natlab.Lab, o *options, bins *binaries, res *results, p *progress, iperf string) {
-	pathCases[0].apply(l)
-	frpV := system{name: "frp", bins: bins}
-	xV := system{name: "xp2p", bins: bins}
-	fv := frpV.startClient(t, l, "V1", "frp-udp-visitor", frpV.clientConfig("")+frpV.iperfVisitors())
-	fv.WaitLog("start visitor success", 10*time.Second)
-	xV.startClient(t, l, "V1", "xp2p-udp-visitor", xV.clientConfig("")+xV.iperfVisitors())
-	targets := map[string][2]string{ // host:port of the iperf3 server as the client sees it
-		"direct UDP":       {l.NATIP("P"), fmt.Sprint(iperfPort)},
-		"frp udp":          {natlab.ServerIP, fmt.Sprint(frpIperf)},
-		"xp2p udp":         {natlab.ServerIP, fmt.Sprint(xp2pIperf)},
-		"frp sudp":         {"127.0.0.1", fmt.Sprint(frpSUDPPort)},
-		"xp2p udp service": {"127.0.0.1", fmt.Sprint(xp2pIperfP2P)},
-	}
-	secs := fmt.Sprint(min(o.pathSecs, 3))
-	for rep := range min(o.reps, o.pathReps) {
-		for _, rate := range udpRates {
-			for _, name := range udpSystems {
-				p.set("real paths: iperf3 -u %d Mbit/s, %s, rep %d/%d", rate, name, rep+1, o.reps)
-				tgt := targets[name]
-				out, err := l.Exec("V1", iperf, "-c", tgt[0], "-p", tgt[1], "-u", "-b", fmt.Sprintf("%dM", rate),
-					"-l", "1200", "-t", secs, "-J", "--connect-timeout", "5000")
-				lost, perr := iperfLoss(out)
-				if err != nil || perr != nil {
-					res.notes = append(res.notes, fmt.Sprintf("iperf3 -u %d Mbit/s over %s: %v %v", rate, name, err, perr))
-					continue
-				}
-				res.add(fmt.Sprintf("udp %d Mbit/s: datagrams lost", rate), name, lost)
-				time.Sleep(500 * time.Millisecond) // let the flows' queues drain
-			}
-		}
-	}
-}
-
-// iperfLoss reads the receiver's loss in percent from iperf3's JSON output.
-func iperfLoss(out string) (float64, error) {
-	var r struct {
-		End struct {
-			Sum struct {
-				LostPercent float64 `json:"lost_percent"`
-				Packets     int     `json:"packets"`
-			} `json:"sum"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %v: %.200s", err, out)
-	}
-	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
-	}
-	if r.End.Sum.Packets == 0 {
-		return 0, fmt.Errorf("iperf3 sent nothing")
-	}
-	return r.End.Sum.LostPercent, nil
-}
-
-// iperfProviders publishes the iperf3 server: classic tcp+udp proxies on one remote port, and
-// P2P services (frp: stcp + sudp; xp2p: a tcp and a udp xp2p service).
-func (s system) iperfProviders() string {
-	remote, p2pType, p2pUDP := xp2pIperf, "xp2p", `protocol = "udp"`+"\n"
-	tcpP2P := "xp2p"
-	if s.name == "frp" {
-		remote, p2pType, p2pUDP, tcpP2P = frpIperf, "sudp", "", "stcp"
-	}
-	return fmt.Sprintf(`
-[[proxies]]
-name = "iperf-ctl"
-type = "tcp"
-localIP = "127.0.0.1"
-localPort = %[1]d
-remotePort = %[2]d
-
-[[proxies]]
-name = "iperf-udp"
-type = "udp"
-localIP = "127.0.0.1"
-localPort = %[1]d
-remotePort = %[2]d
-
-[[proxies]]
-name = "iperf-p2p-ctl"
-type = %[5]q
-secretKey = %[3]q
-localIP = "127.0.0.1"
-localPort = %[1]d
-
-[[proxies]]
-name = "iperf-p2p"
-type = %[4]q
-secretKey = %[3]q
-localIP = "127.0.0.1"
-localPort = %[1]d
-%[6]s
-`, iperfPort, remote, secret, p2pType, tcpP2P, p2pUDP)
-}
-
-// iperfVisitors binds the P2P iperf3 services on the visitor's host, tcp and udp on one port.
-func (s system) iperfVisitors() string {
-	port, p2pType, tcpP2P := xp2pIperfP2P, "xp2p", "xp2p"
-	udp := `protocol = "udp"`
-	if s.name == "frp" {
-		port, p2pType, tcpP2P, udp = frpSUDPPort, "sudp", "stcp", ""
-	}
-	return fmt.Sprintf(`
-[[visitors]]
-name = "iperf-ctl-v"
-type = %[4]q
-serverName = "iperf-p2p-ctl"
-secretKey = %[2]q
-bindAddr = "127.0.0.1"
-bindPort = %[1]d
-
-[[visitors]]
-name = "iperf-v"
-type = %[3]q
-serverName = "iperf-p2p"
-secretKey = %[2]q
-bindAddr = "127.0.0.1"
-bindPort = %[1]d
-%[5]s
-`, port, secret, p2pType, tcpP2P, udp)
 }
 
 // serveWith serves the bench protocol; cc, if set, is every accepted connection's congestion
@@ -440,7 +327,7 @@ func pathRows(kind string) []string {
 func pathTables(res *results) []*Table {
 	med := func(row, sys string) float64 { return res.get(row, sys).Median() }
 	cols := append([]string{"path", "unit"}, pathSystems...)
-	cols = append(cols, "xp2p / direct TCP", "xp2p / frp xtcp", "xp2p / xp2p tcp", "xp2p tcp / frp tcp")
+	cols = append(cols, "xp2p / direct TCP", "xp2p / frp xtcp", "xp2p / tailscale", "xp2p / xp2p tcp", "xp2p tcp / frp tcp")
 	table := func(title, note, kind, unit string) *Table {
 		t := &Table{Title: title, Note: note, Columns: cols}
 		for _, row := range pathRows(kind) {
@@ -449,7 +336,8 @@ func pathTables(res *results) []*Table {
 				cells = append(cells, formatSample(res.get(row, sys)))
 			}
 			cells = append(cells, formatRatio(Ratio(med(row, "xp2p"), med(row, "direct TCP"))),
-				formatRatio(Ratio(med(row, "xp2p"), med(row, "frp xtcp"))), formatRatio(Ratio(med(row, "xp2p"), med(row, "xp2p tcp"))),
+				formatRatio(Ratio(med(row, "xp2p"), med(row, "frp xtcp"))), formatRatio(Ratio(med(row, "xp2p"), med(row, "tailscale"))),
+				formatRatio(Ratio(med(row, "xp2p"), med(row, "xp2p tcp"))),
 				formatRatio(Ratio(med(row, "xp2p tcp"), med(row, "frp tcp"))))
 			t.Add(cells...)
 		}
@@ -459,26 +347,15 @@ func pathTables(res *results) []*Table {
 		"path and the path through the server have the same round trip); the loss is on the provider's link, each way; " +
 		"the home case caps the provider's uplink and the server's link. direct TCP: the service forwarded on the provider's " +
 		"NAT, through both NATs (the kernel's default congestion control, bbr here; cubic: TCP_CONGESTION on both ends). " +
-		"P2P: a fresh visitor each repetition, measured on its direct path (xp2p: its direct TCP path; xp2p cubic: the same with cubic on that path's sockets, XP2P_TCP_CONGESTION)."
+		"P2P: a fresh visitor each repetition, measured on its direct path (xp2p: its direct TCP path; xp2p cubic: the same with cubic on that path's sockets, XP2P_TCP_CONGESTION; " +
+		"tailscale: a fresh tailscaled node with a TUN device, once the provider is in its map, its first connection; CPU: its control plane and both nodes)."
 	out := []*Table{
 		table("6. Real paths: one stream, throughput", paths+" Each figure: 256 MiB or the time limit, whichever ends first.", "down", "Mbit/s"),
 		table("6b. Real paths: one stream, upload", "", "up", "Mbit/s"),
 		table("6c. Real paths: CPU per GB moved (all the system's processes: server, provider, visitor)", "", "CPU per GB", "CPU-s/GB"),
 		table("6d. Real paths: time to the first byte of a new connection (P2P: of a new session)", "", "time to first byte", "ms"),
 	}
-	u := &Table{Title: "6e. Real paths: iperf3 -u, visitor host → provider host, 20 ms, no loss on the path",
-		Note: "Datagrams lost (%, the receiver's count), 1200-byte datagrams. Classic: a udp proxy through the server (iperf3's " +
-			"control over a tcp proxy on the same port); P2P: frp's sudp (control over stcp) and an xp2p udp service (control over " +
-			"an xp2p tcp service).", Columns: append([]string{"offered", "unit"}, udpSystems...)}
-	for _, rate := range udpRates {
-		row := fmt.Sprintf("udp %d Mbit/s: datagrams lost", rate)
-		cells := []string{fmt.Sprintf("%d Mbit/s", rate), "%"}
-		for _, sys := range udpSystems {
-			cells = append(cells, formatSample(res.get(row, sys)))
-		}
-		u.Add(cells...)
-	}
-	return append(out, u)
+	return out
 }
 
 // pathSummary is the terminal's lines of the real-paths section.

@@ -44,15 +44,16 @@ func (t *Table) Markdown() string {
 
 // report is everything one run measured.
 type report struct {
-	opts                                                       *options
-	started                                                    time.Time
-	classic, p2p, memory, faults, paths, web                   *results
-	classicErr, p2pErr, memoryErr, faultsErr, pathsErr, webErr error
-	matrix                                                     map[[2]string]map[string]matrixCell
+	opts                                                               *options
+	started                                                            time.Time
+	notes                                                              []string
+	classic, p2p, memory, faults, paths, web, udp                      *results
+	classicErr, p2pErr, memoryErr, faultsErr, pathsErr, webErr, udpErr error
+	matrix                                                             map[[2]string]map[string]matrixCell
 }
 
 func (r *report) failed() bool {
-	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil || r.pathsErr != nil || r.webErr != nil
+	return r.classicErr != nil || r.p2pErr != nil || r.memoryErr != nil || r.faultsErr != nil || r.pathsErr != nil || r.webErr != nil || r.udpErr != nil
 }
 
 // markdown is the whole report.
@@ -67,12 +68,15 @@ func (r *report) markdown() string {
 	for _, t := range r.tables() {
 		b.WriteString(t.Markdown())
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr, r.udpErr} {
 		if e != nil {
 			fmt.Fprintf(&b, "**Failed:** %v\n\n", e)
 		}
 	}
-	for _, res := range []*results{r.p2p, r.faults, r.paths} {
+	for _, n := range r.notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	for _, res := range []*results{r.p2p, r.faults, r.paths, r.udp} {
 		if res != nil {
 			for _, n := range res.notes {
 				fmt.Fprintf(&b, "- %s\n", n)
@@ -115,13 +119,18 @@ func (r *report) tables() []*Table {
 		webTable = t
 	}
 	if r.p2p != nil && len(r.p2p.samples) > 0 {
-		t := &Table{Title: "2. P2P in easy × easy: frp xtcp and xp2p",
-			Note:    "A fresh visitor process for each repetition: the first byte opens a new session. direct TCP: visitor host to the server host.",
-			Columns: []string{"figure", "unit", "direct TCP", "frp xtcp", "xp2p", "xp2p / frp", "xp2p / direct"}}
+		t := &Table{Title: "2. P2P in easy × easy: frp xtcp, Tailscale and xp2p",
+			Note: "A fresh visitor process for each repetition: the first byte opens a new session (Tailscale: a fresh tailscaled, " +
+				"a new node of the tailnet, up and with the provider in its map; its first connection to the provider). direct TCP: " +
+				"visitor host to the server host. Tailscale " + tailscaleVersion + ": tailscaled with a TUN device, its control plane, " +
+				"DERP and STUN on the server host (tailscale.com's testcontrol).",
+			Columns: []string{"figure", "unit", "direct TCP", "frp xtcp", "tailscale", "xp2p", "xp2p / frp", "xp2p / tailscale", "xp2p / direct"}}
 		for _, row := range p2pRows {
 			c := r.p2p
 			t.Add(row.name, row.unit, formatSample(c.get(row.name, "direct TCP")), formatSample(c.get(row.name, "frp")),
-				formatSample(c.get(row.name, "xp2p")), formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "frp"))),
+				formatSample(c.get(row.name, "tailscale")), formatSample(c.get(row.name, "xp2p")),
+				formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "frp"))),
+				formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "tailscale"))),
 				formatRatio(Ratio(med(c, row.name, "xp2p"), med(c, row.name, "direct TCP"))))
 		}
 		out = append(out, t)
@@ -185,6 +194,9 @@ func (r *report) tables() []*Table {
 	}
 	if webTable != nil {
 		out = append(out, webTable)
+	}
+	if r.udp != nil && len(r.udp.samples) > 0 {
+		out = append(out, udpTables(r.udp)...)
 	}
 	return out
 }
@@ -270,7 +282,7 @@ func (r *report) summary() string {
 	if r.paths != nil {
 		b.WriteString(pathSummary(r.paths))
 	}
-	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr} {
+	for _, e := range []error{r.classicErr, r.p2pErr, r.memoryErr, r.faultsErr, r.pathsErr, r.webErr, r.udpErr} {
 		if e != nil {
 			fmt.Fprintf(&b, " FAILED: %v\n", e)
 		}

@@ -173,6 +173,13 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 		for _, s := range systems {
 			pids[s.name] = append(pids[s.name], s.startClient(t, l, "P1", s.name+"-provider", s.clientConfig("")+s.p2pProvider()).PID())
 		}
+		var ts *tailnet
+		var tsProvider *tsNode
+		if bins.tailscaled != "" {
+			serve(l, "P1", fmt.Sprintf("0.0.0.0:%d", tsServicePort))
+			ts = startTailnet(t, l, bins)
+			tsProvider = ts.node(t, "P1", "ts-provider")
+		}
 		time.Sleep(500 * time.Millisecond) // services registered
 		direct := dialer{lab: l, host: "V1", addr: fmt.Sprintf("%s:%d", natlab.ServerIP, servicePort)}
 		for rep := range o.reps {
@@ -230,6 +237,10 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 				res.add("round trip p50 (32 B)", s.name, p50)
 				v.Stop()
 			}
+			if ts != nil {
+				p.set("p2p easy×easy: tailscale, rep %d/%d", rep+1, o.reps)
+				tailscaleP2P(t, o, res, ts, tsProvider, rep)
+			}
 			p.set("p2p easy×easy: direct TCP baseline, rep %d/%d", rep+1, o.reps)
 			for _, dir := range []struct {
 				up   bool
@@ -252,6 +263,47 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 		}
 	})
 	return res, err
+}
+
+// tailscaleP2P measures one repetition of section 2 for Tailscale: a fresh visitor node, its
+// first connection to the provider (time to first byte and to the direct path), then the
+// figures on its direct path.
+func tailscaleP2P(t *step, o *options, res *results, ts *tailnet, provider *tsNode, rep int) {
+	v := ts.node(t, "V1", fmt.Sprintf("ts-visitor-%d", rep))
+	defer v.stop()
+	peer := provider.ip4(t)
+	v.waitPeer(t, peer)
+	d := dialer{lab: ts.l, host: "V1", addr: fmt.Sprintf("%s:%d", peer, tsServicePort)}
+	dialed := time.Now()
+	ttfb, err := d.firstByte()
+	if err != nil {
+		t.Fatalf("tailscale first byte: %v", err)
+	}
+	res.add("time to first byte (new session)", "tailscale", ttfb)
+	if at, ok := v.waitDirect(peer, 15*time.Second); ok {
+		res.add("time to direct path", "tailscale", float64(at.Sub(dialed).Microseconds())/1e3)
+	} else {
+		res.notes = append(res.notes, fmt.Sprintf("tailscale rep %d: no direct path in easy × easy (DERP figures)", rep+1))
+	}
+	procs := []int{ts.control.PID(), provider.pid(), v.pid()}
+	cpu0 := cpuSeconds(procs...)
+	for _, dir := range []struct {
+		up   bool
+		name string
+	}{{false, "down"}, {true, "up"}} {
+		g, err := d.throughput(o.bytes, 1, dir.up)
+		if err != nil {
+			t.Fatalf("tailscale p2p %s: %v", dir.name, err)
+		}
+		res.add("throughput, 1 stream, "+dir.name, "tailscale", g)
+	}
+	res.add("CPU per GB moved (server, provider, visitor)", "tailscale", (cpuSeconds(procs...)-cpu0)/(2*float64(o.bytes)/1e9))
+	rtts, err := d.rtt(o.rtts)
+	if err != nil {
+		t.Fatalf("tailscale round trips: %v", err)
+	}
+	p50, _ := percentiles(rtts)
+	res.add("round trip p50 (32 B)", "tailscale", p50)
 }
 
 // matrixKinds are the NAT kinds of section 3, on each side.

@@ -34,6 +34,9 @@ type system struct {
 
 type binaries struct {
 	xp2p, frps, frpc string
+	// tailscaled, tailscale and tscontrol: empty when Tailscale is left out (-tailscale=false,
+	// or its build failed: the report says so).
+	tailscaled, tailscale, tscontrol string
 }
 
 // startServer runs the system's server on the lab's server host.
