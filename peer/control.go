@@ -261,7 +261,7 @@ func (l *serverLink) connectOnce() (served bool, err error) {
 		QUIC:      c.controlQUICConfig(),
 		Yamux:     session.YamuxConfig(c.cfg.HeartbeatInterval()),
 		Protocol:  c.cfg.Transport.Protocol,
-		TCPDelay:  time.Second,
+		TCPDelay:  l.tcpDelay(),
 		Failed: func(err error, stillTrying string) {
 			args := []any{"server", l.ep.Addr, "err", err, "still_trying", stillTrying}
 			if errors.Is(err, syscall.ECONNREFUSED) {
@@ -290,6 +290,7 @@ func (l *serverLink) connectOnce() (served bool, err error) {
 		return false, err
 	}
 	l.confirmIdentity()
+	l.quicWorked.Store(sess.Transport() == session.TransportQUIC)
 	cancel()
 	return true, l.serve(ctl)
 }

@@ -39,6 +39,26 @@ type serverLink struct {
 	// ticket is the server's login ticket from the last login (nil: none yet): later logins
 	// prove it, which lets them past the limit on failed logins of a shared address.
 	ticket atomic.Pointer[wire.Ticket]
+	// quicWorked: a QUIC session to this server logged in before, so UDP gets through (see
+	// quicHeadStart).
+	quicWorked atomic.Bool
+}
+
+// QUIC's head start before an "auto" dial tries TCP too: a second at first, longer once QUIC
+// has worked with this server. After a restart every client logs in at once and the server's
+// QUIC handshakes may take more than a second; the clients would then fall back to TCP (TLS,
+// yamux and a relay stream cost the server more than a QUIC session) and stay there.
+const (
+	quicHeadStart      = time.Second
+	quicHeadStartKnown = 4 * time.Second
+)
+
+// tcpDelay is QUIC's head start for the next dial.
+func (l *serverLink) tcpDelay() time.Duration {
+	if l.quicWorked.Load() {
+		return quicHeadStartKnown
+	}
+	return quicHeadStart
 }
 
 func newLink(c *Client, i int, ep config.Endpoint) *serverLink {
