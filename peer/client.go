@@ -22,6 +22,7 @@ import (
 
 	"github.com/xp2p/xp2p/config"
 	"github.com/xp2p/xp2p/internal/auth"
+	"github.com/xp2p/xp2p/internal/identity"
 	"github.com/xp2p/xp2p/internal/netx"
 	"github.com/xp2p/xp2p/internal/quicsock"
 	"github.com/xp2p/xp2p/internal/session"
@@ -39,10 +40,12 @@ var Version = "dev"
 type Client struct {
 	cfg *config.Client
 	log *slog.Logger
-	// runKey identifies this process to the servers (auth.RunKey); runID is its hash.
-	runKey auth.RunKey
-	runID  string
-	links  []*serverLink
+	// runKey identifies this client to the servers (auth.RunKey), across restarts when its
+	// state directory keeps it; runID is its hash; releaseKey unlocks the key file.
+	runKey     auth.RunKey
+	releaseKey func()
+	runID      string
+	links      []*serverLink
 
 	udp      *net.UDPConn
 	sock     *quicsock.Conn
@@ -230,15 +233,16 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	runKey := auth.NewRunKey()
+	runKey, releaseKey := loadRunKey(cfg, log)
 	c := &Client{
-		cfg:       cfg,
-		log:       log,
-		runKey:    runKey,
-		runID:     runKey.ID(),
-		paths:     newPaths(),
-		anyChange: make(chan struct{}),
-		fatal:     make(chan error, 1),
+		releaseKey: releaseKey,
+		cfg:        cfg,
+		log:        log,
+		runKey:     runKey,
+		runID:      runKey.ID(),
+		paths:      newPaths(),
+		anyChange:  make(chan struct{}),
+		fatal:      make(chan error, 1),
 	}
 	for i, ep := range cfg.Endpoints() {
 		c.links = append(c.links, newLink(c, i, ep))
@@ -312,12 +316,16 @@ func startSet(cfg *config.Client) map[string]bool {
 }
 
 // Start opens the client's UDP socket and visitor ports, then connects in the background.
-func (c *Client) Start() error {
+func (c *Client) Start() (err error) {
+	defer func() {
+		if err != nil {
+			c.releaseKey() // a client that did not start does not hold its key
+		}
+	}()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	// One socket for both families (IPv6 with IPv4-mapped addresses, where the system has
 	// IPv6; IPv4 alone elsewhere): whichever family reaches the server, peers are punched over
 	// both (see addrs.go).
-	var err error
 	c.udp, err = net.ListenUDP("udp", &net.UDPAddr{Port: c.cfg.Transport.UDPPort})
 	if err != nil {
 		return fmt.Errorf("open UDP socket: %w", err)
@@ -444,8 +452,25 @@ func (c *Client) Close() error {
 	}
 	c.wg.Wait()
 	c.closeSockets()
+	c.releaseKey()
 	c.log.Info("xp2p client stopped")
 	return nil
+}
+
+// loadRunKey returns the client's run key from its state directory (identity.LoadClient), so
+// that a restarted client logs in as the same client and its servers give it its names back
+// at once. Where that fails (no state directory it may write, or another process of the same
+// client runs on it) the process gets a key of its own, and says so: its names then come back
+// after the server's liveness check of the old session (rendezvous.holderGrace).
+func loadRunKey(cfg *config.Client, log *slog.Logger) (auth.RunKey, func()) {
+	if cfg.StateDir != "" {
+		key, release, err := identity.LoadClient(cfg.StateDir)
+		if err == nil {
+			return auth.RunKeyOf(key), sync.OnceFunc(release)
+		}
+		log.Warn("client key not kept across restarts: this run has a key of its own", "err", err)
+	}
+	return auth.NewRunKey(), func() {}
 }
 
 // Done is closed when the client is closing.

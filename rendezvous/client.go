@@ -194,8 +194,10 @@ func (c *client) run() {
 	s.byID[c.id] = c
 	s.mu.Unlock()
 	if old != nil {
-		// The same client process reconnected (its old session may not have timed out yet).
+		// The same client reconnected, or restarted (its key survives in its state directory),
+		// while its old session may not have timed out yet.
 		// Its names and quota are freed before this session claims them again.
+		c.log.Info("replacing the session of the same client", "old_client", old.id)
 		old.sess.Close("replaced by a new session of the same client")
 		select {
 		case <-old.done:

@@ -34,6 +34,10 @@ func NewRunKey() RunKey {
 	return RunKey{priv: priv}
 }
 
+// RunKeyOf makes a run key of an Ed25519 key kept elsewhere (a client's state directory), so
+// that the run ID outlives the process.
+func RunKeyOf(priv ed25519.PrivateKey) RunKey { return RunKey{priv: priv} }
+
 // Public is the public half, sent in Login.
 func (k RunKey) Public() []byte { return k.priv.Public().(ed25519.PublicKey) }
 

@@ -291,3 +291,41 @@ func grepLines(out, sub string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestRestartedClientReclaimsAtOnce: a provider killed and started again on the same state
+// directory logs in under the same run key, so the server replaces its dead session at once
+// and it has its port back without the liveness check that another client would wait for.
+func TestRestartedClientReclaimsAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	svc := startTCPService(t, idHandler("provider"))
+	port := freeTCPPort(t)
+	cfg := clientHeader(srv.Port(), testToken, fmt.Sprintf("transport.natDiscovery = false\nstateDir = %q", t.TempDir())) +
+		tcpProxy("ssh", svc.Port(), port)
+	first := startProc(t, "client", "provider", cfg)
+	eventually(t, 10*time.Second, func() bool { id, _ := askID(localhost(port)); return id == "provider" },
+		func() string { return "the provider's port never answered" })
+	first.kill()
+	restarted := time.Now()
+	second := startProc(t, "client", "provider-again", cfg)
+	eventually(t, 10*time.Second, func() bool { id, _ := askID(localhost(port)); return id == "provider" },
+		func() string { return "the restarted provider's port never answered" })
+	took := time.Since(restarted)
+	t.Logf("the restarted provider had its port back %s after it started", took.Round(time.Millisecond))
+	if took > holderGraceForTests {
+		t.Errorf("the restarted provider waited %s: as long as a stranger's liveness check", took.Round(time.Millisecond))
+	}
+	if n := srv.log.Count("replacing the session of the same client"); n != 1 {
+		t.Errorf("the server replaced %d sessions of the same client, want 1:\n%s", n, grepLines(srv.log.String(), "client", 12))
+	}
+	if n := srv.log.Count("taking over"); n != 0 {
+		t.Errorf("the server checked the dead session's liveness %d times; the same client needs none", n)
+	}
+	if n := second.out.Count("client key not kept"); n != 0 {
+		t.Errorf("the restarted client could not use its key:\n%s", grepLines(second.out.String(), "client key", 3))
+	}
+}
+
+// holderGraceForTests is the server's grace for a holder of a name that someone else wants
+// (rendezvous.holderGrace).
+const holderGraceForTests = 5 * time.Second

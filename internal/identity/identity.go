@@ -34,20 +34,30 @@ type Server struct {
 // LoadServer reads the identity key in dir, or makes one (and dir, 0700) if there is none yet;
 // created says which.
 func LoadServer(dir string) (id *Server, created bool, err error) {
-	path := filepath.Join(dir, KeyFile)
+	key, created, err := loadKey(dir, KeyFile, "server identity", "clients that pinned the old one will then refuse this server")
+	if err != nil {
+		return nil, false, err
+	}
+	id, err = newServer(key)
+	return id, created, err
+}
+
+// loadKey reads the Ed25519 key in dir/file, or makes one (and dir, 0700) if there is none
+// yet; what names it in errors, and lost says what a new key would cost.
+func loadKey(dir, file, what, lost string) (key ed25519.PrivateKey, created bool, err error) {
+	path := filepath.Join(dir, file)
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		key, err := parseKey(data)
 		if err != nil {
-			return nil, false, fmt.Errorf("server identity %s: %w (remove it to make a new identity: clients that pinned the old one will then refuse this server)", path, err)
+			return nil, false, fmt.Errorf("%s %s: %w (remove it to make a new one: %s)", what, path, err, lost)
 		}
-		id, err := newServer(key)
-		return id, false, err
+		return key, false, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, false, fmt.Errorf("server identity: %w", err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+	_, key, err = ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, false, err
 	}
@@ -56,30 +66,29 @@ func LoadServer(dir string) (id *Server, created bool, err error) {
 		return nil, false, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("server identity: state directory: %w (set stateDir in the config to a directory the server may write)", err)
+		return nil, false, fmt.Errorf("%s: state directory: %w (set stateDir in the config to a directory it may write)", what, err)
 	}
-	// Written under a temporary name and linked into place, so that two servers starting at
+	// Written under a temporary name and linked into place, so that two processes starting at
 	// once on one state directory end up with the same key, and a crash leaves no half file.
-	tmp, err := os.CreateTemp(dir, KeyFile+".*")
+	tmp, err := os.CreateTemp(dir, file+".*")
 	if err != nil {
-		return nil, false, fmt.Errorf("server identity: %w (set stateDir in the config to a directory the server may write)", err)
+		return nil, false, fmt.Errorf("%s: %w (set stateDir in the config to a directory it may write)", what, err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
 		tmp.Close()
-		return nil, false, fmt.Errorf("server identity: %w", err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, false, fmt.Errorf("server identity: %w", err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return LoadServer(dir) // another process made it first
+			return loadKey(dir, file, what, lost) // another process made it first
 		}
-		return nil, false, fmt.Errorf("server identity: %w", err)
+		return nil, false, fmt.Errorf("%s: %w", what, err)
 	}
-	id, err = newServer(key)
-	return id, true, err
+	return key, true, nil
 }
 
 func parseKey(data []byte) (ed25519.PrivateKey, error) {
