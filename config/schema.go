@@ -390,11 +390,16 @@ const (
 	// DefaultMaxProxiesPerClient: a generous home or office (the benchmarks run 1000 proxies
 	// on one client) at about 1 KiB of server memory each.
 	DefaultMaxProxiesPerClient = 1000
-	DefaultHeartbeatInterval   = 10
-	DefaultHeartbeatTimeout    = 30
-	DefaultDialTimeout         = 10
-	DefaultP2PKeepalive        = 10
-	DefaultClientAdminPort     = 7400
+	// DefaultHeartbeatInterval paces the keepalives of a client's session to the server: often
+	// enough for every NAT whose UDP mappings live 30 s or more (Linux conntrack's timeout of
+	// an unanswered flow; answered ones live 120 s), rarely enough that a thousand idle clients
+	// cost the server little (on QUIC each keepalive is a packet in and an ACK out). Clients
+	// with tcp proxies learn of a restarted server at once anyway (their work connection).
+	DefaultHeartbeatInterval = 20
+	DefaultHeartbeatTimeout  = 30
+	DefaultDialTimeout       = 10
+	DefaultP2PKeepalive      = 10
+	DefaultClientAdminPort   = 7400
 )
 
 // HeartbeatInterval returns the keepalive period of the server session.

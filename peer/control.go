@@ -168,7 +168,7 @@ func (b *backoff) reset() { b.cur = 0 }
 // reconnectSpread bounds the wait before a client logs in again after a session that worked
 // ended: a random moment within it, so that the clients of a restarted server come back spread
 // over it instead of all in the same millisecond.
-const reconnectSpread = time.Second
+const reconnectSpread = 500 * time.Millisecond
 
 // reconnectShortLived: a session that lived less than this after a spread wait counts as a
 // failure, and the next wait backs off.

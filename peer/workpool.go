@@ -52,12 +52,12 @@ const workIdleRecycle = 3 * time.Minute
 
 // A work connection that the server closed, or that cannot be dialled, may mean the server
 // restarted. The pool then stops dialling and checks the control session instead: pings at
-// these growing, jittered intervals, each big enough for a restarted server to answer it with
+// these growing, jittered intervals (a few packets a second while a server is down), each big enough for a restarted server to answer it with
 // a QUIC stateless reset, which ends the session at once (connectLoop logs in again). A pong
 // means the server lives, and the pool dials again, with backoff.
 const (
 	verifyMin = 100 * time.Millisecond
-	verifyMax = time.Second
+	verifyMax = 500 * time.Millisecond
 )
 
 // workPool keeps the idle work connections of one control session. One goroutine (run) owns

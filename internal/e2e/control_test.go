@@ -19,7 +19,7 @@ import (
 )
 
 // TestServerRestart stops the server under a connected client and starts a new one on the same
-// port: the client must reconnect by itself (at a random moment within 1 s, then backing off
+// port: the client must reconnect by itself (at a random moment within 500 ms, then backing off
 // from 1 s), register its proxy again, and the proxy must work on the same public port.
 func TestServerRestart(t *testing.T) {
 	t.Parallel()
