@@ -146,7 +146,7 @@ func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return yamuxStream{r.st}, nil
+		return yamuxStream{r.st, s.m}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.st != nil {
@@ -162,7 +162,7 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return yamuxStream{st}, nil
+	return yamuxStream{st, s.m}, nil
 }
 
 func (s *yamuxSession) TLS() tls.ConnectionState { return s.tc.ConnectionState() }
@@ -183,7 +183,22 @@ func (s *yamuxSession) Close(string) error {
 	return err
 }
 
-type yamuxStream struct{ *yamux.Stream }
+type yamuxStream struct {
+	*yamux.Stream
+	m *yamux.Session
+}
+
+// Read is the stream's, except that an end because the session ended is an error: yamux
+// reports the forced close of its streams as io.EOF, their clean end, so a transfer cut by a
+// dying TCP path or control session passed on as complete to its user (who got a FIN where an
+// error was due), and a pipe waited for the other direction to end on its own.
+func (s yamuxStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	if err == io.EOF && s.m.IsClosed() {
+		err = yamux.ErrSessionShutdown
+	}
+	return n, err
+}
 
 // yamux's Close is a half close (it sends FIN and keeps reading).
 func (s yamuxStream) CloseWrite() error { return s.Stream.Close() }
