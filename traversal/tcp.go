@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -82,14 +83,26 @@ func (p *TCPPuncher) Connect(ctx context.Context, peers []netip.AddrPort) (*net.
 		return nil, errors.New("tcp punch: no address of the peer")
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	won := make(chan *net.TCPConn, len(peers)+1)
 	errs := make(chan error, len(peers)+1)
+	// Every goroutine of the punch ends before Connect returns (they stop at once when ctx is
+	// cancelled), and a second winner is closed then.
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		close(won)
+		for c := range won {
+			c.Close()
+		}
+	}()
 	allowed := map[netip.Addr]bool{}
 	for _, ap := range peers {
 		allowed[ap.Addr().Unmap()] = true
 	}
+	wg.Add(1)
 	go func() { // a SYN that came before our own connect
+		defer wg.Done()
 		context.AfterFunc(ctx, func() { p.ln.Close() })
 		for {
 			c, err := p.ln.AcceptTCP()
@@ -107,7 +120,9 @@ func (p *TCPPuncher) Connect(ctx context.Context, peers []netip.AddrPort) (*net.
 	}()
 	local := &net.TCPAddr{Port: p.port}
 	for _, peer := range peers {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			d := net.Dialer{LocalAddr: local, Control: punchSocket}
 			for {
 				// One connect rides the kernel's SYN retransmissions: its first SYN may be
@@ -136,24 +151,10 @@ func (p *TCPPuncher) Connect(ctx context.Context, peers []netip.AddrPort) (*net.
 	for range len(peers) + 1 {
 		select {
 		case c := <-won:
-			cancel()
-			go drain(won) // a second winner (two candidates) is closed
 			return c, nil
 		case err := <-errs:
 			last = err
 		}
 	}
 	return nil, fmt.Errorf("tcp punch: %w", last)
-}
-
-func drain(won chan *net.TCPConn) {
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case c := <-won:
-			c.Close()
-		case <-timeout:
-			return
-		}
-	}
 }
