@@ -10,8 +10,8 @@ require (
 	github.com/goreleaser/nfpm/v2 v2.45.2
 	github.com/gtank/ristretto255 v0.1.2
 	github.com/hashicorp/yamux v0.1.2
+	github.com/huin/goupnp v1.3.0
 	github.com/jackpal/gateway v1.0.6
-	github.com/jackpal/go-nat-pmp v1.1.0
 	github.com/letsencrypt/pebble/v2 v2.10.3
 	github.com/miekg/dns v1.1.73
 	github.com/pelletier/go-toml/v2 v2.4.3

@@ -239,8 +239,9 @@ type ClientTransport struct {
 	// NATDiscovery measures the NAT's behaviour at start and every 30 minutes (default true):
 	// the dashboard shows it and P2P sessions choose their strategy by it.
 	NATDiscovery *bool `toml:"natDiscovery"`
-	// PortMapping asks the router for a mapping of the UDP socket's port with NAT-PMP
-	// (default false): peers then reach it directly whatever the NAT's filtering.
+	// PortMapping asks the router for a mapping of the UDP socket's port, in PCP, NAT-PMP or
+	// UPnP-IGD, whichever it speaks (default false): peers then reach it directly whatever
+	// the NAT's filtering.
 	PortMapping bool `toml:"portMapping"`
 	// PortMappingGateway is the router's address ("" for the default route's gateway).
 	PortMappingGateway string `toml:"portMappingGateway"`

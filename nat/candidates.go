@@ -16,7 +16,7 @@ const (
 	KindPrivate Kind = "private" // a LAN address of the host, with the UDP socket's port
 	KindPublic  Kind = "public"  // the address the server observed on the socket
 	KindPeer    Kind = "peer"    // the source of an authenticated probe (peer-reflexive)
-	KindMapped  Kind = "mapped"  // an address mapped by the router (NAT-PMP)
+	KindMapped  Kind = "mapped"  // an address mapped by the router (PCP, NAT-PMP or UPnP-IGD)
 	// KindPredicted is a guess at the next port of a symmetric NAT with sequential ports.
 	KindPredicted Kind = "predicted"
 	// KindBirthday is a path found by birthday punching, on one of the hard side's extra sockets.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,19 +337,6 @@ func TestDiscoverNoServer(t *testing.T) {
 	}
 	if _, err := Discover(context.Background(), DiscoverConfig{Server: "no-such-host.invalid:3478"}); err == nil {
 		t.Error("unresolvable server: no error")
-	}
-}
-
-func TestPortMapperWithoutGateway(t *testing.T) {
-	// Nothing answers NAT-PMP on loopback: a clear error within the timeout, not a hang.
-	m := &PortMapper{Gateway: netip.MustParseAddr("127.0.0.1"), Timeout: 300 * time.Millisecond}
-	start := time.Now()
-	_, err := m.Map(40000, time.Minute)
-	if err == nil || !strings.Contains(err.Error(), "NAT-PMP") || !strings.Contains(err.Error(), "127.0.0.1") {
-		t.Errorf("Map without a gateway: %v", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("took %v with a 300 ms timeout", took)
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/xp2p/xp2p/internal/tlsconf"
 	"github.com/xp2p/xp2p/nat"
 	"github.com/xp2p/xp2p/plugin"
+	"github.com/xp2p/xp2p/portmap"
 	"github.com/xp2p/xp2p/relay"
 	"github.com/xp2p/xp2p/traversal"
 )
@@ -72,8 +73,10 @@ type Client struct {
 
 	// nat is the NAT behaviour natLoop measured last (nil: not yet, or discovery is off).
 	nat atomic.Pointer[nat.Behavior]
-	// mapped is the router's NAT-PMP mapping of the UDP socket (portMapLoop).
-	mapped atomic.Pointer[netip.AddrPort]
+	// mapped is the router's mapping of the UDP socket (portMapLoop).
+	mapped atomic.Pointer[portmap.Mapping]
+	// mapErr is why portMapLoop's last attempt failed (nil: it did not).
+	mapErr atomic.Pointer[portMapFailure]
 	// trav runs the traversal of the P2P sessions.
 	trav *traversal.Engine
 	// httpBinds are the ports http visitors share.

@@ -315,8 +315,8 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 		Proof:        auth.Proof(l.token, exporter, auth.RoleClient),
 		PrivateAddrs: c.privateAddrs(),
 		NAT:          c.natBehavior().Code(),
-		Mapped:       c.mappedString(),
 	}
+	login.Mapped, login.MappedBy = c.mappedWire()
 	if t := l.ticket.Load(); t != nil {
 		login.Ticket = &wire.TicketProof{ID: t.ID, Proof: auth.Proof(t.Key, exporter, auth.RoleClient)}
 	}
@@ -370,7 +370,11 @@ func (l *serverLink) login(ctx context.Context, sess session.Session) (*control,
 func (l *serverLink) serve(ctl *control) error {
 	c := l.c
 	sess := ctl.sess
-	c.log.Info("logged in to server", "server", l.ep.Addr, "transport", sess.Transport(), "public_addr", ctl.observed)
+	args := []any{"server", l.ep.Addr, "transport", sess.Transport(), "public_addr", ctl.observed}
+	if mapped, by := c.mappedWire(); mapped != "" {
+		args = append(args, "mapped", mapped, "mapped_by", by)
+	}
+	c.log.Info("logged in to server", args...)
 	// The session's goroutines are waited for after ctx is cancelled (defers run last-in
 	// first-out): reportLoop ends only with ctx, so waiting first would never return and the
 	// client would never reconnect after the server went away.
@@ -425,8 +429,8 @@ func (l *serverLink) serve(ctl *control) error {
 	c.reloadMu.Unlock()
 	// The NAT measurement runs on its own: if it ended between the Login (which carried what was
 	// known then) and setControl, its report went to the controls of that moment, not this one.
-	if c.natBehavior().Known() || c.mappedAddr().IsValid() {
-		ctl.send(&wire.NATReport{NAT: c.natBehavior().Code(), Mapped: c.mappedString()})
+	if r := c.natReport(); r.NAT != "" || r.Mapped != "" {
+		ctl.send(r)
 	}
 	defer func() {
 		l.setControl(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/xp2p/xp2p/internal/wire"
 	"github.com/xp2p/xp2p/nat"
 )
 
@@ -54,7 +53,7 @@ func (c *Client) measureNAT() {
 
 // reportNAT sends what the client knows of its NAT (behaviour, router mapping) to every server.
 func (c *Client) reportNAT() {
-	report := &wire.NATReport{NAT: c.natBehavior().Code(), Mapped: c.mappedString()}
+	report := c.natReport()
 	for _, ctl := range c.controls() {
 		ctl.send(report)
 	}

@@ -1,10 +1,12 @@
 package peer
 
 import (
+	"context"
 	"net/netip"
 	"time"
 
-	"github.com/xp2p/xp2p/nat"
+	"github.com/xp2p/xp2p/internal/wire"
+	"github.com/xp2p/xp2p/portmap"
 )
 
 // portMapLifetime is the lifetime asked of the router (RFC 6886 recommends two hours); the
@@ -14,37 +16,38 @@ const portMapLifetime = 2 * time.Hour
 // portMapRetry is the wait after a router did not grant a mapping.
 const portMapRetry = 5 * time.Minute
 
-// portMapLoop keeps a NAT-PMP mapping of the client's UDP port while the client runs
-// (transport.portMapping), reports it to the servers as a candidate for peers, and removes it
-// when the client stops.
+// portMapLoop keeps a mapping of the client's UDP port at its router while the client runs
+// (transport.portMapping) in whichever of PCP, NAT-PMP and UPnP-IGD the router speaks (package
+// portmap), reports it to the servers as a candidate for peers, and removes it when the client
+// stops.
 func (c *Client) portMapLoop() {
-	m := &nat.PortMapper{}
+	m := &portmap.Mapper{}
 	if gw := c.cfg.Transport.PortMappingGateway; gw != "" {
 		m.Gateway, _ = netip.ParseAddr(gw)
 	}
-	port := c.UDPAddr().Port
-	warned := false
+	port := uint16(c.UDPAddr().Port)
 	for {
 		wait := portMapRetry
-		mp, err := m.Map(port, portMapLifetime)
+		start := time.Now()
+		mp, err := m.Map(c.ctx, port, portMapLifetime)
+		took := time.Since(start).Round(time.Millisecond)
 		switch {
+		case c.ctx.Err() != nil:
 		case err != nil:
-			if !warned {
-				c.log.Warn("port mapping failed; peers use the other candidates", "err", err, "retry_in", portMapRetry)
-				warned = true
+			if c.mapErr.Swap(&portMapFailure{err.Error()}) == nil {
+				c.log.Warn("port mapping failed; peers use the other candidates", "err", err, "took", took, "retry_in", portMapRetry)
 			}
-			c.setMapped(netip.AddrPort{})
+			c.setMapped(portmap.Mapping{}, took)
 		default:
-			warned = false
+			c.mapErr.Store(nil)
 			wait = max(mp.Lifetime/2, 30*time.Second)
-			c.setMapped(mp.Public)
+			c.setMapped(mp, took)
 		}
 		select {
 		case <-c.ctx.Done():
-			if c.mappedAddr().IsValid() {
-				if err := m.Unmap(port); err != nil {
-					c.log.Debug("port unmapping", "err", err)
-				}
+			// The client's context is over; the removal gets its own (the Mapper bounds it).
+			if err := m.Unmap(context.Background()); err != nil {
+				c.log.Warn("port unmapping", "err", err)
 			}
 			return
 		case <-time.After(wait):
@@ -52,29 +55,74 @@ func (c *Client) portMapLoop() {
 	}
 }
 
+// portMapFailure is why the last attempt to map the port failed.
+type portMapFailure struct{ why string }
+
 // setMapped records the router's mapping of the socket and tells the servers when it changed.
-func (c *Client) setMapped(a netip.AddrPort) {
-	if old := c.mapped.Swap(&a); old != nil && *old == a || old == nil && !a.IsValid() {
+func (c *Client) setMapped(mp portmap.Mapping, took time.Duration) {
+	old := c.mapped.Swap(&mp)
+	if old != nil && old.External == mp.External && old.Protocol == mp.Protocol || old == nil && !mp.External.IsValid() {
 		return
 	}
-	if a.IsValid() {
-		c.log.Info("port mapped by the router (NAT-PMP)", "public", a, "local_port", c.UDPAddr().Port)
+	if mp.External.IsValid() {
+		c.log.Info("port mapped by the router", "protocol", mp.Protocol, "public", mp.External,
+			"local_port", mp.Internal.Port(), "router", mp.Gateway, "lifetime", mp.Lifetime, "took", took)
+	} else {
+		c.log.Info("port mapping lost", "protocol", old.Protocol, "public", old.External)
 	}
 	c.reportNAT()
 }
 
-// mappedAddr is the router's mapping of the socket (invalid: none).
-func (c *Client) mappedAddr() netip.AddrPort {
-	if a := c.mapped.Load(); a != nil {
-		return *a
+// mapping is the router's mapping of the socket (zero: none).
+func (c *Client) mapping() portmap.Mapping {
+	if mp := c.mapped.Load(); mp != nil {
+		return *mp
 	}
-	return netip.AddrPort{}
+	return portmap.Mapping{}
 }
 
-// mappedString is mappedAddr for the wire ("" for none).
-func (c *Client) mappedString() string {
-	if a := c.mappedAddr(); a.IsValid() {
-		return a.String()
+// mappedAddr is the router's mapping of the socket (invalid: none).
+func (c *Client) mappedAddr() netip.AddrPort { return c.mapping().External }
+
+// mappedWire is the mapping for the wire: its address and protocol ("" for none).
+func (c *Client) mappedWire() (addr, by string) {
+	if mp := c.mapping(); mp.External.IsValid() {
+		return mp.External.String(), string(mp.Protocol)
 	}
-	return ""
+	return "", ""
+}
+
+// natReport is what the client knows of its NAT (behaviour, router mapping), for the servers.
+func (c *Client) natReport() *wire.NATReport {
+	r := &wire.NATReport{NAT: c.natBehavior().Code()}
+	r.Mapped, r.MappedBy = c.mappedWire()
+	return r
+}
+
+// PortMapInfo describes the router's mapping of the client's UDP port, for status pages.
+type PortMapInfo struct {
+	// Protocol, Public, Local, Router and Lifetime describe the mapping held ("" while none).
+	Protocol string        `json:"protocol,omitempty"`
+	Public   string        `json:"public,omitempty"`
+	Local    string        `json:"local,omitempty"`
+	Router   string        `json:"router,omitempty"`
+	Lifetime time.Duration `json:"lifetime,omitempty"`
+	// Error is why the last attempt mapped nothing (it is tried again every few minutes).
+	Error string `json:"error,omitempty"`
+}
+
+// PortMapping describes the router's mapping of the client's UDP port (nil when
+// transport.portMapping is off).
+func (c *Client) PortMapping() *PortMapInfo {
+	if !c.cfg.Transport.PortMapping {
+		return nil
+	}
+	info := &PortMapInfo{}
+	if mp := c.mapping(); mp.External.IsValid() {
+		info.Protocol, info.Public, info.Local = string(mp.Protocol), mp.External.String(), mp.Internal.String()
+		info.Router, info.Lifetime = mp.Gateway.String(), mp.Lifetime
+	} else if f := c.mapErr.Load(); f != nil {
+		info.Error = f.why
+	}
+	return info
 }

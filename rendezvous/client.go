@@ -41,7 +41,7 @@ type client struct {
 	// public address of the other family than its session's they showed (nil: none).
 	addrKey   []byte
 	publicAlt atomic.Pointer[netip.AddrPort]
-	// mapped is the address the client's router maps to its UDP socket (NAT-PMP), "" if none.
+	// mapped is the address the client's router maps to its UDP socket, "" if none.
 	mapped atomic.Pointer[string]
 
 	// udpAddr caches the client's current UDP address for the packet relay (nil over TCP).
@@ -206,7 +206,7 @@ func (c *client) run() {
 	}
 	args := []any{"transport", c.sess.Transport(), "hostname", c.login.Hostname, "version", c.login.Version}
 	if c.login.Mapped != "" {
-		args = append(args, "mapped", c.login.Mapped)
+		args = append(args, "mapped", c.login.Mapped, "mapped_by", c.login.MappedBy)
 	}
 	c.log.Info("client logged in", args...)
 	s.Events.clientOnline(c)
@@ -304,7 +304,7 @@ func (c *client) controlLoop() error {
 		case *wire.NATReport:
 			c.setNAT(m.NAT)
 			if old := c.mapped.Swap(&m.Mapped); *old != m.Mapped {
-				c.log.Info("client port mapping", "mapped", m.Mapped)
+				c.log.Info("client port mapping", "mapped", m.Mapped, "mapped_by", m.MappedBy)
 			}
 		case *wire.Ping:
 			c.send(&wire.Pong{Seq: m.Seq})

@@ -275,47 +275,6 @@ func TestP2PPathDiesAndComesBack(t *testing.T) {
 	t.Logf("64 MB echoed intact in %s across direct → relay → direct", d.Round(time.Millisecond))
 }
 
-// TestP2PPortMapping: a port-restricted NAT facing a symmetric one relays (TestP2PMatrix), unless
-// the router maps the provider's port (transport.portMapping): then the symmetric side's probes
-// get in and the session goes direct. The router is Debian's miniupnpd, whose mapping is a real
-// nftables DNAT rule; it is removed when the provider stops.
-func TestP2PPortMapping(t *testing.T) {
-	t.Parallel()
-	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, Routable: true}, {Name: "V", NAT: natlab.Sym}}})
-	l.StartMiniUPnPd("P", natlab.RouterProtocols{NATPMP: true})
-	server := startServer(t, l)
-	echoService(t, l, "P1", "127.0.0.1:9000")
-	provider := startClient(t, l, "P1", "provider", providerConfig("transport.portMapping = true\ntransport.udpPort = 40123"))
-	mapped := field(provider.WaitLog(`port mapped by the router.*`, 10*time.Second)[0], "public")
-	if want := l.NATIP("P") + ":40123"; mapped != want {
-		t.Errorf("mapped %s, want %s", mapped, want)
-	}
-	// The server learns the mapping at login, or from a report if it came later.
-	server.WaitLog("mapped="+mapped, 5*time.Second)
-	if rules := l.PortMappings("P"); !strings.Contains(rules, "th dport 40123 dnat ip to "+l.IP("P1")+":40123") {
-		t.Fatalf("the mapping is not in the router's rules:\n%s", rules)
-	}
-	provider.WaitLog("xp2p service published", 10*time.Second)
-	visitor := startClient(t, l, "V1", "visitor", visitorConfig(""))
-	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
-	line := visitor.WaitLog(`direct path locked.*role=visitor.*`, 10*time.Second)[0]
-	t.Logf("port-restricted (mapped) × symmetric: visitor locked %s in %s", field(line, "remote"), field(line, "time_to_direct"))
-	exchange(t, l, "V1", visitorAddr, 1<<20, 0)
-	if n := visitor.Count("direct path unlikely"); n > 0 {
-		t.Errorf("the visitor gave up on a direct path the mapping makes possible")
-	}
-	// Birthday punching also finds a path in this pair, in a second or two: the mapping must
-	// have made it needless (the provider counts as open).
-	if n := visitor.Count("birthday punching"); n > 0 {
-		t.Errorf("the visitor ran birthday punching: the session did not count on the mapping")
-	}
-
-	provider.Stop()
-	if rules := l.PortMappings("P"); rules != "" {
-		t.Errorf("the mapping outlived the provider:\n%s", rules)
-	}
-}
-
 // TestP2PUDPDatagramsDirect: a udp service over a direct easy×easy path. Each datagram comes
 // back intact, and they travel in QUIC DATAGRAM frames (no retransmission, no head-of-line
 // blocking), the big one that does not fit a packet on its flow's stream.

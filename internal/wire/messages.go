@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/xp2p/xp2p/portmap"
 )
 
 // Limits on list fields, so that a decoded message never carries unbounded work.
@@ -96,8 +98,10 @@ type Login struct {
 	PrivateAddrs []string `json:"privateAddrs,omitempty"`
 	// NAT is the client's own view of its NAT behaviour, if it measured it ("" if not).
 	NAT string `json:"nat,omitempty"`
-	// Mapped is the public address its router maps to the UDP socket (NAT-PMP), if any.
-	Mapped string `json:"mapped,omitempty"`
+	// Mapped is the public address its router maps to the UDP socket, if any, and MappedBy
+	// the protocol that mapped it (package portmap: PCP, NAT-PMP or UPnP-IGD).
+	Mapped   string `json:"mapped,omitempty"`
+	MappedBy string `json:"mappedBy,omitempty"`
 	// Ticket proves that this client logged in to this server before (LoginResult.Ticket): a
 	// login with a valid one passes the limit on failed logins of its address, so that a
 	// neighbour behind the same address (a CGNAT, an office) who guesses tokens cannot lock it
@@ -135,7 +139,7 @@ func (m *Login) Validate() error {
 	if err := validateNAT(m.NAT); err != nil {
 		return err
 	}
-	if err := validateOptionalAddr("mapped", m.Mapped); err != nil {
+	if err := validateMapped(m.Mapped, m.MappedBy); err != nil {
 		return err
 	}
 	if m.Ticket != nil && (len(m.Ticket.ID) != TicketIDLen || len(m.Ticket.Proof) != proofLen) {
@@ -337,7 +341,7 @@ type PeerSession struct {
 	PeerIP string `json:"peerIp,omitempty"`
 	// PeerPrivate are the peer's reported LAN candidates.
 	PeerPrivate []string `json:"peerPrivate,omitempty"`
-	// PeerMapped is the address the peer's router maps to its socket (NAT-PMP), if any.
+	// PeerMapped is the address the peer's router maps to its socket, if any.
 	PeerMapped string `json:"peerMapped,omitempty"`
 	// PeerPublicAlt is the peer's public address in the other address family than
 	// PeerPublic's (IPv6 beside IPv4, or the other way round), as the server observed it.
@@ -636,8 +640,10 @@ func (*Pong) Validate() error     { return nil }
 // tests run in the background, so the first Login usually carries none).
 type NATReport struct {
 	NAT string `json:"nat"`
-	// Mapped is the address the router maps to the client's socket (NAT-PMP; "" for none).
-	Mapped string `json:"mapped,omitempty"`
+	// Mapped is the address the router maps to the client's socket ("" for none), MappedBy
+	// the protocol that mapped it.
+	Mapped   string `json:"mapped,omitempty"`
+	MappedBy string `json:"mappedBy,omitempty"`
 }
 
 func (*NATReport) MessageType() string { return "natReport" }
@@ -645,7 +651,19 @@ func (m *NATReport) Validate() error {
 	if err := validateNAT(m.NAT); err != nil {
 		return err
 	}
-	return validateOptionalAddr("mapped", m.Mapped)
+	return validateMapped(m.Mapped, m.MappedBy)
+}
+
+// validateMapped checks a router mapping's address and protocol (older clients send the
+// address alone).
+func validateMapped(addr, by string) error {
+	if err := validateOptionalAddr("mapped", addr); err != nil {
+		return err
+	}
+	if _, ok := portmap.ParseProtocol(by); by != "" && (!ok || addr == "") {
+		return fmt.Errorf("mappedBy %q: want one of %v, with an address in mapped", by, portmap.Protocols)
+	}
+	return nil
 }
 
 // validateOptionalAddr checks an address:port field that may be empty.

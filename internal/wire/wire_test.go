@@ -49,6 +49,7 @@ func validMessages() []Message {
 		&Ping{Seq: 1},
 		&Pong{Seq: 1},
 		&NATReport{NAT: "m=ei f=apd pp", Mapped: "203.0.113.10:40000"},
+		&NATReport{NAT: "m=ei f=apd pp", Mapped: "192.0.3.10:40000", MappedBy: "UPnP-IGD"},
 	}
 }
 
@@ -117,6 +118,8 @@ func TestValidate(t *testing.T) {
 		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, NAT: strings.Repeat("m", 65)}, "at most 64"},
 		{&NATReport{NAT: "m=ei\x00"}, "printable"},
 		{&NATReport{Mapped: "1.2.3.4"}, "mapped"},
+		{&NATReport{Mapped: "1.2.3.4:5", MappedBy: "upnp"}, "mappedBy"},
+		{&NATReport{MappedBy: "PCP"}, "mappedBy"},
 		{&Login{RunID: "r", RunKey: rkey, RunSig: rsig, Proof: proof, Mapped: "x:1"}, "mapped"},
 		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerMapped: "nope"}, "peerMapped"},
 		{&PeerSession{SessionID: id16, Service: "s", Role: RoleVisitor, RelayToken: tok8, PeerPublicAlt: "[::1]"}, "peerPublicAlt"},

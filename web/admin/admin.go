@@ -41,6 +41,8 @@ type Controller interface {
 	Sessions() []peer.SessionInfo
 	// NAT describes the NAT in front of the client as it last measured it ("" if not yet).
 	NAT() string
+	// PortMapping describes the router's mapping of the client's port (nil: not asked for).
+	PortMapping() *peer.PortMapInfo
 	// Reload applies a validated configuration: added, removed and changed proxies and
 	// visitors take effect, untouched ones keep their connections; a configuration it cannot
 	// apply is refused as a whole.
@@ -54,14 +56,16 @@ var pages embed.FS
 
 // Status answers GET /api/status.
 type Status struct {
-	Version  string             `json:"version"`
-	Started  time.Time          `json:"started"`
-	Config   string             `json:"config,omitempty"`
-	Servers  []peer.ServerInfo  `json:"servers"`
-	NAT      string             `json:"nat"`
-	Proxies  []peer.ProxyInfo   `json:"proxies"`
-	Visitors []peer.VisitorInfo `json:"visitors"`
-	Sessions []peer.SessionInfo `json:"sessions"`
+	Version string            `json:"version"`
+	Started time.Time         `json:"started"`
+	Config  string            `json:"config,omitempty"`
+	Servers []peer.ServerInfo `json:"servers"`
+	NAT     string            `json:"nat"`
+	// PortMapping is the router's mapping of the client's UDP port (absent: transport.portMapping is off).
+	PortMapping *peer.PortMapInfo  `json:"portMapping,omitempty"`
+	Proxies     []peer.ProxyInfo   `json:"proxies"`
+	Visitors    []peer.VisitorInfo `json:"visitors"`
+	Sessions    []peer.SessionInfo `json:"sessions"`
 }
 
 // ReloadResponse answers POST /api/reload.
@@ -233,14 +237,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := Status{
-		Version:  peer.Version,
-		Started:  s.started,
-		Config:   s.opts.ConfigPath,
-		Servers:  s.ctl.Servers(),
-		NAT:      s.ctl.NAT(),
-		Proxies:  s.ctl.Proxies(),
-		Visitors: s.ctl.Visitors(),
-		Sessions: s.ctl.Sessions(),
+		Version:     peer.Version,
+		Started:     s.started,
+		Config:      s.opts.ConfigPath,
+		Servers:     s.ctl.Servers(),
+		NAT:         s.ctl.NAT(),
+		PortMapping: s.ctl.PortMapping(),
+		Proxies:     s.ctl.Proxies(),
+		Visitors:    s.ctl.Visitors(),
+		Sessions:    s.ctl.Sessions(),
 	}
 	web.WriteJSON(w, http.StatusOK, st)
 }

@@ -33,6 +33,9 @@ func (f *fake) Servers() []peer.ServerInfo {
 func (f *fake) NAT() string {
 	return "port-restricted cone (mapping endpoint-independent, filtering address-and-port-dependent)"
 }
+func (f *fake) PortMapping() *peer.PortMapInfo {
+	return &peer.PortMapInfo{Protocol: "PCP", Public: "192.0.3.10:40123", Local: "10.1.0.2:40123", Router: "10.1.0.1", Lifetime: 2 * time.Hour}
+}
 func (f *fake) Proxies() []peer.ProxyInfo {
 	return []peer.ProxyInfo{{Name: "ssh", Type: "tcp", Local: "127.0.0.1:22", Remote: "0.0.0.0:6000", Status: "running", BytesIn: 1536, BytesOut: 5 << 20, Conns: 2}}
 }
@@ -117,7 +120,7 @@ func TestStatusAndReload(t *testing.T) {
 	}
 	var out bytes.Buffer
 	WriteStatus(&out, st)
-	for _, want := range []string{"NAT: port-restricted cone", "servers: 1 of 1 connected", "PROXIES (1)", "ssh", "0.0.0.0:6000", "running", "1.50 KB", "5.00 MB",
+	for _, want := range []string{"NAT: port-restricted cone", "port mapping: 192.0.3.10:40123 → 10.1.0.2:40123 by PCP (router 10.1.0.1, lifetime 2h0m0s)", "servers: 1 of 1 connected", "PROXIES (1)", "ssh", "0.0.0.0:6000", "running", "1.50 KB", "5.00 MB",
 		"VISITORS (1)", "nas-visitor", "127.0.0.1:8096/tcp", "P2P SESSIONS (1)", "203.0.113.5:4000", "12.0ms", "1.00 GB"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status table lacks %q:\n%s", want, out.String())

@@ -29,6 +29,16 @@ func WriteStatus(w io.Writer, st *Status) {
 		nat = "not measured yet"
 	}
 	fmt.Fprintf(w, "NAT: %s\n", nat)
+	if pm := st.PortMapping; pm != nil {
+		switch {
+		case pm.Public != "":
+			fmt.Fprintf(w, "port mapping: %s → %s by %s (router %s, lifetime %s)\n", pm.Public, pm.Local, pm.Protocol, pm.Router, pm.Lifetime)
+		case pm.Error != "":
+			fmt.Fprintf(w, "port mapping: none: %s\n", pm.Error)
+		default:
+			fmt.Fprintln(w, "port mapping: asking the router")
+		}
+	}
 	fmt.Fprintf(w, "servers: %d of %d connected\n", connected, len(st.Servers))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, s := range st.Servers {

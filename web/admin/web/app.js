@@ -47,7 +47,11 @@ function renderOverview(st, logs) {
   const nat = st.nat || '';
   const m = nat.match(/^([^(]+)\s*(?:\((.*)\))?$/);
   setText('ov-nat', m ? m[1].trim() : 'not measured yet');
-  setText('ov-nat-sub', m && m[2] ? m[2] : nat ? '' : 'measured at start and every 30 minutes');
+  let natSub = m && m[2] ? m[2] : nat ? '' : 'measured at start and every 30 minutes';
+  const pm = st.portMapping;
+  if (pm && pm.public) natSub = 'port ' + pm.public + ' mapped by ' + pm.protocol + (natSub ? ' · ' + natSub : '');
+  else if (pm && pm.error) natSub = 'no port mapping: ' + pm.error + (natSub ? ' · ' + natSub : '');
+  setText('ov-nat-sub', natSub);
   const running = st.proxies.filter((p) => p.status === 'running').length;
   setText('ov-proxies', running + ' of ' + st.proxies.length, running);
   setText('ov-proxies-sub', st.proxies.length ? 'running' : 'none: add [[proxies]] in the config');
