@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -174,4 +175,73 @@ func garbageRouter(t *testing.T, l *natlab.Lab, side string) {
 			ssdp.WriteTo([]byte(answer), from)
 		}
 	}()
+}
+
+// TestPortMappingLANNeighbour: another host of the LAN answers the client's SSDP search first,
+// with a description of its own (an IGD whose control URL it serves), as a hostile or broken
+// device could. The client follows none of it: the router (miniupnpd, UPnP-IGD only) maps the
+// port, and the neighbour's HTTP server is never asked.
+func TestPortMappingLANNeighbour(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, Routable: true, Hosts: 2}}})
+	l.StartMiniUPnPd("P", natlab.RouterProtocols{UPnP: true})
+	evil := l.IP("P2")
+	hits := make(chan string, 16)
+	web := l.Listen("P2", "tcp4", evil+":8080")
+	go func() {
+		for {
+			c, err := web.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			hits <- line
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n")
+			c.Close()
+		}
+	}()
+	var group net.PacketConn
+	if err := l.In("P2", func() (err error) {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		group, err = net.ListenMulticastUDP("udp4", ifi, &net.UDPAddr{IP: net.IPv4(239, 255, 255, 250), Port: 1900})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { group.Close() })
+	searches := make(chan struct{}, 16)
+	go func() {
+		buf := make([]byte, 1500)
+		answer := "HTTP/1.1 200 OK\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\nUSN: uuid:evil\r\nLOCATION: http://" + evil + ":8080/rootDesc.xml\r\n\r\n"
+		for {
+			_, from, err := group.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			group.WriteTo([]byte(answer), from)
+			select {
+			case searches <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	startServer(t, l)
+	provider := startClient(t, l, "P1", "provider", providerConfig("transport.portMapping = true\ntransport.udpPort = 40123"))
+	line := provider.WaitLog(`port mapped by the router.*`, 10*time.Second)[0]
+	if got, want := field(line, "protocol")+" "+field(line, "public"), "UPnP-IGD "+l.NATIP("P")+":40123"; got != want {
+		t.Errorf("mapped %s, want %s", got, want)
+	}
+	select {
+	case <-searches:
+	default:
+		t.Fatal("the neighbour saw no M-SEARCH: the test did not attack")
+	}
+	select {
+	case h := <-hits:
+		t.Errorf("the client asked the neighbour: %q", h)
+	default:
+	}
 }
