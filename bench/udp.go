@@ -5,6 +5,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xp2p/xp2p/internal/natlab"
@@ -74,9 +76,9 @@ func udpLossIn(t *step, o *options, bins *binaries, res *results, p *progress) {
 			for _, name := range udpSystems {
 				p.set("udp: iperf3 -u %d Mbit/s, %s, rep %d/%d", rate, name, rep+1, o.reps)
 				tgt := targets[name]
-				cpu0 := cpuSeconds(procs[name]...)
+				cpu0, drops0 := cpuSeconds(procs[name]...), udpSocketDrops(l)
 				out, err := l.Exec("V1", iperf, "-c", tgt[0], "-p", tgt[1], "-u", "-b", fmt.Sprintf("%dM", rate),
-					"-l", "1200", "-t", secs, "-J", "--connect-timeout", "5000")
+					"-l", "1200", "-t", secs, "-J", "--connect-timeout", "5000", "-w", "4M")
 				lost, perr := iperfLoss(out)
 				if err != nil || perr != nil {
 					res.notes = append(res.notes, fmt.Sprintf("iperf3 -u %d Mbit/s over %s: %v %v", rate, name, err, perr))
@@ -86,10 +88,41 @@ func udpLossIn(t *step, o *options, bins *binaries, res *results, p *progress) {
 				if len(procs[name]) > 0 {
 					res.add(fmt.Sprintf("udp %d Mbit/s: CPU", rate), name, cpuSeconds(procs[name]...)-cpu0)
 				}
+				res.add(fmt.Sprintf("udp %d Mbit/s: socket drops", rate), name, float64(udpSocketDrops(l)-drops0))
 				time.Sleep(500 * time.Millisecond) // let the flows' queues drain
 			}
 		}
 	}
+}
+
+// udpSocketDrops is the datagrams the kernel dropped at full UDP socket buffers (RcvbufErrors)
+// on the hosts a udp flow crosses: iperf3's, the clients' and the server's sockets alike.
+func udpSocketDrops(l *natlab.Lab) int64 {
+	var total int64
+	for _, host := range []string{"V1", "P1", "srv"} {
+		out, err := l.Exec(host, "cat", "/proc/net/snmp")
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, line := range strings.Split(out, "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 2 || fields[0] != "Udp:" {
+				continue
+			}
+			if names == nil {
+				names = fields
+				continue
+			}
+			for i, f := range fields {
+				if i < len(names) && names[i] == "RcvbufErrors" {
+					n, _ := strconv.ParseInt(f, 10, 64)
+					total += n
+				}
+			}
+		}
+	}
+	return total
 }
 
 // iperfLoss reads the receiver's loss in percent from iperf3's JSON output.
@@ -186,13 +219,14 @@ bindPort = %[1]d
 // spent on it.
 func udpTables(res *results) []*Table {
 	u := &Table{Title: "8. udp: iperf3 -u, visitor host → provider host, plain lab links",
-		Note: "Datagrams lost (%, the receiver's count), 1200-byte datagrams, " + "both sides behind easy NATs on the lab's plain " +
+		Note: "Datagrams lost (%, the receiver's count), 1200-byte datagrams, 4 MiB socket buffers on iperf3's ends (-w), " + "both sides behind easy NATs on the lab's plain " +
 			"links (no WAN emulator: it drops at these rates itself). direct UDP: the provider's NAT forwards the port. Classic: a udp " +
 			"proxy through the server (iperf3's control over a tcp proxy on the same port); P2P: frp's sudp (control over stcp) and " +
-			"an xp2p udp service (control over an xp2p tcp service). CPU: seconds of the system's processes during the run.",
+			"an xp2p udp service (control over an xp2p tcp service). Socket drops: datagrams the kernel dropped at full UDP " +
+			"socket buffers on the three hosts (iperf3's sockets among them). CPU: seconds of the system's processes during the run.",
 		Columns: append([]string{"offered", "unit"}, udpSystems...)}
 	for _, rate := range udpRates {
-		for _, kind := range []struct{ row, unit string }{{"datagrams lost", "%"}, {"CPU", "CPU-s"}} {
+		for _, kind := range []struct{ row, unit string }{{"datagrams lost", "%"}, {"socket drops", "datagrams"}, {"CPU", "CPU-s"}} {
 			row := fmt.Sprintf("udp %d Mbit/s: %s", rate, kind.row)
 			cells := []string{fmt.Sprintf("%d Mbit/s: %s", rate, kind.row), kind.unit}
 			for _, sys := range udpSystems {

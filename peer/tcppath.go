@@ -304,9 +304,9 @@ func (s *p2pSession) upgradeTCP(ctx context.Context, tc *net.TCPConn) (*tcpPath,
 	cfg.MaxStreamWindowSize = 16 << 20 // a bulk stream fills a long path: 16 MiB is 1.6 Gbit/s at 80 ms
 	var m *yamux.Session
 	if s.role == wire.RoleVisitor {
-		m, err = yamux.Client(tlsConn, cfg)
+		m, err = yamux.Client(session.YamuxConn(tlsConn), cfg)
 	} else {
-		m, err = yamux.Server(tlsConn, cfg)
+		m, err = yamux.Server(session.YamuxConn(tlsConn), cfg)
 	}
 	if err != nil {
 		return fail(err)

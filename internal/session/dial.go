@@ -164,7 +164,7 @@ func (d *Dialer) dialTCP(ctx context.Context, addr string) (Session, error) {
 		raw.Close()
 		return nil, fmt.Errorf("tcp: tls handshake with %s: %w", addr, err)
 	}
-	m, err := yamux.Client(tc, d.Yamux)
+	m, err := yamux.Client(YamuxConn(tc), d.Yamux)
 	if err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("tcp: yamux: %w", err)
@@ -366,7 +366,7 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 				}
 				return
 			}
-			m, err := yamux.Server(tc, cfg.Yamux)
+			m, err := yamux.Server(YamuxConn(tc), cfg.Yamux)
 			if err != nil {
 				raw.Close()
 				return
