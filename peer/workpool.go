@@ -367,12 +367,13 @@ func (l *serverLink) dialWork(ctx context.Context, ctl *control, tlsConf *tls.Co
 	if err != nil {
 		return netx.TLSConn{}, err
 	}
-	tc := tls.Client(raw, tlsConf)
+	under := netx.WatchEnd(raw.(*net.TCPConn))
+	tc := tls.Client(under, tlsConf)
 	if err := tc.HandshakeContext(dctx); err != nil {
 		raw.Close()
 		return netx.TLSConn{}, err
 	}
-	w := netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}
+	w := netx.TLSConn{Conn: tc, Raw: under.TCPConn, Under: under}
 	fail := func(err error) (netx.TLSConn, error) {
 		w.Close()
 		return netx.TLSConn{}, err

@@ -102,10 +102,48 @@ func (c TCP) Reset() {
 }
 
 // TLSConn adapts a TLS connection over TCP: CloseWrite sends close_notify and half-closes the
-// TCP connection under it; Reset aborts the TCP connection with an RST.
+// TCP connection under it; Reset aborts the TCP connection with an RST. Made over Raw watched by
+// WatchEnd (Under), its Read tells the peer's end of the stream from a cut one.
 type TLSConn struct {
 	*tls.Conn
-	Raw *net.TCPConn
+	Raw   *net.TCPConn
+	Under *EndWatch // nil: an end of the TCP connection reads as the stream's end
+}
+
+// ErrCut is the end of a TLS stream whose TCP connection ended without TLS's close_notify: the
+// connection was cut (a man in the middle's FIN, a crash), not ended by the peer, which always
+// sends close_notify first (CloseWrite).
+var ErrCut = errors.New("tls: the connection ended without close_notify: cut")
+
+// Read is the TLS connection's, except that an end of the TCP connection under it without
+// close_notify is ErrCut: Go's TLS takes such an end at a record boundary for the stream's end
+// (RFC 8446 6.1 would have it an error), so an on-path attacker's FIN cut a transfer that its
+// user then took as complete.
+func (c TLSConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err == io.EOF && c.Under != nil && c.Under.ended.Load() {
+		err = ErrCut
+	}
+	return n, err
+}
+
+// EndWatch is a TCP connection that notes when its peer's bytes ended: a TLS session made over
+// it reaches the end only after close_notify if the peer closed it properly, since Go's TLS
+// reads no further than the record it needs.
+type EndWatch struct {
+	*net.TCPConn
+	ended atomic.Bool
+}
+
+// WatchEnd watches c's end, for a TLSConn made over it (Under).
+func WatchEnd(c *net.TCPConn) *EndWatch { return &EndWatch{TCPConn: c} }
+
+func (c *EndWatch) Read(p []byte) (int, error) {
+	n, err := c.TCPConn.Read(p)
+	if errors.Is(err, io.EOF) {
+		c.ended.Store(true)
+	}
+	return n, err
 }
 
 // CloseWrite ends the sending direction: TLS close_notify, then a TCP half close.

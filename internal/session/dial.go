@@ -349,7 +349,8 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 				l.wg.Done()
 			}()
 			raw.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
-			tc := tls.Server(raw, cfg.TLS)
+			under := netx.WatchEnd(raw.(*net.TCPConn))
+			tc := tls.Server(under, cfg.TLS)
 			if err := tc.Handshake(); err != nil {
 				raw.Close()
 				cfg.HandshakeFailed(raw.RemoteAddr(), err)
@@ -357,7 +358,7 @@ func (l *Listener) acceptTCP(cfg ListenConfig) {
 			}
 			raw.SetDeadline(time.Time{})
 			if tc.ConnectionState().NegotiatedProtocol == tlsconf.ALPNWork {
-				w := Work{TLSConn: netx.TLSConn{Conn: tc, Raw: raw.(*net.TCPConn)}, Release: release}
+				w := Work{TLSConn: netx.TLSConn{Conn: tc, Raw: under.TCPConn, Under: under}, Release: release}
 				select {
 				case l.work <- w:
 					handedOver = true
