@@ -32,6 +32,8 @@ type registration struct {
 	key   []byte
 	addrs []string // the server's addresses, as its login result listed them
 
+	now chan struct{} // kick: register again at once
+
 	mu      sync.Mutex
 	targets map[netip.AddrPort]bool
 	txs     map[[stun.TransactionIDSize]byte]netip.AddrPort
@@ -39,7 +41,7 @@ type registration struct {
 }
 
 func newRegistration(ctl *control, id string, key []byte, addrs []string) *registration {
-	return &registration{ctl: ctl, id: id, key: key, addrs: addrs,
+	return &registration{ctl: ctl, id: id, key: key, addrs: addrs, now: make(chan struct{}, 1),
 		targets: map[netip.AddrPort]bool{}, txs: map[[stun.TransactionIDSize]byte]netip.AddrPort{}}
 }
 
@@ -71,7 +73,23 @@ func (r *registration) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(next):
+		case <-r.now:
+			r.mu.Lock()
+			r.done = false // a new network: until the server answers again
+			r.mu.Unlock()
+			try, wait = -1, registerRetry
 		}
+	}
+}
+
+// kick registers again at once (the client's network changed).
+func (r *registration) kick() {
+	if r == nil {
+		return
+	}
+	select {
+	case r.now <- struct{}{}:
+	default:
 	}
 }
 

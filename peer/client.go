@@ -81,6 +81,9 @@ type Client struct {
 	trav *traversal.Engine
 	// httpBinds are the ports http visitors share.
 	httpBinds httpBinds
+	// natRecheck and portMapRecheck ask natLoop and portMapLoop to start over at once (the
+	// network changed: netwatch.go).
+	natRecheck, portMapRecheck chan struct{}
 	// publicAlt is the socket's public address of the other family than the sessions to the
 	// servers run on, as a server saw it (addrs.go; nil: none).
 	publicAlt atomic.Pointer[netip.AddrPort]
@@ -246,6 +249,9 @@ func New(cfg *config.Client, log *slog.Logger) (*Client, error) {
 		paths:      newPaths(),
 		anyChange:  make(chan struct{}),
 		fatal:      make(chan error, 1),
+
+		natRecheck:     make(chan struct{}, 1),
+		portMapRecheck: make(chan struct{}, 1),
 	}
 	for i, ep := range cfg.Endpoints() {
 		c.links = append(c.links, newLink(c, i, ep))
@@ -379,6 +385,8 @@ func (c *Client) Start() (err error) {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.natLoop() }()
 	}
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.netWatchLoop() }()
 	if c.cfg.Transport.PortMapping {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.portMapLoop() }()

@@ -24,6 +24,7 @@ func (c *Client) natLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+		case <-c.natRecheck:
 		}
 	}
 }

@@ -319,6 +319,37 @@ func (m *p2pSessions) natLearned() {
 	}
 }
 
+// networkChanged has every session probe from the client's new network at once, and asks the
+// servers for fresh candidates on both sides; TCP paths, tied to the old network, are punched
+// anew.
+func (m *p2pSessions) networkChanged() {
+	for _, s := range m.list() {
+		s.punch.NetworkChanged()
+		s.retcp("the client's network changed")
+	}
+	m.repunchAll()
+}
+
+// repunchAll asks the servers to send both sides of every session fresh candidates.
+func (m *p2pSessions) repunchAll() {
+	for _, s := range m.list() {
+		if !s.punch.Disabled() {
+			sessionHost{s}.Repunch()
+		}
+	}
+}
+
+// list returns the sessions.
+func (m *p2pSessions) list() []*p2pSession {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*p2pSession, 0, len(m.byID))
+	for _, s := range m.byID {
+		out = append(out, s)
+	}
+	return out
+}
+
 // serverReconnected is called when a new session to l's server is up. Sessions whose relay
 // the old session held keep their direct paths; those without one cannot relay any more and
 // end, so that visitors build fresh ones through the new session.
@@ -702,7 +733,12 @@ type sessionHost struct{ s *p2pSession }
 
 var _ traversal.Host = sessionHost{}
 
-func (h sessionHost) SetPath(p *traversal.Path)    { h.s.m.c.paths.setDirect(h.s.path, p) }
+func (h sessionHost) SetPath(p *traversal.Path) {
+	h.s.m.c.paths.setDirect(h.s.path, p)
+	if p != nil && p.Moved {
+		h.s.retcp("the peer's network changed")
+	}
+}
 func (h sessionHost) AddKnown(addr netip.AddrPort) { h.s.m.c.paths.addKnown(h.s.path, addr) }
 
 // Deliver feeds a run of packets that came in on an extra socket into the client's socket as

@@ -51,6 +51,7 @@ func (c *Client) portMapLoop() {
 			}
 			return
 		case <-time.After(wait):
+		case <-c.portMapRecheck:
 		}
 	}
 }

@@ -98,10 +98,15 @@ func (s *p2pSession) peerTCPAddr(m *wire.TCPPath) []netip.AddrPort {
 		}
 		addr := ap.Addr().Unmap()
 		if !(addr.IsPrivate() || addr.IsLinkLocalUnicast() || addr.IsLoopback()) || addr.IsUnspecified() {
-			if !s.peerIP.IsValid() {
+			peer := s.peerIP
+			if p := s.punch.Path(); p != nil && p.Remote.Addr().Unmap().Is4() == peer.Unmap().Is4() {
+				// The direct path's: where the peer is now, if it moved since the pairing.
+				peer = p.Remote.Addr()
+			}
+			if !peer.IsValid() {
 				return nil
 			}
-			addr = s.peerIP.Unmap()
+			addr = peer.Unmap()
 		}
 		return []netip.AddrPort{netip.AddrPortFrom(addr, ap.Port())}
 	}
@@ -220,6 +225,34 @@ func (s *p2pSession) punchTCP(ctx context.Context) (*tcpPath, error) {
 		return nil, err
 	}
 	return s.upgradeTCP(ctx, tc)
+}
+
+// tcpRepunch is how long a visitor waits before punching a TCP path again after a side's
+// network changed: the session's own path settles first.
+const tcpRepunch = 2 * time.Second
+
+// retcp drops the session's TCP path, which leads from or to an address a side left (its
+// network changed): its streams end with it, new ones take QUIC. The visitor punches a new one
+// once the session's path has settled.
+func (s *p2pSession) retcp(why string) {
+	tp := s.tcp.Swap(nil)
+	if tp == nil {
+		return
+	}
+	tp.sess.Close(why)
+	s.log.Info("direct tcp path dropped", "why", why)
+	if s.role != wire.RoleVisitor {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-time.After(tcpRepunch):
+			s.startTCP()
+		case <-s.done:
+		}
+	}()
 }
 
 // answerTCP is the provider's side of a TCPPath stream: answer with our addresses, punch.

@@ -41,6 +41,9 @@ type client struct {
 	// public address of the other family than its session's they showed (nil: none).
 	addrKey   []byte
 	publicAlt atomic.Pointer[netip.AddrPort]
+	// private are the client's LAN candidates: its login's, or those of its last report
+	// (it moved to another network).
+	private atomic.Pointer[[]string]
 	// mapped is the address the client's router maps to its UDP socket, "" if none.
 	mapped atomic.Pointer[string]
 
@@ -178,6 +181,14 @@ func (c *client) send(m wire.Message) error {
 	return err
 }
 
+// privateAddrs are the client's LAN candidates as it last reported them.
+func (c *client) privateAddrs() []string {
+	if p := c.private.Load(); p != nil {
+		return *p
+	}
+	return c.login.PrivateAddrs
+}
+
 // publicAddr is the client's public UDP candidate as the server observes it ("" over TCP).
 func (c *client) publicAddr() string {
 	if a := c.RelayUDPAddr(); a != nil {
@@ -305,6 +316,11 @@ func (c *client) controlLoop() error {
 			c.setNAT(m.NAT)
 			if old := c.mapped.Swap(&m.Mapped); *old != m.Mapped {
 				c.log.Info("client port mapping", "mapped", m.Mapped, "mapped_by", m.MappedBy)
+			}
+			if m.PrivateAddrs != nil {
+				addrs := m.PrivateAddrs
+				c.private.Store(&addrs)
+				c.log.Info("client addresses changed", "private", addrs, "public", c.publicAddr())
 			}
 		case *wire.Ping:
 			c.send(&wire.Pong{Seq: m.Seq})
@@ -458,7 +474,7 @@ func (ps *p2pSession) offer(role string) *wire.PeerSession {
 		Role:          role,
 		PeerPublic:    peer.publicAddr(),
 		PeerIP:        peer.remote.Addr().String(),
-		PeerPrivate:   peer.login.PrivateAddrs,
+		PeerPrivate:   peer.privateAddrs(),
 		PeerNAT:       peer.natCode(),
 		PeerMapped:    *peer.mapped.Load(),
 		PeerPublicAlt: peer.publicAltString(),

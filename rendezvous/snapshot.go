@@ -139,7 +139,7 @@ func (s *Server) Snapshot() *Snapshot {
 			Addr:      c.remote.String(),
 			Transport: c.sess.Transport(),
 			NAT:       c.natName(),
-			Private:   append([]string(nil), c.login.PrivateAddrs...),
+			Private:   append([]string(nil), c.privateAddrs()...),
 			Since:     c.since,
 			Sessions:  sessionsOf[c],
 		}

@@ -98,6 +98,7 @@ type Session struct {
 	heard       map[netip.AddrPort]*addrQuality
 	nextUpgrade time.Time
 	lockedAt    time.Time
+	changedAt   time.Time // a side's network changed (the locked path must answer anew)
 }
 
 // strategy is one way of finding a direct path, beside probing the candidates (which every
@@ -315,11 +316,16 @@ func (s *Session) addCandidatesLocked(o Offer) {
 	})
 }
 
-// Update takes fresh candidates from the server and punches again if there is no direct path.
+// Update takes fresh candidates from the server and punches again if there is no direct path;
+// with one, new candidates are probed at once (the peer may have moved).
 func (s *Session) Update(o Offer) {
 	s.mu.Lock()
 	s.planLocked(o)
+	before := len(s.cands)
 	s.addCandidatesLocked(o)
+	if s.path != nil && len(s.cands) > before {
+		s.changedLocked(time.Now())
+	}
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -374,6 +380,25 @@ func (s *Session) integrityKey() (string, bool) {
 	return "", false
 }
 
+// NetworkChanged tells the session that the client's addresses or routes changed: its
+// direct path may lead from an address that is gone. It probes the path and every candidate
+// at once (moving to one that answers if the path does not), or punches at once without one.
+func (s *Session) NetworkChanged() {
+	if s.cfg.Disabled {
+		return
+	}
+	s.mu.Lock()
+	now := time.Now()
+	if s.path != nil {
+		s.changedLocked(now)
+	} else if !s.punching && s.key.Load() != nil {
+		s.retryWait = retryFirst
+		s.retryAt = now
+	}
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
 // Close ends the session: its probes are no longer handled, and Run returns after releasing
 // what the strategies hold.
 func (s *Session) Close() {
@@ -397,6 +422,14 @@ func (s *Session) closeStrategies() {
 	for _, st := range all {
 		st.close()
 	}
+}
+
+// changedLocked notes that a side's network changed while a path is locked: an upgrade round
+// now, in which the path must answer again or give way to a candidate that does.
+func (s *Session) changedLocked(now time.Time) {
+	s.changedAt = now
+	s.nextUpgrade = now
+	s.kickLocked()
 }
 
 // kickLocked makes Run step again at once.
@@ -585,8 +618,11 @@ func (s *Session) handle(msg *stun.Message, from netip.AddrPort) {
 		s.learnLocked(from)
 		if _, ok := s.cands[from]; !ok && len(s.cands) < maxCandidates {
 			// Peer-reflexive: the peer's NAT gave it an address the server never saw (it is
-			// symmetric, or behind a second NAT).
+			// symmetric, or behind a second NAT, or it moved to another network).
 			s.cands[from] = nat.KindPeer
+			if s.path != nil && from != s.path.Remote {
+				s.changedLocked(now) // the path may have moved with the peer: probe it back now
+			}
 		}
 		if s.path == nil {
 			// A triggered check (as in ICE): the path towards us works, so probe it back at once

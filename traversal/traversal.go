@@ -67,6 +67,9 @@ type Path struct {
 	Kind   nat.Kind       // the kind of candidate that answered
 	// Via is the extra socket the path runs on (nil: the client's socket).
 	Via Socket
+	// Moved says the session took this path because the one before stopped answering after a
+	// side's network changed: what else led to the peer's old address (a TCP path) is gone too.
+	Moved bool
 }
 
 // Activity is what the session's paths carry: when the direct path last carried packets each

@@ -54,12 +54,25 @@ func (s *Session) heardLocked(ap netip.AddrPort, rtt time.Duration, size int, no
 		return
 	}
 	cur := s.heard[p.Remote]
-	if cur == nil || now.Sub(cur.at) > trustHeard || !betterAddr(ap, q, p.Remote, cur) {
+	// The locked path fails: it has not answered since a side's network changed (a move to
+	// another network: ours, or the peer's, which its new candidates and probes from a new
+	// address tell), or its last answer is old and what the session sends goes unanswered. Any
+	// candidate that answers does better then.
+	failing := cur == nil ||
+		(!s.changedAt.IsZero() && now.Sub(s.changedAt) < upgradeEarly && cur.at.Before(s.changedAt)) ||
+		(now.Sub(cur.at) > time.Second && s.cfg.Activity.Unanswered(now) > 500*time.Millisecond)
+	s.log.Debug("candidate answered", "candidate", ap.String(), "rtt", rtt, "path", p.Remote.String(), "failing", failing,
+		"unanswered", s.cfg.Activity.Unanswered(now))
+	if !failing && (cur == nil || now.Sub(cur.at) > trustHeard || !betterAddr(ap, q, p.Remote, cur)) {
 		return
 	}
+	var rttFrom time.Duration
+	if cur != nil {
+		rttFrom = cur.rtt
+	}
 	s.log.Info("direct path upgraded", "from", p.Remote.String(), "to", ap.String(), "candidate", string(s.kindOf(ap)),
-		"rtt_from", cur.rtt.Round(time.Microsecond), "rtt_to", rtt.Round(time.Microsecond))
-	s.setPathLocked(&Path{Remote: ap, Kind: s.kindOf(ap)})
+		"rtt_from", rttFrom.Round(time.Microsecond), "rtt_to", rtt.Round(time.Microsecond), "old_path_failing", failing)
+	s.setPathLocked(&Path{Remote: ap, Kind: s.kindOf(ap), Moved: failing})
 	if p.Via != nil {
 		p.Via.Close() // the extra socket of the path left behind
 	}

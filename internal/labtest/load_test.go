@@ -81,3 +81,27 @@ keepTunnelOpen = true
 		}
 	}
 }
+
+// TestP2PRoaming: the visitor's host moves to another network (another NAT, another address)
+// in the middle of a transfer. The client notices (netlink), tells the server its new
+// addresses, and its session probes from the new network at once: the transfer goes on through
+// the relay while the direct path comes back through the new NAT, and no byte is lost.
+func TestP2PRoaming(t *testing.T) {
+	t.Parallel()
+	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}, {Name: "W", NAT: natlab.Easy}}})
+	p := startPair(t, l, "P1", "V1", "")
+	done := make(chan time.Duration, 1)
+	go func() { done <- exchange(t, l, "V1", visitorAddr, 40<<20, 8<<20) }() // about 5 s
+	p.visitor.WaitLog(`direct path locked.*role=visitor`, 10*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	moved := time.Now()
+	l.Move("V1", "W")
+	p.visitor.WaitLog(`network changed`, 10*time.Second)
+	line := p.provider.WaitLog(`(direct path locked|direct path upgraded).*remote=`+l.NATIP("W")+`:[0-9]+|direct path upgraded.*to=`+l.NATIP("W")+`:[0-9]+`, 20*time.Second)[0]
+	t.Logf("the provider's path leads to the visitor's new NAT %s after %s: %s", l.NATIP("W"), time.Since(moved).Round(time.Millisecond), line)
+	d := <-done
+	t.Logf("40 MiB echoed intact in %s across the move", d.Round(time.Millisecond))
+	// The TCP path, tied to the old network, is punched anew; new connections take it.
+	p.visitor.WaitLog(`(?s)direct tcp path dropped.*direct tcp path up`, 15*time.Second)
+	exchange(t, l, "V1", visitorAddr, 4<<20, 0)
+}

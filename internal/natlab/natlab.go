@@ -114,6 +114,8 @@ type Lab struct {
 	wan6   []string               // hosts with an IPv6 address on the public segment
 	v6     bool                   // the lab has IPv6
 	wanDev map[string]string      // hosts on the public segment → their interface there
+	place  map[string]int         // each side's place in Config.Sides (its addresses)
+	moved  map[string]int         // hosts moved onto each side (Move)
 }
 
 // StateDir is a state directory (the stateDir key of an xp2p config) for the lab's process
@@ -243,6 +245,10 @@ func (l *Lab) build(cfg Config) error {
 			s.Hosts = 1
 		}
 		l.sides[s.Name] = s
+		if l.place == nil {
+			l.place, l.moved = map[string]int{}, map[string]int{}
+		}
+		l.place[s.Name] = i
 		if err := l.buildSide(i, s, cfg.UDPTimeout); err != nil {
 			return fmt.Errorf("side %s (%s): %w", s.Name, s.NAT, err)
 		}

@@ -162,7 +162,14 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	if handled {
 		return len(b), len(oob), nil
 	}
-	return c.UDPConn.WriteMsgUDP(b, oob, dst)
+	n, oobn, err = c.UDPConn.WriteMsgUDP(b, oob, dst)
+	if err != nil && isTransientSendError(err) {
+		// The network is changing under the socket (a move to another network: the link or
+		// the route is gone for a moment): the packet is lost, which QUIC repairs; reporting
+		// the error would make quic-go close every connection on the socket.
+		return len(b), len(oob), nil
+	}
+	return n, oobn, err
 }
 
 // WriteTo sends through the filter.

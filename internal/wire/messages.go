@@ -644,11 +644,17 @@ type NATReport struct {
 	// the protocol that mapped it.
 	Mapped   string `json:"mapped,omitempty"`
 	MappedBy string `json:"mappedBy,omitempty"`
+	// PrivateAddrs, when set, replace the LAN candidates of the login: the client's addresses
+	// changed (it moved to another network).
+	PrivateAddrs []string `json:"privateAddrs,omitempty"`
 }
 
 func (*NATReport) MessageType() string { return "natReport" }
 func (m *NATReport) Validate() error {
 	if err := validateNAT(m.NAT); err != nil {
+		return err
+	}
+	if err := validateAddrs("privateAddrs", m.PrivateAddrs); err != nil {
 		return err
 	}
 	return validateMapped(m.Mapped, m.MappedBy)
