@@ -34,13 +34,14 @@ const (
 )
 
 // mtuLadder are the sizes probed, largest first: 20 bytes apart (the precision of quic-go's own
-// search), multiples of 4 (a STUN message's size always is).
+// search), multiples of 4 (a STUN message's size always is), and last what a direct IPv6 path
+// of IPv6's minimum MTU carries (1280 less 48).
 var mtuLadder = func() []int {
 	var l []int
-	for q := MaxPacket &^ 3; q > MinPacket; q -= 20 {
+	for q := MaxPacket &^ 3; q > (1280-48)&^3; q -= 20 {
 		l = append(l, q)
 	}
-	return l
+	return append(l, (1280-48)&^3)
 }()
 
 const (
@@ -209,14 +210,19 @@ func (a *Activity) Fits(n int) bool {
 	return true
 }
 
-// Limit is the largest QUIC packet the session's paths carry, as far as they are measured.
+// Limit is the largest QUIC packet the session's paths carry, as far as they are measured. A
+// direct path that is not measured yet holds the packets where they are, so that they do not
+// grow past what it carries while its measurement runs.
 func (a *Activity) Limit() int {
 	r := int(a.relayMTU.Load())
 	if r == 0 {
 		r = MinPacket
 	}
-	if d := int(a.directMTU.Load()); d > 0 {
+	switch d := int(a.directMTU.Load()); {
+	case d > 0:
 		return min(r, d)
+	case d < 0: // a direct path, not measured yet
+		return min(r, max(int(a.largest.Load()), MinPacket))
 	}
 	return r
 }

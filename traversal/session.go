@@ -197,6 +197,7 @@ func (s *Session) setPathLocked(p *Path) {
 	s.cfg.Activity.directMTU.Store(0)
 	s.directMTU = nil
 	if p != nil {
+		s.cfg.Activity.directMTU.Store(-1) // being measured
 		s.directMTU = newMTUProbe(false, p.Remote, p.Via)
 		s.kickLocked()
 	}
@@ -536,7 +537,7 @@ func (s *Session) monitorLocked(now time.Time) time.Duration {
 	if now.Sub(s.lastProbe) >= s.cfg.Keepalive || (suspect && now.Sub(s.lastProbe) >= monitorInterval) {
 		// Padded to what the path was measured to carry: a path whose MTU shrinks (a route
 		// change) stops answering, and is given up before it swallows every large packet.
-		s.probeSizedLocked(s.path.Remote, now, int(s.cfg.Activity.directMTU.Load())&^3)
+		s.probeSizedLocked(s.path.Remote, now, max(int(s.cfg.Activity.directMTU.Load()), 0)&^3)
 	}
 	return soonest(monitorInterval, s.upgradeLocked(now))
 }

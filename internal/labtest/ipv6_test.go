@@ -156,7 +156,8 @@ func TestP2PIPv6(t *testing.T) {
 		if remote := lockedRemote(t, p.visitor); !remote.Addr().Is6() {
 			t.Errorf("locked %s, want IPv6", remote)
 		}
-		exchange(t, l, "V1", visitorAddr, 16<<20, 0)
+		d := exchange(t, l, "V1", visitorAddr, 16<<20, 0)
+		t.Logf("16 MiB echoed in %s", d)
 	})
 }
 
