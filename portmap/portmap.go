@@ -12,7 +12,6 @@ package portmap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -152,7 +151,7 @@ func (m *Mapper) Map(ctx context.Context, port uint16, lifetime time.Duration) (
 	}
 	gw, local, err := m.route()
 	if err != nil {
-		return Mapping{}, errors.Join(renewal, err)
+		return Mapping{}, after(renewal, err)
 	}
 	newClients := m.newClients
 	if newClients == nil {
@@ -163,10 +162,18 @@ func (m *Mapper) Map(ctx context.Context, port uint16, lifetime time.Duration) (
 		if e, ok := err.(*Error); ok {
 			e.Gateway = gw
 		}
-		return Mapping{}, errors.Join(renewal, err)
+		return Mapping{}, after(renewal, err)
 	}
 	m.cur, m.mapping = c, mp
 	return mp, nil
+}
+
+// after is err, following a failed renewal if there was one (on one line: it goes to logs).
+func after(renewal, err error) error {
+	if renewal == nil {
+		return err
+	}
+	return fmt.Errorf("%w; then %w", renewal, err)
 }
 
 // discover probes the router in every protocol at once and maps with the first in the order of
@@ -263,15 +270,15 @@ func (m *Mapper) added(mp Mapping, err error) (Mapping, error) {
 	if err != nil {
 		return mp, err
 	}
-	if a := mp.External.Addr(); !Public(a) || mp.External.Port() == 0 {
+	if a := mp.External.Addr(); !isPublic(a) || mp.External.Port() == 0 {
 		return Mapping{}, fmt.Errorf("the router's external address %s is not public (a NAT behind it): peers on the internet cannot reach the mapping", mp.External)
 	}
 	return mp, nil
 }
 
-// Public reports whether a is an IPv4 address hosts on the internet could send to: not
+// isPublic reports whether a is an IPv4 address hosts on the internet could send to: not
 // private, shared (carrier-grade NAT, RFC 6598), loopback, link-local or unspecified.
-func Public(a netip.Addr) bool {
+func isPublic(a netip.Addr) bool {
 	return a.Is4() && a.IsGlobalUnicast() && !a.IsPrivate() && !sharedSpace.Contains(a)
 }
 

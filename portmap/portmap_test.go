@@ -179,14 +179,40 @@ func TestMapperRenews(t *testing.T) {
 	}
 }
 
-func TestPublic(t *testing.T) {
+func TestIsPublic(t *testing.T) {
 	for a, want := range map[string]bool{
 		"192.0.3.10": true, "203.0.113.10": true, "8.8.8.8": true,
 		"10.1.0.1": false, "192.168.1.1": false, "172.16.0.1": false, "100.64.0.1": false, "100.127.255.254": false,
 		"127.0.0.1": false, "169.254.1.1": false, "0.0.0.0": false, "224.0.0.1": false, "2001:db8::1": false,
 	} {
-		if got := Public(netip.MustParseAddr(a)); got != want {
-			t.Errorf("Public(%s) = %v", a, got)
+		if got := isPublic(netip.MustParseAddr(a)); got != want {
+			t.Errorf("isPublic(%s) = %v", a, got)
 		}
+	}
+}
+
+// TestMapperRenewalFails: a renewal that fails, then an attempt that finds nothing, say both,
+// on one line.
+func TestMapperRenewalFails(t *testing.T) {
+	gone := false
+	m, _ := routers(func() []*fakeClient {
+		fs := []*fakeClient{{proto: PCP, external: public}, {proto: NATPMP, external: public}, {proto: UPnP, external: public}}
+		for _, f := range fs {
+			if gone {
+				f.probeErr = errors.New("refused")
+			}
+		}
+		return fs
+	})
+	ctx := context.Background()
+	if _, err := m.Map(ctx, 40123, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	gone = true
+	m.cur.(*fakeClient).addErr = errors.New("no answer")
+	_, err := m.Map(ctx, 40123, time.Hour)
+	want := "renewing the PCP mapping: no answer; then no port mapping from the router 127.0.0.1 (PCP: refused; NAT-PMP: refused; UPnP-IGD: refused)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %q\nwant  %q", err, want)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +33,7 @@ func TestP2PPortMapping(t *testing.T) {
 		t.Run(tc.protocol, func(t *testing.T) {
 			t.Parallel()
 			l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, Routable: true}, {Name: "V", NAT: natlab.Sym}}})
-			l.StartMiniUPnPd("P", tc.router)
+			router := l.StartMiniUPnPd("P", tc.router)
 			server := startServer(t, l)
 			echoService(t, l, "P1", "127.0.0.1:9000")
 			cfg := providerConfig("transport.portMapping = true\ntransport.udpPort = 40123\nwebServer.addr = \"127.0.0.1\"\nwebServer.port = 7400")
@@ -53,6 +55,15 @@ func TestP2PPortMapping(t *testing.T) {
 			}
 			if rules := l.PortMappings("P"); !strings.Contains(rules, "th dport 40123 dnat ip to "+l.IP("P1")+":40123") {
 				t.Fatalf("the mapping is not in the router's rules:\n%s", rules)
+			}
+			// Leased for the two hours asked, not for ever: a client that dies leaves nothing
+			// behind for long.
+			var expires int64
+			if m := regexp.MustCompile(`(?m)^UDP:40123:` + regexp.QuoteMeta(l.IP("P1")) + `:40123:(\d+):`).FindStringSubmatch(router.Leases()); m != nil {
+				expires, _ = strconv.ParseInt(m[1], 10, 64)
+			}
+			if left := time.Until(time.Unix(expires, 0)); left < 115*time.Minute || left > 2*time.Hour {
+				t.Errorf("the router's lease ends in %s, want 2 h: %q", left.Round(time.Second), router.Leases())
 			}
 			provider.WaitLog("xp2p service published", 10*time.Second)
 			visitor := startClient(t, l, "V1", "visitor", visitorConfig(""))

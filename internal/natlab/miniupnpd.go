@@ -34,6 +34,19 @@ func (p RouterProtocols) String() string {
 // miniupnpdTable is the nftables table miniupnpd keeps its rules in (upnp_table_name).
 const miniupnpdTable = "miniupnpd"
 
+// MiniUPnPd is a side's running miniupnpd.
+type MiniUPnPd struct {
+	*Proc
+	leaseFile string
+}
+
+// Leases returns miniupnpd's lease file: a line per mapping, "PROTO:EXTPORT:IADDR:IPORT:
+// EXPIRES:DESCRIPTION" (EXPIRES in Unix seconds, 0 for a permanent mapping).
+func (m *MiniUPnPd) Leases() string {
+	b, _ := os.ReadFile(m.leaseFile)
+	return string(b)
+}
+
 // StartMiniUPnPd runs Debian's miniupnpd (package miniupnpd-nftables), the router daemon of
 // OpenWrt and many home routers, in a side's NAT: it listens on the LAN bridge, speaks the
 // protocols asked for, and turns every mapping into real nftables rules (a DNAT in its own
@@ -44,7 +57,7 @@ const miniupnpdTable = "miniupnpd"
 // miniupnpd 2.3 has one switch for NAT-PMP and PCP together (enable_natpmp): when only one of
 // the two is asked for, the NAT drops the other's requests at its input (the first byte of
 // each is its version: 0 for NAT-PMP, 2 for PCP), so the daemon speaks that one alone.
-func (l *Lab) StartMiniUPnPd(side string, protos RouterProtocols) *Proc {
+func (l *Lab) StartMiniUPnPd(side string, protos RouterProtocols) *MiniUPnPd {
 	l.t.Helper()
 	bin := Tool(l.t, "miniupnpd", "miniupnpd-nftables")
 	s, ok := l.sides[side]
@@ -128,7 +141,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 		ready = `Listening for NAT-PMP/PCP traffic on port 5351` // opened after the HTTP socket
 	}
 	p.WaitLog(ready, 10*time.Second)
-	return p
+	return &MiniUPnPd{Proc: p, leaseFile: filepath.Join(dir, "leases")}
 }
 
 // PortMappings lists the port mappings the side's miniupnpd installed: its nftables DNAT
