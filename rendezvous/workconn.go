@@ -45,6 +45,9 @@ func (s *Server) serveWorkConn(w netx.TLSConn) {
 		return
 	}
 	answer := func(res *wire.WorkConnResult) bool {
+		if res.Code != "" {
+			s.refusals.log("work connection refused", w.RemoteAddr().String(), "tcp", res.Code+": "+res.Error)
+		}
 		return wire.Write(w, res) == nil
 	}
 	exporter, err := auth.Exporter(w.ConnectionState(), "work")
