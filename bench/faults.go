@@ -119,6 +119,14 @@ func faultsOnce(t *step, l *natlab.Lab, s system, n int, o *options, res *result
 		res.notes = append(res.notes, fmt.Sprintf("%s N=%d: %d of %d ports online %s after start", s.name, n, len(back), len(all), faultProbeDeadline))
 	}
 
+	if s.name == "xp2p" {
+		// "auto" falls back to TCP when a QUIC handshake takes over a second: on a loaded
+		// machine some do, and a TCP session costs the server more (TLS, yamux, a relay stream).
+		if n := srv.Count(`client logged in.* transport=tcp`); n > 0 {
+			res.notes = append(res.notes, fmt.Sprintf("xp2p N=%d: %d clients logged in over TCP at start (their QUIC handshake took over a second)", len(clients), n))
+		}
+	}
+
 	// Idle.
 	time.Sleep(5 * time.Second)
 	p.set("faults: %s, %d clients idle for %s", s.name, n, o.faultIdle)
