@@ -603,7 +603,7 @@ func (c *Client) runTCPRelay(ctx context.Context, ctl *control) {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		buf := make([]byte, wire.MaxDatagram)
+		buf := make([]byte, wire.MaxRelayFrame)
 		for {
 			n, err := wire.ReadDatagram(st, buf)
 			if err != nil {

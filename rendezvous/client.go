@@ -556,7 +556,7 @@ func (c *client) serveStream(ctx context.Context, st session.Stream) {
 			}
 		}
 	}()
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, wire.MaxRelayFrame)
 	for {
 		n, err := wire.ReadDatagram(st, buf)
 		if err != nil {

@@ -23,8 +23,9 @@ func WriteDatagram(w io.Writer, b []byte) error {
 	return err
 }
 
-// ReadDatagram reads one framed datagram into buf, which must hold MaxDatagram bytes, and
-// returns its length. A clean end of stream between datagrams is io.EOF.
+// ReadDatagram reads one framed datagram into buf and returns its length; a datagram larger
+// than buf is an error (give it MaxDatagram bytes for any UDP payload, MaxRelayFrame for
+// relayed packets). A clean end of stream between datagrams is io.EOF.
 func ReadDatagram(r io.Reader, buf []byte) (int, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {

@@ -8,6 +8,10 @@ package wire
 const (
 	RelayMagic     = 0x3C
 	RelayHeaderLen = 1 + RelayTokenLen
+	// MaxRelayFrame bounds a relayed packet on a TCP relay stream: the header and a QUIC packet,
+	// which is at most 1452 bytes (quic-go reads no larger one), so that a stream's read buffer
+	// takes 1.4 KiB instead of a UDP datagram's 64.
+	MaxRelayFrame = RelayHeaderLen + 1452
 )
 
 // RelayToken is the per-session, per-side token that routes relayed packets.
