@@ -76,8 +76,9 @@ type Mapper struct {
 	newClients func(gateway, local netip.Addr) []client
 
 	mu      sync.Mutex
-	cur     client  // the protocol that mapped, nil before the first mapping
-	mapping Mapping // what cur mapped
+	cur     client        // the protocol that mapped, nil before the first mapping
+	mapping Mapping       // what cur mapped
+	via     [2]netip.Addr // the router and this host's address towards it, when cur mapped
 }
 
 // client speaks one protocol to one router.
@@ -133,12 +134,19 @@ func (e *Error) Unwrap() []error {
 
 // Map maps the local UDP port for lifetime (the router may grant less), or renews the mapping
 // it made before. A renewal that fails starts over: the router may have restarted, changed its
-// protocols, or been replaced.
+// protocols, or been replaced. So does a change of the route to the router (the host moved to
+// another network): the old router's mapping is left to its lease, that router being out of
+// reach.
 func (m *Mapper) Map(ctx context.Context, port uint16, lifetime time.Duration) (Mapping, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	gw, local, err := m.route()
+	if err != nil {
+		m.cur, m.mapping = nil, Mapping{}
+		return Mapping{}, err
+	}
 	var renewal error
-	if m.cur != nil && m.mapping.Internal.Port() == port {
+	if m.cur != nil && m.mapping.Internal.Port() == port && m.via == [2]netip.Addr{gw, local} {
 		rctx, cancel := context.WithTimeout(ctx, m.timeout())
 		mp, err := m.added(m.cur.add(rctx, port, lifetime, m.mapping))
 		cancel()
@@ -147,12 +155,8 @@ func (m *Mapper) Map(ctx context.Context, port uint16, lifetime time.Duration) (
 			return mp, nil
 		}
 		renewal = fmt.Errorf("renewing the %s mapping: %w", m.cur.protocol(), err)
-		m.cur, m.mapping = nil, Mapping{}
 	}
-	gw, local, err := m.route()
-	if err != nil {
-		return Mapping{}, after(renewal, err)
-	}
+	m.cur, m.mapping = nil, Mapping{}
 	newClients := m.newClients
 	if newClients == nil {
 		newClients = defaultClients
@@ -164,7 +168,7 @@ func (m *Mapper) Map(ctx context.Context, port uint16, lifetime time.Duration) (
 		}
 		return Mapping{}, after(renewal, err)
 	}
-	m.cur, m.mapping = c, mp
+	m.cur, m.mapping, m.via = c, mp, [2]netip.Addr{gw, local}
 	return mp, nil
 }
 

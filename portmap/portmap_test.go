@@ -216,3 +216,23 @@ func TestMapperRenewalFails(t *testing.T) {
 		t.Errorf("error %q\nwant  %q", err, want)
 	}
 }
+
+// TestMapperMoved: when the route to the router changes (the host joined another network, or
+// the gateway was set to another router), the next Map asks the new router from scratch
+// instead of renewing at the old one.
+func TestMapperMoved(t *testing.T) {
+	m, made := routers(func() []*fakeClient {
+		return []*fakeClient{{proto: PCP, external: public}, {proto: NATPMP, external: public}, {proto: UPnP, external: public}}
+	})
+	ctx := context.Background()
+	if _, err := m.Map(ctx, 40123, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Map(ctx, 40123, time.Hour); err != nil || len(*made) != 1 {
+		t.Fatalf("renewal on the same network: %v, %d attempts", err, len(*made))
+	}
+	m.Gateway = netip.MustParseAddr("127.0.0.2")
+	if _, err := m.Map(ctx, 40123, time.Hour); err != nil || len(*made) != 2 || (*made)[0][0].adds != 2 {
+		t.Fatalf("after the move: %v, %d attempts, the old router asked %d times; want a new attempt", err, len(*made), (*made)[0][0].adds)
+	}
+}
