@@ -68,16 +68,8 @@ func (s *p2pSession) tcpWanted() bool {
 // peerTCPAddr); with the punching port. One address a side: both connects are then the two ends
 // of one connection (with several, each side could pick a different one).
 func (s *p2pSession) tcpCandidates(port int) []string {
-	public := netip.IPv4Unspecified()
-	if s.punchNetwork() == "tcp6" {
-		public = netip.IPv6Unspecified()
-	}
-	if ctl := s.link.ctl.Load(); ctl != nil {
-		if ap, err := netip.ParseAddrPort(ctl.observed); err == nil {
-			public = ap.Addr().Unmap()
-		}
-	}
-	if s.peerIP.IsValid() && public == s.peerIP.Unmap() {
+	public := s.ourPublic()
+	if s.behindOurNAT() {
 		for _, a := range s.m.c.privateAddrs() {
 			if ap, err := netip.ParseAddrPort(a); err == nil {
 				return []string{netip.AddrPortFrom(ap.Addr(), uint16(port)).String()}
@@ -87,9 +79,31 @@ func (s *p2pSession) tcpCandidates(port int) []string {
 	return []string{netip.AddrPortFrom(public, uint16(port)).String()}
 }
 
+// ourPublic is this side's public address as the server saw its session (unspecified when
+// unknown).
+func (s *p2pSession) ourPublic() netip.Addr {
+	public := netip.IPv4Unspecified()
+	if s.punchNetwork() == "tcp6" {
+		public = netip.IPv6Unspecified()
+	}
+	if ctl := s.link.ctl.Load(); ctl != nil {
+		if ap, err := netip.ParseAddrPort(ctl.observed); err == nil {
+			public = ap.Addr().Unmap()
+		}
+	}
+	return public
+}
+
+// behindOurNAT reports whether the peer comes from our own public address: one NAT, one LAN.
+func (s *p2pSession) behindOurNAT() bool {
+	return s.peerIP.IsValid() && s.ourPublic() == s.peerIP.Unmap()
+}
+
 // peerTCPAddr is where to connect to the peer's punching port: its LAN address when it sent one
-// (it is behind our NAT), else the public address the server paired us with, whatever the peer
-// believes its own to be.
+// and it is behind our NAT, else the public address the server paired us with, whatever the
+// peer believes its own to be. A LAN address from a peer elsewhere is not ours to connect to:
+// the peer (which proved the secretKey, but may want more than the service) would have this
+// side open connections to any host and port of its own LAN, or its loopback.
 func (s *p2pSession) peerTCPAddr(m *wire.TCPPath) []netip.AddrPort {
 	for _, a := range m.Addrs {
 		ap, err := netip.ParseAddrPort(a)
@@ -97,7 +111,8 @@ func (s *p2pSession) peerTCPAddr(m *wire.TCPPath) []netip.AddrPort {
 			continue
 		}
 		addr := ap.Addr().Unmap()
-		if !(addr.IsPrivate() || addr.IsLinkLocalUnicast() || addr.IsLoopback()) || addr.IsUnspecified() {
+		local := addr.IsPrivate() || addr.IsLinkLocalUnicast() || addr.IsLoopback()
+		if !local || addr.IsUnspecified() || !s.behindOurNAT() {
 			peer := s.peerIP
 			if p := s.punch.Path(); p != nil && p.Remote.Addr().Unmap().Is4() == peer.Unmap().Is4() {
 				// The direct path's: where the peer is now, if it moved since the pairing.
