@@ -63,8 +63,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Machine: %s. frp %s built from source through the Go module proxy. NAT lab: Linux network namespaces "+
 		"with nftables NATs (internal/natlab), all traffic on this machine. Each figure is the median of %d repetitions, "+
 		"with the range in parentheses; %d MiB per throughput figure. Ratios compare medians measured in the same run "+
-		"(the machine is shared and noisy: compare ratios, not absolute figures across runs).\n\n",
-		machine(), frpVersion, r.opts.reps, r.opts.bytes>>20)
+		"(the machine is shared and noisy: compare ratios, not absolute figures across runs); the real paths: %d repetitions, "+
+		"each figure %d MiB or %d s, whichever ends first.\n\n",
+		machine(), frpVersion, r.opts.reps, r.opts.bytes>>20, r.opts.pathReps, r.opts.bytes>>20, r.opts.pathSecs)
 	for _, t := range r.tables() {
 		b.WriteString(t.Markdown())
 	}

@@ -219,3 +219,40 @@ func TestKeepaliveDatagram(t *testing.T) {
 		t.Errorf("%d keepalives wait for a flow", held)
 	}
 }
+
+// TestFlowDatagramsSlowTaker: a flow's taker that is slow for a while (a socket write held up on
+// a busy machine) loses none of a burst of 600 datagrams, more than quic-go keeps received (128):
+// they wait in FlowDatagrams' own bounded queue instead.
+func TestFlowDatagramsSlowTaker(t *testing.T) {
+	vc, pc := quicPair(t)
+	v, p := NewFlowDatagrams(vc), NewFlowDatagrams(pc)
+	go v.Run(vc.Context())
+	go p.Run(pc.Context())
+	vf, pf := v.register(4), p.register(4)
+	const n = 600
+	got := make(chan int, n)
+	hold := make(chan struct{})
+	pf.Receive(func(b []byte) {
+		<-hold // the taker stalls until the whole burst was sent
+		got <- len(b)
+	})
+	payload := make([]byte, 1000)
+	for range n {
+		if err := vf.Send(payload); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Microsecond) // a paced burst, as the sender's socket reads it
+	}
+	time.Sleep(200 * time.Millisecond) // all of it received while the taker is stalled
+	close(hold)
+	count := 0
+	for deadline := time.After(5 * time.Second); count < n; {
+		select {
+		case <-got:
+			count++
+		case <-deadline:
+			_, received, dropped := p.Counts()
+			t.Fatalf("%d of %d datagrams reached the stalled taker (received %d, dropped %d)", count, n, received, dropped)
+		}
+	}
+}
