@@ -67,6 +67,8 @@ type client struct {
 	pings  map[uint64]chan struct{}
 	pingN  uint64
 	probe  *livenessProbe // the liveness check running now (nil: none)
+	// aliveAt is when the client last answered a liveness check (unix nanos).
+	aliveAt atomic.Int64
 
 	// Guarded by s.mu: the names the client claimed (without user prefix) → kind, its P2P
 	// sessions by id, and whether its session is ending (it may claim nothing more); asking

@@ -61,6 +61,30 @@ func (c *client) checkAlive() bool {
 	return p.alive
 }
 
+// suspect checks, off the caller's goroutine, that the client is alive after a sign that its
+// process may have died (an idle work connection it closed), and ends its session if it is
+// not: its ports then refuse users, and its names are free, holderGrace after its crash instead
+// of the session's idle timeout. A client alive a moment ago is not asked again.
+func (c *client) suspect() {
+	if time.Since(time.Unix(0, c.aliveAt.Load())) < holderGrace {
+		return
+	}
+	c.s.wg.Add(1)
+	go func() {
+		defer c.s.wg.Done()
+		if c.checkAlive() {
+			return
+		}
+		select {
+		case <-c.done:
+			return // it ended meanwhile
+		default:
+		}
+		c.log.Info("client unresponsive after it closed a work connection: ending its session", "grace", c.probeTimeout())
+		c.sess.Close("unresponsive")
+	}()
+}
+
 // alive asks the client to prove it still answers: a Ping that must come back within timeout.
 func (c *client) alive(timeout time.Duration) bool {
 	select {
@@ -86,6 +110,7 @@ func (c *client) alive(timeout time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-ch:
+		c.aliveAt.Store(time.Now().UnixNano())
 		return true
 	case <-t.C:
 		return false

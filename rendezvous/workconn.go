@@ -126,8 +126,14 @@ func (c *client) parkWork(w netx.TLSConn) bool {
 				break
 			}
 		}
+		ending := p.closed
 		p.mu.Unlock()
 		w.Close()
+		if !ending {
+			// The client closed it: it recycled it, or its process died (the kernel closes a
+			// dead process's connections), which its QUIC session would not tell.
+			c.suspect()
+		}
 	}()
 	return true
 }

@@ -329,3 +329,36 @@ func TestRestartedClientReclaimsAtOnce(t *testing.T) {
 // holderGraceForTests is the server's grace for a holder of a name that someone else wants
 // (rendezvous.holderGrace).
 const holderGraceForTests = 5 * time.Second
+
+// TestDeadClientPortsRefuse: a client killed with SIGKILL (its QUIC session says nothing) leaves
+// its ports taking users it cannot serve until the server learns it died. Its kernel closes its
+// idle work connection, the server then checks the client's liveness, and its ports refuse users
+// a grace later instead of after the session's 30 s idle timeout, with nobody asking for them.
+func TestDeadClientPortsRefuse(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "")
+	svc := startTCPService(t, idHandler("up"))
+	port := freeTCPPort(t)
+	c := startProc(t, "client", "doomed", clientHeader(srv.Port(), testToken, "transport.natDiscovery = false")+tcpProxy("web", svc.Port(), port))
+	eventually(t, 10*time.Second, func() bool { id, _ := askID(localhost(port)); return id == "up" },
+		func() string { return "the client's port never answered" })
+	time.Sleep(200 * time.Millisecond) // its idle work connection is parked
+	c.kill()
+	killed := time.Now()
+	eventually(t, 20*time.Second, func() bool {
+		conn, err := net.DialTimeout("tcp", localhost(port), time.Second)
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		return true
+	}, func() string { return "the dead client's port still takes users" })
+	took := time.Since(killed)
+	t.Logf("a dead client's port refused users %s after the kill", took.Round(time.Millisecond))
+	if took > holderGraceForTests+3*time.Second {
+		t.Errorf("the dead client's port took users for %s", took.Round(time.Millisecond))
+	}
+	if n := srv.log.Count("client unresponsive after it closed a work connection"); n != 1 {
+		t.Errorf("the server logged %d liveness failures, want 1", n)
+	}
+}
