@@ -156,6 +156,23 @@ func workConnAs(t testing.TB, port int, runID string, key []byte) string {
 // udpForward relays UDP between the first peer that writes to ln and target (one peer only),
 // showing each of the peer's packets to seen (nil: none) first, and returns the peer's address
 // as it learns it.
+// middleOf is a port in the middle of the way to srv: its UDP (the QUIC control sessions) goes
+// on to the server; its TCP listener (work connections) is the caller's, a man in the middle's.
+func middleOf(t testing.TB, srv *testServer) (port int, tcp net.Listener) {
+	t.Helper()
+	port = freeUDPTCPPort(t)
+	udpLn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpForward(t, udpLn, srv.UDPAddr(), nil)
+	tcp, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port, tcp
+}
+
 func udpForward(t testing.TB, ln *net.UDPConn, target *net.UDPAddr, seen func([]byte)) *atomic.Pointer[net.UDPAddr] {
 	up, err := net.DialUDP("udp", nil, target)
 	if err != nil {
@@ -225,16 +242,7 @@ func workConnMITM(t *testing.T, stolenKey bool) {
 		echoHandler(c)
 	})
 
-	port := freeUDPTCPPort(t)
-	udpLn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpForward(t, udpLn, srv.UDPAddr(), nil)
-	tcpLn, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, tcpLn := middleOf(t, srv)
 	files := tlsconf.ServerFiles{}
 	if stolenKey {
 		id, _, err := identity.LoadServer(srv.cfg.StateDir)

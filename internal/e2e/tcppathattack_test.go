@@ -56,26 +56,12 @@ func TestP2PTCPPathCutIsNoCleanEnd(t *testing.T) {
 	}, func() string { return "the file's session has no TCP path" })
 
 	c := dial(t, fmt.Sprintf("127.0.0.1:%d", fport))
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	buf := make([]byte, 1<<20)
-	got := 0
-	for got < 4<<20 {
-		n, err := c.Read(buf)
-		got += n
-		if err != nil {
-			t.Fatalf("before the cut: %v after %d bytes", err, got)
-		}
-	}
 	_, port, _ := net.SplitHostPort(tcpPath)
-	if out, err := exec.Command(ssBin, "-K", "dport", "=", ":"+port).CombinedOutput(); err != nil {
-		t.Fatalf("ss -K: %v: %s", err, out)
-	}
-	var rerr error
-	for rerr == nil {
-		var n int
-		n, rerr = c.Read(buf)
-		got += n
-	}
+	got, rerr := readCut(t, c, 4<<20, func() {
+		if out, err := exec.Command(ssBin, "-K", "dport", "=", ":"+port).CombinedOutput(); err != nil {
+			t.Fatalf("ss -K: %v: %s", err, out)
+		}
+	})
 	if got < size && errors.Is(rerr, io.EOF) {
 		t.Errorf("a download cut after %d of %d bytes ended cleanly (EOF): its user takes it as complete", got, size)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,16 +25,7 @@ func TestWorkConnTruncation(t *testing.T) {
 		c.CloseWrite()
 		io.Copy(io.Discard, c)
 	})
-	port := freeUDPTCPPort(t)
-	udpLn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	udpForward(t, udpLn, srv.UDPAddr(), nil)
-	tcpLn, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	port, tcpLn := middleOf(t, srv)
 	var cut atomic.Bool
 	var forwarded, cuts atomic.Int64
 	var wg sync.WaitGroup
@@ -100,23 +90,7 @@ func TestWorkConnTruncation(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		cut.Store(false)
 		user := dial(t, remote)
-		user.SetDeadline(time.Now().Add(30 * time.Second))
-		buf := make([]byte, 1<<20)
-		got := 0
-		for got < 4<<20 {
-			n, err := user.Read(buf)
-			got += n
-			if err != nil {
-				t.Fatalf("before the cut: %v after %d bytes", err, got)
-			}
-		}
-		cut.Store(true)
-		var rerr error
-		for rerr == nil {
-			var n int
-			n, rerr = user.Read(buf)
-			got += n
-		}
+		got, rerr := readCut(t, user, 4<<20, func() { cut.Store(true) })
 		user.Close()
 		if got >= size {
 			continue // it rode QUIC
@@ -127,4 +101,26 @@ func TestWorkConnTruncation(t *testing.T) {
 		t.Logf("cut after %d of %d bytes (%d connections cut): %v", got, size, cuts.Load(), rerr)
 		return
 	}
+}
+
+// readCut reads c (a user's download): before bytes, then cut() cuts its way, then on to its
+// end. It returns how many bytes came and how the download ended.
+func readCut(t *testing.T, c net.Conn, before int, cut func()) (got int, end error) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 1<<20)
+	for got < before {
+		n, err := c.Read(buf)
+		got += n
+		if err != nil {
+			t.Fatalf("before the cut: %v after %d bytes", err, got)
+		}
+	}
+	cut()
+	for end == nil {
+		var n int
+		n, end = c.Read(buf)
+		got += n
+	}
+	return got, end
 }
