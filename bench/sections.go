@@ -216,25 +216,7 @@ func p2p(o *options, bins *binaries, p *progress) (*results, error) {
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
-				procs := append(append([]int(nil), pids[s.name]...), v.PID())
-				cpu0 := cpuSeconds(procs...)
-				for _, dir := range []struct {
-					up   bool
-					name string
-				}{{false, "down"}, {true, "up"}} {
-					g, err := d.throughput(o.bytes, 1, dir.up)
-					if err != nil {
-						t.Fatalf("%s p2p %s: %v", s.name, dir.name, err)
-					}
-					res.add("throughput, 1 stream, "+dir.name, s.name, g)
-				}
-				res.add("CPU per GB moved (server, provider, visitor)", s.name, (cpuSeconds(procs...)-cpu0)/(2*float64(o.bytes)/1e9))
-				rtts, err := d.rtt(o.rtts)
-				if err != nil {
-					t.Fatalf("%s p2p round trips: %v", s.name, err)
-				}
-				p50, _ := percentiles(rtts)
-				res.add("round trip p50 (32 B)", s.name, p50)
+				p2pFigures(t, o, res, s.name, d, append(append([]int(nil), pids[s.name]...), v.PID()))
 				v.Stop()
 			}
 			if ts != nil {
@@ -285,7 +267,12 @@ func tailscaleP2P(t *step, o *options, res *results, ts *tailnet, provider *tsNo
 	} else {
 		res.notes = append(res.notes, fmt.Sprintf("tailscale rep %d: no direct path in easy × easy (DERP figures)", rep+1))
 	}
-	procs := []int{ts.control.PID(), provider.pid(), v.pid()}
+	p2pFigures(t, o, res, "tailscale", d, []int{ts.control.PID(), provider.pid(), v.pid()})
+}
+
+// p2pFigures measures a P2P session's figures of section 2 on its direct path: one stream down
+// and up, the CPU that procs spent per GB of it, and the round trip of small messages.
+func p2pFigures(t *step, o *options, res *results, name string, d dialer, procs []int) {
 	cpu0 := cpuSeconds(procs...)
 	for _, dir := range []struct {
 		up   bool
@@ -293,17 +280,17 @@ func tailscaleP2P(t *step, o *options, res *results, ts *tailnet, provider *tsNo
 	}{{false, "down"}, {true, "up"}} {
 		g, err := d.throughput(o.bytes, 1, dir.up)
 		if err != nil {
-			t.Fatalf("tailscale p2p %s: %v", dir.name, err)
+			t.Fatalf("%s p2p %s: %v", name, dir.name, err)
 		}
-		res.add("throughput, 1 stream, "+dir.name, "tailscale", g)
+		res.add("throughput, 1 stream, "+dir.name, name, g)
 	}
-	res.add("CPU per GB moved (server, provider, visitor)", "tailscale", (cpuSeconds(procs...)-cpu0)/(2*float64(o.bytes)/1e9))
+	res.add("CPU per GB moved (server, provider, visitor)", name, (cpuSeconds(procs...)-cpu0)/(2*float64(o.bytes)/1e9))
 	rtts, err := d.rtt(o.rtts)
 	if err != nil {
-		t.Fatalf("tailscale round trips: %v", err)
+		t.Fatalf("%s p2p round trips: %v", name, err)
 	}
 	p50, _ := percentiles(rtts)
-	res.add("round trip p50 (32 B)", "tailscale", p50)
+	res.add("round trip p50 (32 B)", name, p50)
 }
 
 // matrixKinds are the NAT kinds of section 3, on each side.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -47,8 +48,10 @@ func TestP2PTCPPathRepunch(t *testing.T) {
 	exchange(t, l, "V1", visitorAddr, 1<<20, 0) // on the new TCP path
 	p.visitor.Stop()
 	ended := p.visitor.WaitLog(`p2p session ended.*`, 5*time.Second)[0]
-	if got := field(ended, "tcp_streams"); got != "2" {
-		t.Errorf("%s streams took a TCP path, want 2 (one on each; the one between on QUIC): %s", got, ended)
+	// One stream on each path (the one between on QUIC, unless a loaded machine held it past
+	// the second punch).
+	if got, _ := strconv.Atoi(field(ended, "tcp_streams")); got < 2 {
+		t.Errorf("%d streams took a TCP path, want one on each of the two: %s", got, ended)
 	}
 }
 
