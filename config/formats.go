@@ -218,7 +218,9 @@ func fromJSON(name string, data []byte, pos positions) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	at := func(off int64) (int, int) {
-		o := int(min(off, int64(len(data))))
+		// A key's start is found back from its end by its quoted length, which an invalid
+		// UTF-8 byte (quoted as three) makes longer than the key was written: never before 0.
+		o := int(min(max(off, 0), int64(len(data))))
 		for o < len(data) && strings.IndexByte(" \t\r\n,:", data[o]) >= 0 {
 			o++ // InputOffset is where the last token ended
 		}
