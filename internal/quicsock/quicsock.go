@@ -172,6 +172,16 @@ func (c *Conn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err e
 	return n, oobn, err
 }
 
+// isTransientSendError reports whether a send failed only for the moment (transientErrors).
+func isTransientSendError(err error) bool {
+	for _, e := range transientErrors {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // WriteTo sends through the filter.
 func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)

@@ -2,4 +2,5 @@
 
 package quicsock
 
-func isTransientSendError(error) bool { return false }
+// transientErrors: none known here (see transient_unix.go).
+var transientErrors []error

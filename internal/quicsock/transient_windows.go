@@ -1,20 +1,7 @@
 package quicsock
 
-import (
-	"errors"
+import "golang.org/x/sys/windows"
 
-	"golang.org/x/sys/windows"
-)
-
-// transientErrnos: see transient_unix.go.
-var transientErrnos = []windows.Errno{windows.WSAENETUNREACH, windows.WSAEHOSTUNREACH, windows.WSAENETDOWN,
+// transientErrors: see transient_unix.go.
+var transientErrors = []error{windows.WSAENETUNREACH, windows.WSAEHOSTUNREACH, windows.WSAENETDOWN,
 	windows.WSAEHOSTDOWN, windows.WSAEADDRNOTAVAIL, windows.WSAENOBUFS, windows.WSAEACCES}
-
-func isTransientSendError(err error) bool {
-	for _, e := range transientErrnos {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
