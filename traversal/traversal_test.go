@@ -645,6 +645,9 @@ func TestIPv6BesideSymmetricNATs(t *testing.T) {
 // isolation, a filter) lock the path through the router's hairpin; once the LAN carries, they
 // move to it (a LAN address is worth more at a like round trip) and stay there.
 func TestUpgradeToLAN(t *testing.T) {
+	if testing.Short() {
+		t.Skip("7 s: waits out an upgrade round to see the path stay")
+	}
 	t.Parallel()
 	n := vnet.New()
 	srv := startServer(t, n.Host("203.0.113.1"))
@@ -720,6 +723,9 @@ func TestBetterAddr(t *testing.T) {
 // long its packets go unanswered, not how long it was quiet before (an idle session under
 // another's load once lost its path that way at every QUIC keepalive that met a slow answer).
 func TestIdleSessionSendsAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("8 s of quiet spells")
+	}
 	t.Parallel()
 	_, prov, vis := lab(t, vnet.Easy, vnet.Easy, false)
 	vis.keepalive = 4 * time.Second

@@ -165,6 +165,9 @@ func TestP2PIPv6(t *testing.T) {
 // first); once IPv6 carries, it moves there in the middle of a transfer (IPv6 is preferred at a
 // like round trip: no NAT whose mapping may change), and no byte is lost.
 func TestP2PUpgradeToIPv6(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 5 s transfer across an upgrade")
+	}
 	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy, IPv6: true}, {Name: "V", NAT: natlab.Easy, IPv6: true}}})
 	l.NFT("natV", `table ip6 xblock6 {

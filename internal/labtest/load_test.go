@@ -24,6 +24,9 @@ func startClientEnv(t *testing.T, l *natlab.Lab, host, name, config string) *nat
 // saturated), the other is idle. The idle one keeps its direct path: its keepalives and probes
 // get through the saturated socket.
 func TestP2PIdleSessionUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("12 s of load")
+	}
 	t.Parallel()
 	// The visitor's uplink and downlink: 40 Mbit/s, 10 ms each way, a router's 50 ms queue.
 	shape := wan.Shape{Delay: 10 * time.Millisecond, Rate: 40e6}
@@ -87,6 +90,9 @@ keepTunnelOpen = true
 // addresses, and its session probes from the new network at once: the transfer goes on through
 // the relay while the direct path comes back through the new NAT, and no byte is lost.
 func TestP2PRoaming(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 5 s transfer across a move, then a new TCP path")
+	}
 	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy}, {Name: "W", NAT: natlab.Easy}}})
 	p := startPair(t, l, "P1", "V1", "")

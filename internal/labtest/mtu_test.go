@@ -109,6 +109,9 @@ func TestP2PPathMTU(t *testing.T) {
 // UDP blocked), moves to the direct path when the block is lifted and back to the relay when the
 // direct path dies: each path carries the session's packets, and no byte is lost.
 func TestP2PPathMTUAcrossSwitches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 5 s transfer across three paths")
+	}
 	t.Parallel()
 	l := natlab.New(t, natlab.Config{Sides: []natlab.Side{{Name: "P", NAT: natlab.Easy}, {Name: "V", NAT: natlab.Easy, WAN: mtuLink(1420, true)}}})
 	lift := blockDirect(t, l, "P", "V")
