@@ -504,8 +504,10 @@ func (c *Client) controlQUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: time.Duration(c.cfg.Transport.DialServerTimeout) * time.Second,
 		MaxIdleTimeout:       c.cfg.HeartbeatTimeout(),
-		// The heartbeat keeps the session alive (heartbeat); QUIC's own PING only if it fails.
-		KeepAlivePeriod:            c.cfg.HeartbeatInterval() * 3 / 2,
+		// No QUIC PINGs: the heartbeat sends a keepalive datagram (or a Ping) every interval;
+		// quic-go's would come every min(KeepAlivePeriod, MaxIdleTimeout/2) after the last
+		// packet received, that is more often than the heartbeat's 20 s.
+		KeepAlivePeriod:            0,
 		MaxIncomingStreams:         1 << 16,
 		MaxIncomingUniStreams:      -1,
 		InitialStreamReceiveWindow: 1 << 20,
