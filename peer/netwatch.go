@@ -38,6 +38,9 @@ func currentNet() netState {
 	for _, a := range nat.LocalAddrs(0, false, 32) {
 		st.addrs = append(st.addrs, a.Addr())
 	}
+	if !cheapGateway {
+		return st // found by running a program (route, netstat): not every few seconds
+	}
 	if ip, err := gateway.DiscoverGateway(); err == nil {
 		if a, ok := netip.AddrFromSlice(ip); ok {
 			st.gateway = a.Unmap()

@@ -6,6 +6,9 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// cheapGateway: the default gateway is read from /proc/net/route.
+const cheapGateway = true
+
 // subscribeNet signals notify on every change of the host's addresses, routes and links, from
 // the kernel's netlink notifications (github.com/vishvananda/netlink). stop ends it.
 func subscribeNet(ctx context.Context, notify chan<- struct{}) (stop func()) {
